@@ -1,0 +1,446 @@
+// Codecs: msgpack (checked before unpacking), Python-identical JSON, raw bytes. See codec.hpp.
+#include <duct/codec.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace duct {
+namespace {
+
+std::uint64_t be(const std::byte* p, std::size_t n) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < n; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
+  return v;
+}
+
+[[noreturn]] void bad(const std::string& why) { throw codec_error("malformed msgpack payload: " + why); }
+
+// ---- UTF-8 ---------------------------------------------------------------------------------------------------------
+
+// Decodes one code point at s[i], advancing i. Invalid sequences give U+FFFD and advance by the maximal invalid
+// prefix, the way Python's errors="replace" does.
+char32_t next_code_point(std::string_view s, std::size_t& i) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char b0 = byte(i);
+  if (b0 < 0x80) {
+    ++i;
+    return b0;
+  }
+  std::size_t need;
+  char32_t cp;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (b0 >= 0xc2 && b0 <= 0xdf) {
+    need = 1;
+    cp = b0 & 0x1f;
+  } else if (b0 >= 0xe0 && b0 <= 0xef) {
+    need = 2;
+    cp = b0 & 0x0f;
+    if (b0 == 0xe0) lo = 0xa0;
+    if (b0 == 0xed) hi = 0x9f;
+  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+    need = 3;
+    cp = b0 & 0x07;
+    if (b0 == 0xf0) lo = 0x90;
+    if (b0 == 0xf4) hi = 0x8f;
+  } else {
+    ++i;
+    return 0xfffd;
+  }
+  std::size_t k = i + 1;
+  for (std::size_t n = 0; n < need; ++n, ++k) {
+    if (k >= s.size() || byte(k) < lo || byte(k) > hi) {
+      i = k;
+      return 0xfffd;
+    }
+    cp = (cp << 6) | (byte(k) & 0x3f);
+    lo = 0x80;
+    hi = 0xbf;
+  }
+  i = k;
+  return cp;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xc0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3f));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xe0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (cp & 0x3f));
+  } else {
+    out += static_cast<char>(0xf0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (cp & 0x3f));
+  }
+}
+
+// ---- JSON writing, as Python's json.dumps ----------------------------------------------------------------------------
+
+void append_u_escape(std::string& out, unsigned unit) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "\\u%04x", unit & 0xffffu);
+  out += buf;
+}
+
+void write_json_string(std::string_view s, std::string& out) {
+  out += '"';
+  for (std::size_t i = 0; i < s.size();) {
+    char32_t cp = next_code_point(s, i);
+    switch (cp) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) {
+          append_u_escape(out, static_cast<unsigned>(cp));
+        } else if (cp >= 0x10000) {
+          char32_t v = cp - 0x10000;
+          append_u_escape(out, static_cast<unsigned>(0xd800 + (v >> 10)));
+          append_u_escape(out, static_cast<unsigned>(0xdc00 + (v & 0x3ff)));
+        } else {
+          out += static_cast<char>(cp);
+        }
+    }
+  }
+  out += '"';
+}
+
+// repr(float) in Python: shortest round-trip digits, fixed notation for exponents in [-4, 16), else d.ddde+XX.
+void write_python_float(double d, std::string& out) {
+  if (std::isnan(d)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(d)) {
+    out += d < 0 ? "-Infinity" : "Infinity";
+    return;
+  }
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  std::string_view sci(buf, static_cast<std::size_t>(res.ptr - buf));
+  bool negative = sci.front() == '-';
+  if (negative) sci.remove_prefix(1);
+  std::size_t e_pos = sci.find('e');
+  std::string digits;
+  for (char c : sci.substr(0, e_pos))
+    if (c != '.') digits += c;
+  int exponent = std::atoi(std::string(sci.substr(e_pos + 1)).c_str());
+  if (negative) out += '-';
+  if (exponent >= -4 && exponent < 16) {
+    if (exponent < 0) {
+      out += "0.";
+      out.append(static_cast<std::size_t>(-exponent - 1), '0');
+      out += digits;
+    } else {
+      auto int_len = static_cast<std::size_t>(exponent) + 1;
+      if (digits.size() <= int_len) {
+        out += digits;
+        out.append(int_len - digits.size(), '0');
+        out += ".0";
+      } else {
+        out.append(digits, 0, int_len);
+        out += '.';
+        out.append(digits, int_len);
+      }
+    }
+  } else {
+    out += digits[0];
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1);
+    }
+    char exp_buf[16];
+    std::snprintf(exp_buf, sizeof exp_buf, "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+    out += exp_buf;
+  }
+}
+
+void write_hex(const char* p, std::size_t n, std::string& out) {
+  static constexpr char digits[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < n; ++i) {
+    auto b = static_cast<unsigned char>(p[i]);
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+}
+
+void write_key(const msgpack::object& k, std::string& out) {
+  switch (k.type) {
+    case msgpack::type::STR: write_json_string({k.via.str.ptr, k.via.str.size}, out); return;
+    case msgpack::type::POSITIVE_INTEGER: out += '"' + std::to_string(k.via.u64) + '"'; return;
+    case msgpack::type::NEGATIVE_INTEGER: out += '"' + std::to_string(k.via.i64) + '"'; return;
+    case msgpack::type::BOOLEAN: out += k.via.boolean ? "\"true\"" : "\"false\""; return;
+    case msgpack::type::NIL: out += "\"null\""; return;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      out += '"';
+      write_python_float(k.via.f64, out);
+      out += '"';
+      return;
+    default: throw codec_error("JSON cannot carry a map key of msgpack type " + value::type_name(k));
+  }
+}
+
+void write_json_at(const msgpack::object& o, std::string& out, bool bin_as_object, int depth) {
+  if (depth > 512) throw codec_error("value nested too deeply for JSON");
+  switch (o.type) {
+    case msgpack::type::NIL: out += "null"; break;
+    case msgpack::type::BOOLEAN: out += o.via.boolean ? "true" : "false"; break;
+    case msgpack::type::POSITIVE_INTEGER: out += std::to_string(o.via.u64); break;
+    case msgpack::type::NEGATIVE_INTEGER: out += std::to_string(o.via.i64); break;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: write_python_float(o.via.f64, out); break;
+    case msgpack::type::STR: write_json_string({o.via.str.ptr, o.via.str.size}, out); break;
+    case msgpack::type::BIN:
+      if (!bin_as_object) throw codec_error("JSON cannot carry bytes (msgpack bin); send a string or use msgpack");
+      out += "{\"$bin\": \"";
+      write_hex(o.via.bin.ptr, o.via.bin.size, out);
+      out += "\"}";
+      break;
+    case msgpack::type::ARRAY:
+      out += '[';
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+        if (i) out += ", ";
+        write_json_at(o.via.array.ptr[i], out, bin_as_object, depth + 1);
+      }
+      out += ']';
+      break;
+    case msgpack::type::MAP:
+      out += '{';
+      for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+        if (i) out += ", ";
+        write_key(o.via.map.ptr[i].key, out);
+        out += ": ";
+        write_json_at(o.via.map.ptr[i].val, out, bin_as_object, depth + 1);
+      }
+      out += '}';
+      break;
+    case msgpack::type::EXT: throw codec_error("JSON cannot carry a msgpack ext value");
+  }
+}
+
+// ---- JSON reading --------------------------------------------------------------------------------------------------
+
+// Replaces invalid UTF-8 as Python's decode(errors="replace") would and bounds nesting, so the parser below never
+// recurses deeper than `max_depth`.
+std::string sanitize_json_text(std::string_view in, std::size_t max_depth) {
+  std::string out;
+  out.reserve(in.size());
+  std::size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (std::size_t i = 0; i < in.size();) {
+    auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x80) {
+      append_utf8(out, next_code_point(in, i));
+      continue;
+    }
+    ++i;
+    out += static_cast<char>(c);
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) throw codec_error("JSON payload nested deeper than " + std::to_string(max_depth));
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return out;
+}
+
+value unpack_checked(const char* data, std::size_t size, const decode_limits& limits) {
+  check_msgpack(std::as_bytes(std::span(data, size)), limits);
+  msgpack::unpack_limit lim(size, size, size, size, size, limits.max_depth);
+  return value(msgpack::unpack(data, size, nullptr, nullptr, lim));
+}
+
+}  // namespace
+
+std::string_view to_string(codec c) noexcept {
+  switch (c) {
+    case codec::msgpack: return "msgpack";
+    case codec::json: return "json";
+    case codec::raw: return "raw";
+  }
+  return "?";
+}
+
+std::string value::type_name(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL: return "nil";
+    case msgpack::type::BOOLEAN: return "bool";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: return "int";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return "float";
+    case msgpack::type::STR: return "str";
+    case msgpack::type::BIN: return "bin";
+    case msgpack::type::ARRAY: return "array";
+    case msgpack::type::MAP: return "map";
+    case msgpack::type::EXT: return "ext";
+  }
+  return "unknown";
+}
+
+std::string value::to_json() const {
+  std::string out;
+  write_json(handle_.get(), out, true);
+  return out;
+}
+
+void write_json(const msgpack::object& o, std::string& out, bool bin_as_object) {
+  write_json_at(o, out, bin_as_object, 0);
+}
+
+void check_msgpack(std::span<const std::byte> bytes, const decode_limits& limits) {
+  constexpr std::size_t hard_depth = 1024;
+  std::size_t max_depth = limits.max_depth < hard_depth ? limits.max_depth : hard_depth;
+  std::uint64_t pending[hard_depth + 1];  // values still to read at each nesting level
+  std::size_t depth = 0;
+  pending[0] = 1;
+  std::size_t pos = 0;
+  const std::size_t n = bytes.size();
+  auto need = [&](std::uint64_t count) {
+    if (count > n - pos)
+      bad("value at offset " + std::to_string(pos) + " needs " + std::to_string(count) + " bytes, " +
+          std::to_string(n - pos) + " remain");
+  };
+  for (;;) {
+    while (pending[depth] == 0) {
+      if (depth == 0) {
+        if (pos != n) bad(std::to_string(n - pos) + " trailing bytes after the value");
+        return;
+      }
+      --depth;
+    }
+    --pending[depth];
+    need(1);
+    auto tag = std::to_integer<unsigned>(bytes[pos++]);
+    std::uint64_t skip = 0, children = 0;
+    if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3) {
+      // fixint, nil, bool: nothing follows
+    } else if (tag <= 0x8f) {
+      children = 2 * (tag & 0x0f);
+    } else if (tag <= 0x9f) {
+      children = tag & 0x0f;
+    } else if (tag <= 0xbf) {
+      skip = tag & 0x1f;
+    } else if (tag == 0xc1) {
+      bad("reserved byte 0xc1 at offset " + std::to_string(pos - 1));
+    } else {
+      auto sized = [&](std::size_t len_bytes, std::uint64_t extra) {
+        need(len_bytes);
+        skip = be(&bytes[pos], len_bytes) + extra;
+        pos += len_bytes;
+      };
+      auto counted = [&](std::size_t len_bytes, std::uint64_t per) {
+        need(len_bytes);
+        children = be(&bytes[pos], len_bytes) * per;
+        pos += len_bytes;
+      };
+      switch (tag) {
+        case 0xc4: sized(1, 0); break;   // bin8
+        case 0xc5: sized(2, 0); break;   // bin16
+        case 0xc6: sized(4, 0); break;   // bin32
+        case 0xc7: sized(1, 1); break;   // ext8: type byte follows the length
+        case 0xc8: sized(2, 1); break;   // ext16
+        case 0xc9: sized(4, 1); break;   // ext32
+        case 0xca: skip = 4; break;      // float32
+        case 0xcb: skip = 8; break;      // float64
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xce: case 0xd2: skip = 4; break;
+        case 0xcf: case 0xd3: skip = 8; break;
+        case 0xd4: skip = 2; break;      // fixext1..16: type byte + data
+        case 0xd5: skip = 3; break;
+        case 0xd6: skip = 5; break;
+        case 0xd7: skip = 9; break;
+        case 0xd8: skip = 17; break;
+        case 0xd9: sized(1, 0); break;   // str8
+        case 0xda: sized(2, 0); break;   // str16
+        case 0xdb: sized(4, 0); break;   // str32
+        case 0xdc: counted(2, 1); break; // array16
+        case 0xdd: counted(4, 1); break; // array32
+        case 0xde: counted(2, 2); break; // map16
+        case 0xdf: counted(4, 2); break; // map32
+        default: bad("unexpected byte at offset " + std::to_string(pos - 1));
+      }
+    }
+    need(skip);
+    pos += skip;
+    if (children != 0) {
+      if (children > n - pos)
+        bad("container at offset " + std::to_string(pos) + " claims " + std::to_string(children) +
+            " elements but only " + std::to_string(n - pos) + " bytes remain");
+      if (depth + 1 > max_depth) bad("nested deeper than " + std::to_string(max_depth));
+      pending[++depth] = children;
+    }
+  }
+}
+
+value decode(codec c, std::span<const std::byte> payload, const decode_limits& limits) {
+  const char* data = reinterpret_cast<const char*>(payload.data());
+  try {
+    switch (c) {
+      case codec::msgpack: return unpack_checked(data, payload.size(), limits);
+      case codec::json: {
+        if (payload.empty()) throw codec_error("empty payload is not JSON");
+        std::string text = sanitize_json_text({data, payload.size()}, limits.max_depth);
+        nlohmann::json j = nlohmann::json::parse(text);
+        std::vector<std::uint8_t> packed = nlohmann::json::to_msgpack(j);
+        return unpack_checked(reinterpret_cast<const char*>(packed.data()), packed.size(), limits);
+      }
+      case codec::raw: {
+        if (payload.size() > 0xffffffffu) throw codec_error("raw payload too large for a msgpack bin");
+        auto zone = std::make_unique<msgpack::zone>();
+        char* copy = static_cast<char*>(zone->allocate_align(payload.size() ? payload.size() : 1));
+        if (!payload.empty()) std::memcpy(copy, data, payload.size());
+        msgpack::object o;
+        o.type = msgpack::type::BIN;
+        o.via.bin.size = static_cast<std::uint32_t>(payload.size());
+        o.via.bin.ptr = copy;
+        return value(msgpack::object_handle(o, std::move(zone)));
+      }
+    }
+  } catch (const codec_error& e) {
+    throw codec_error(std::string(to_string(c)) + " codec: " + e.what(), buffer(payload));
+  } catch (const nlohmann::json::exception& e) {
+    throw codec_error(std::string("json codec: payload is not JSON: ") + e.what(), buffer(payload));
+  } catch (const msgpack::unpack_error& e) {
+    throw codec_error(std::string("msgpack codec: ") + e.what(), buffer(payload));
+  }
+  throw codec_error("unknown codec");
+}
+
+buffer encode(codec c, std::span<const std::byte> packed) {
+  if (c == codec::msgpack) return buffer(packed);
+  msgpack::object_handle h =
+      msgpack::unpack(reinterpret_cast<const char*>(packed.data()), packed.size());
+  const msgpack::object& o = h.get();
+  if (c == codec::raw) {
+    if (o.type == msgpack::type::STR) return buffer(std::string_view(o.via.str.ptr, o.via.str.size));
+    if (o.type == msgpack::type::BIN) return buffer(std::string_view(o.via.bin.ptr, o.via.bin.size));
+    throw codec_error("raw codec carries only strings and bytes, not msgpack " + value::type_name(o));
+  }
+  std::string text;
+  write_json(o, text, false);
+  return buffer(std::string_view(text));
+}
+
+}  // namespace duct
