@@ -1,6 +1,6 @@
 # Project code builds warning-clean; dependencies' headers come in as SYSTEM through their imported targets.
 function(ductrpc_strict target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion -Wno-missing-field-initializers
                          $<$<BOOL:${DUCTRPC_WERROR}>:-Werror>)
 endfunction()
 

@@ -12,10 +12,10 @@
 namespace duct {
 
 namespace detail {
-msgpack::sbuffer& pack_buffer() {
-  thread_local msgpack::sbuffer sb(256);
+pack_buffer& scratch() {
+  thread_local pack_buffer sb(256);
   // Do not keep the memory of an unusually large earlier value for the life of the thread.
-  if (sb.size() > (std::size_t{1} << 20)) sb = msgpack::sbuffer(256);
+  if (sb.size() > (std::size_t{1} << 20)) sb = pack_buffer(256);
   return sb;
 }
 }  // namespace detail
@@ -147,8 +147,9 @@ bool connection::state::read_frame(payload_sink& sink, std::uint64_t limit, cons
   const auto size = static_cast<std::size_t>(h->payload_size);
   const std::size_t have = rend - rpos;
   if (size <= have) {
-    sink.whole({rbuf.get() + rpos, size});
-    rpos += size;
+    std::span<const std::byte> payload(rbuf.get() + rpos, size);
+    rpos += size;  // consumed even if the sink cannot decode it: the stream stays in step
+    sink.whole(payload);
     return true;
   }
   std::span<std::byte> dest = sink.room(size);

@@ -8,6 +8,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <duct/error.hpp>
 
@@ -26,12 +29,26 @@ sockaddr_un make_sockaddr(const std::string& path) {
   return sa;
 }
 
-// Whether something accepts connections at `path` right now.
-bool someone_listens(const sockaddr_un& sa) {
-  io::fd_owner probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (probe.get() < 0) return true;  // cannot tell: do not remove anything
-  int r = ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
-  return r == 0 || errno == EAGAIN || errno == EINPROGRESS;
+// Whether a socket bound at `path` is listening right now. Asked of /proc/net/unix rather than by connecting, since
+// a probe connection would land in the live listener's queue as a phantom child. If we cannot tell, assume it is.
+bool someone_listens(const std::string& path) {
+  std::ifstream table("/proc/net/unix");
+  if (!table) return true;
+  std::string absolute = path;
+  if (!path.starts_with('/')) {
+    std::error_code ec;
+    absolute = (std::filesystem::current_path(ec) / path).string();
+  }
+  constexpr unsigned long accepting = 0x10000;  // __SO_ACCEPTCON: the socket listens
+  std::string line;
+  std::getline(table, line);  // header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string num, refcount, protocol, flags, type, state, inode, bound;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode >> bound)) continue;
+    if ((bound == path || bound == absolute) && (std::stoul(flags, nullptr, 16) & accepting)) return true;
+  }
+  return false;
 }
 
 std::string make_private_dir() {
@@ -61,7 +78,7 @@ bound_socket unix_listen(const address& a, int backlog) {
       int err = errno;
       // A socket file left by a listener that died is replaced; a live one is an error.
       struct stat st{};
-      if (err == EADDRINUSE && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && !someone_listens(sa)) {
+      if (err == EADDRINUSE && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && !someone_listens(path)) {
         ::unlink(path.c_str());
         if (::bind(b.fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) < 0) err = errno;
         else err = 0;

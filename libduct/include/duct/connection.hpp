@@ -31,6 +31,7 @@
 #include <duct/codec.hpp>
 #include <duct/error.hpp>
 #include <duct/frame.hpp>
+#include <duct/msgpack.hpp>
 
 namespace duct {
 
@@ -171,12 +172,12 @@ std::pair<connection, connection> pair(bool duplex = true, const options& opts =
 
 namespace detail {
 /// A per-thread scratch buffer for packing values before they are framed.
-msgpack::sbuffer& pack_buffer();
+pack_buffer& scratch();
 }  // namespace detail
 
 template <class T>
 void connection::send(const T& value, timeout t) {
-  msgpack::sbuffer& sb = detail::pack_buffer();
+  pack_buffer& sb = detail::scratch();
   sb.clear();
   msgpack::pack(sb, value);
   send_packed(std::as_bytes(std::span(sb.data(), sb.size())), t);

@@ -34,7 +34,7 @@ class corked_writer {
   /// Queues one value through the duct's codec.
   template <class T>
   void send(const T& value) {
-    msgpack::sbuffer& sb = detail::pack_buffer();
+    pack_buffer& sb = detail::scratch();
     sb.clear();
     msgpack::pack(sb, value);
     send_packed(std::as_bytes(std::span(sb.data(), sb.size())));

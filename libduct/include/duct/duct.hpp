@@ -13,4 +13,5 @@
 #include <duct/error.hpp>
 #include <duct/frame.hpp>
 #include <duct/listener.hpp>
+#include <duct/msgpack.hpp>
 #include <duct/spawn.hpp>

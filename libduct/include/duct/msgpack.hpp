@@ -1,0 +1,52 @@
+// Packing msgpack the way Python and node peers read it.
+//
+// msgpack-cxx 4 packs a double with an integral value (2.0, -0.0, 1e16) as an integer, so a Python peer gets an
+// int where we sent a float. Everything libduct packs goes into a duct::pack_buffer, whose packer writes float64
+// and float32 values as floats, always. Use it for your own packing too when the bytes go to such a peer:
+//
+//   duct::pack_buffer out;
+//   msgpack::pack(out, 2.0);   // cb 40 00 00 00 00 00 00 00, not 02
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include <msgpack.hpp>
+
+namespace duct {
+
+/// A growable byte buffer for packing; see above for why it is its own type.
+class pack_buffer : public msgpack::sbuffer {
+ public:
+  explicit pack_buffer(std::size_t initial_size = MSGPACK_SBUFFER_INIT_SIZE) : msgpack::sbuffer(initial_size) {}
+};
+
+}  // namespace duct
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(v1) {
+
+template <>
+inline packer<duct::pack_buffer>& packer<duct::pack_buffer>::pack_double(double d) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  char buf[9];
+  buf[0] = static_cast<char>(0xcbu);
+  _msgpack_store64(&buf[1], bits);
+  append_buffer(buf, 9);
+  return *this;
+}
+
+template <>
+inline packer<duct::pack_buffer>& packer<duct::pack_buffer>::pack_float(float d) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  char buf[5];
+  buf[0] = static_cast<char>(0xcau);
+  _msgpack_store32(&buf[1], bits);
+  append_buffer(buf, 5);
+  return *this;
+}
+
+}  // MSGPACK_API_VERSION_NAMESPACE(v1)
+}  // namespace msgpack

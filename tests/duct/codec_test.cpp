@@ -1,0 +1,167 @@
+// Codecs: Python-identical JSON, checked msgpack, raw bytes, user types.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include <duct/codec.hpp>
+#include <duct/msgpack.hpp>
+
+#include "support.hpp"
+
+namespace {
+
+duct::buffer packed(const auto& v) {
+  duct::pack_buffer sb;
+  msgpack::pack(sb, v);
+  return duct::buffer(std::as_bytes(std::span(sb.data(), sb.size())));
+}
+
+std::string json_of(const auto& v) { return std::string(duct::encode(duct::codec::json, packed(v).span()).view()); }
+
+duct::value decode_hex(duct::codec c, std::string_view hex) { return duct::decode(c, test::unhex(hex).span()); }
+
+struct point {
+  int x = 0;
+  std::string label;
+  MSGPACK_DEFINE(x, label)
+};
+
+}  // namespace
+
+TEST_CASE("JSON is written exactly as Python's json.dumps writes it", "[codec][json]") {
+  CHECK(json_of(std::make_tuple(std::string("hello world"), 42)) == R"(["hello world", 42])");
+  CHECK(json_of(std::map<std::string, std::string>{{"k", "v"}}) == R"({"k": "v"})");
+  CHECK(json_of(std::string("\xc3\xa9")) == R"("\u00e9")");
+  CHECK(json_of(std::string("\xf0\x9f\x98\x80")) == R"("\ud83d\ude00")");
+  CHECK(json_of(std::string("a\"b\\c\n\t\x01")) == R"("a\"b\\c\n\t\u0001")");
+  CHECK(json_of(std::string("\x7f")) == R"("\u007f")");
+  CHECK(json_of(msgpack::type::nil_t()) == "null");
+  CHECK(json_of(std::vector<int>{}) == "[]");
+  CHECK(json_of(std::string()) == R"("")");
+  CHECK(json_of(-3) == "-3");
+  CHECK(json_of(18446744073709551615ull) == "18446744073709551615");
+}
+
+TEST_CASE("floats are written as Python's repr writes them", "[codec][json]") {
+  CHECK(json_of(2.5) == "2.5");
+  CHECK(json_of(100.0) == "100.0");
+  CHECK(json_of(1e5) == "100000.0");
+  CHECK(json_of(1e16) == "1e+16");
+  CHECK(json_of(1.5e-5) == "1.5e-05");
+  CHECK(json_of(0.0001) == "0.0001");
+  CHECK(json_of(3.14159) == "3.14159");
+  CHECK(json_of(0.1) == "0.1");
+  CHECK(json_of(-0.0) == "-0.0");
+  CHECK(json_of(1099511627776.0) == "1099511627776.0");
+  CHECK(json_of(123456789012345678.0) == "1.2345678901234568e+17");
+  CHECK(json_of(std::numeric_limits<double>::infinity()) == "Infinity");
+  CHECK(json_of(std::nan("")) == "NaN");
+}
+
+TEST_CASE("JSON map keys follow Python's conversions", "[codec][json]") {
+  CHECK(json_of(std::map<int, int>{{1, 2}}) == R"({"1": 2})");
+  CHECK_THROWS_AS(json_of(std::map<std::vector<int>, int>{{{1}, 2}}), duct::codec_error);
+}
+
+TEST_CASE("JSON cannot carry bytes: a clear error", "[codec][json]") {
+  CHECK_THROWS_WITH(json_of(std::vector<char>{'a'}), Catch::Contains("bytes"));
+}
+
+TEST_CASE("JSON payloads decode, invalid UTF-8 replaced as Python does", "[codec][json]") {
+  auto v = duct::decode(duct::codec::json, duct::buffer(std::string_view(R"({"a": [1, 2.5, null, true, "\u00e9"]})")).span());
+  CHECK(v.to_json() == R"({"a": [1, 2.5, null, true, "\u00e9"]})");
+  CHECK(decode_hex(duct::codec::json, "22ff22").as<std::string>() == "\xef\xbf\xbd");
+  CHECK(decode_hex(duct::codec::json, "22c3a922").as<std::string>() == "\xc3\xa9");
+}
+
+TEST_CASE("bad JSON is a codec error that keeps the payload", "[codec][json]") {
+  try {
+    decode_hex(duct::codec::json, "616263");
+    FAIL("no exception");
+  } catch (const duct::codec_error& e) {
+    CHECK(e.payload().view() == "abc");
+    CHECK_THAT(e.what(), Catch::Contains("json"));
+  }
+  CHECK_THROWS_AS(decode_hex(duct::codec::json, ""), duct::codec_error);
+  CHECK_THROWS_AS(decode_hex(duct::codec::json, "312032"), duct::codec_error);  // "1 2": trailing data
+}
+
+TEST_CASE("deeply nested JSON is refused before parsing", "[codec][json]") {
+  std::string deep(100000, '[');
+  CHECK_THROWS_WITH(duct::decode(duct::codec::json, duct::buffer(std::string_view(deep)).span()),
+                    Catch::Contains("nested deeper"));
+}
+
+TEST_CASE("msgpack round-trips user types", "[codec][msgpack]") {
+  point p{7, "seven"};
+  duct::value v = duct::decode(duct::codec::msgpack, packed(p).span());
+  auto back = v.as<point>();
+  CHECK(back.x == 7);
+  CHECK(back.label == "seven");
+  CHECK(v.to_json() == R"([7, "seven"])");
+}
+
+TEST_CASE("asking a value for the wrong type is a type_error", "[codec]") {
+  duct::value v = duct::decode(duct::codec::msgpack, packed(std::string("x")).span());
+  CHECK_THROWS_WITH(v.as<int>(), Catch::Contains("str"));
+}
+
+TEST_CASE("a msgpack container claiming more elements than bytes is refused without allocating", "[codec][limits]") {
+  test::reset_largest_allocation();
+  // array32 claiming 4294967295 elements, then nothing
+  CHECK_THROWS_WITH(decode_hex(duct::codec::msgpack, "ddffffffff"), Catch::Contains("claims 4294967295 elements"));
+  CHECK(test::largest_allocation() < 4096);
+  // map16 claiming 2 pairs with one byte left
+  CHECK_THROWS_AS(decode_hex(duct::codec::msgpack, "de000201"), duct::codec_error);
+  // str32 claiming 4 GiB
+  CHECK_THROWS_AS(decode_hex(duct::codec::msgpack, "dbffffffff41"), duct::codec_error);
+  CHECK(test::largest_allocation() < 4096);
+}
+
+TEST_CASE("malformed msgpack is named precisely", "[codec][limits]") {
+  CHECK_THROWS_WITH(decode_hex(duct::codec::msgpack, "c1"), Catch::Contains("0xc1"));
+  CHECK_THROWS_WITH(decode_hex(duct::codec::msgpack, "0102"), Catch::Contains("trailing"));
+  CHECK_THROWS_WITH(decode_hex(duct::codec::msgpack, "cd01"), Catch::Contains("needs 2 bytes"));
+  CHECK_THROWS_AS(decode_hex(duct::codec::msgpack, ""), duct::codec_error);
+  std::string deep(300, '\x91');
+  deep += '\x01';
+  CHECK_THROWS_WITH(duct::decode(duct::codec::msgpack, duct::buffer(std::string_view(deep)).span()),
+                    Catch::Contains("nested deeper than 256"));
+}
+
+TEST_CASE("check_msgpack accepts every kind of value", "[codec][msgpack]") {
+  // nil, bools, ints of every width, floats, str8/16, bin8, ext, fixext, nested map and array
+  for (const char* hex : {"c0", "c2", "c3", "7f", "e0", "cc80", "cd0100", "ce00010000", "cf0000000100000000",
+                          "d080", "d1ff00", "d2ffff0000", "d3ffffffff00000000", "ca3f800000", "cb3ff0000000000000",
+                          "a3616263", "d903616263", "da0003616263", "c403010203", "c7020101 02", "d40101",
+                          "d80100000000000000000000000000000000", "82a16101a16292c0c3", "dc0002c0c0",
+                          "de0001a161c0"}) {
+    std::string h = hex;
+    h.erase(std::remove(h.begin(), h.end(), ' '), h.end());
+    CAPTURE(h);
+    CHECK_NOTHROW(duct::check_msgpack(test::unhex(h).span()));
+  }
+}
+
+TEST_CASE("the raw codec carries bytes untouched", "[codec][raw]") {
+  CHECK(duct::encode(duct::codec::raw, packed(std::string("abc")).span()).view() == "abc");
+  CHECK(duct::encode(duct::codec::raw, packed(std::vector<char>{'\0', 'x'}).span()).view() == std::string_view("\0x", 2));
+  CHECK_THROWS_AS(duct::encode(duct::codec::raw, packed(42).span()), duct::codec_error);
+  duct::value v = decode_hex(duct::codec::raw, "00ff");
+  REQUIRE(v.get().type == msgpack::type::BIN);
+  CHECK(v.get().via.bin.size == 2);
+  CHECK(decode_hex(duct::codec::raw, "").get().via.bin.size == 0);
+}
+
+TEST_CASE("floats stay floats on the wire, unlike msgpack-cxx's default packer", "[codec][msgpack]") {
+  CHECK(test::hex(packed(2.0)) == "cb4000000000000000");
+  CHECK(test::hex(packed(-0.0)) == "cb8000000000000000");
+  CHECK(test::hex(packed(1099511627776.0)) == "cb4270000000000000");
+  CHECK(test::hex(packed(1.0f)) == "ca3f800000");
+  CHECK(test::hex(packed(2)) == "02");
+  // A decoded float object re-packs as a float too.
+  duct::value v = duct::decode(duct::codec::msgpack, packed(3.0).span());
+  CHECK(test::hex(packed(v.get())) == "cb4008000000000000");
+}

@@ -1,0 +1,13 @@
+#!/bin/sh
+# Installs the build tree into a private prefix, then configures, builds and runs a consumer project against it.
+set -eu
+build=$1
+consumer=$2
+work=$(mktemp -d "${TMPDIR:-/tmp}/ductrpc-install-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+cmake -S "$consumer" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/build" >/dev/null
+out=$("$work/build/consumer")
+[ "$out" = "consumer got [1, 2, 3]" ] || { echo "unexpected output: $out" >&2; exit 1; }
+echo "$out"

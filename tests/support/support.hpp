@@ -1,0 +1,58 @@
+// Helpers shared by the Catch2 suites: hex, captured vectors, optional peers, allocation tracking.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <duct/buffer.hpp>
+
+namespace test {
+
+/// Lowercase hex of `bytes`, and back.
+std::string hex(std::span<const std::byte> bytes);
+inline std::string hex(const duct::buffer& b) { return hex(b.span()); }
+duct::buffer unhex(std::string_view text);
+
+/// The lines of tests/vectors/NAME (JSON Lines), each parsed.
+std::vector<nlohmann::json> load_vectors(std::string_view name);
+
+/// Path of the duct-test-peer helper program.
+std::string peer_program();
+/// Path of a Python helper script in tests/duct/peers.
+std::string peer_script(std::string_view name);
+
+/// Path of python3, or empty. When empty, `require_python()` skips the test loudly (exit code 77, which ctest reports
+/// as skipped), except under CI=true, where a missing peer is a failure.
+std::string python3();
+void require_python();
+
+/// A fresh private directory for the test's socket files, removed with everything in it on destruction.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  [[nodiscard]] std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
+
+/// Waits (bounded, by looking, not by sleeping a fixed time) until the thread whose id `tid` publishes is asleep in
+/// the kernel, i.e. blocked in the call the test wants to interrupt. Throws after 10 s.
+void wait_until_sleeping(const std::atomic<int>& tid);
+
+/// Largest single heap allocation since the last reset, across all threads (global operator new is replaced in the
+/// test binary to count it).
+void note_allocation(std::size_t n);
+std::size_t largest_allocation();
+void reset_largest_allocation();
+
+}  // namespace test
