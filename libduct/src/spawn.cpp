@@ -42,13 +42,18 @@ child::child(child&& o) noexcept
 
 child& child::operator=(child&& o) noexcept {
   if (this != &o) {
-    this->~child();
-    new (this) child(std::move(o));
+    release();
+    duct_ = std::move(o.duct_);
+    pid_ = std::exchange(o.pid_, -1);
+    pidfd_ = std::exchange(o.pidfd_, -1);
+    status_ = o.status_;
   }
   return *this;
 }
 
-child::~child() {
+child::~child() { release(); }
+
+void child::release() noexcept {
   duct_.close();
   if (pid_ > 0 && !status_) {
     int st = 0;

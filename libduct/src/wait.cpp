@@ -14,18 +14,19 @@ std::vector<connection*> wait(std::span<connection* const> ducts, timeout t) {
   io::deadline d(t);
   std::vector<connection*> ready;
   std::vector<pollfd> fds;
-  std::vector<connection*> polled;
   for (;;) {
     ready.clear();
     fds.clear();
-    polled.clear();
     for (connection* c : ducts) {
       if (c == nullptr || c->closed() || !c->readable()) continue;
-      if (c->poll(timeout{0})) {
-        ready.push_back(c);
-      } else {
-        fds.push_back({c->fileno(), POLLIN, 0});
-        polled.push_back(c);
+      try {
+        if (c->poll(timeout{0})) {
+          ready.push_back(c);
+        } else {
+          fds.push_back({c->fileno(), POLLIN, 0});
+        }
+      } catch (const closed_error&) {
+        // closed by another thread since the check above: skipped, like any closed duct
       }
     }
     if (!ready.empty() || fds.empty()) return ready;

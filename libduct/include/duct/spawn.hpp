@@ -49,6 +49,7 @@ class child {
 
  private:
   friend child spawn(const std::vector<std::string>& argv, const options& opts);
+  void release() noexcept;
   connection duct_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
