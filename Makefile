@@ -30,10 +30,12 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 
 check: test test-asan
 
-demo: build
+demo: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target duct-demo
 	$(BUILD)/libduct/examples/duct-demo
 
-bench: build
+bench: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target duct-bench
 	$(BUILD)/bench/duct-bench --json bench/results/duct.json
 
 install: build

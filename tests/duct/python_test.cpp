@@ -1,7 +1,6 @@
 // Live peers from Python's standard library: multiprocessing.connection, and the ductworks framing with JSON.
 #include <catch2/catch.hpp>
 
-#include <openssl/sha.h>
 
 #include <duct/duct.hpp>
 
@@ -19,12 +18,6 @@ duct::child python(const std::vector<std::string>& args) {
   return duct::spawn(argv, mp);  // the control duct speaks multiprocessing framing, which Connection(fd) reads
 }
 
-std::string sha256_hex(std::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return test::hex(std::as_bytes(std::span(digest)));
-}
-
 void talk_to_python_listener(const std::optional<std::string>& key) {
   std::vector<std::string> args{test::peer_script("mp_peer.py"), "listen"};
   if (key) args.push_back(*key);
@@ -38,7 +31,7 @@ void talk_to_python_listener(const std::optional<std::string>& key) {
   std::string big(3 << 20, '\0');
   for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
   c.send_bytes(big);
-  CHECK(c.recv_bytes(20s).view() == sha256_hex(big));
+  CHECK(c.recv_bytes(20s).view() == test::sha256_hex(big));
   CHECK(peer.duct().recv_bytes(20s).view() == "ok");
   CHECK(peer.wait() == 0);
 }

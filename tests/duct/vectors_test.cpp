@@ -1,7 +1,6 @@
 // The captured ductworks and multiprocessing frames: what we send is byte-identical; what they send we read as they do.
 #include <catch2/catch.hpp>
 
-#include <openssl/sha.h>
 #include <sys/socket.h>
 
 #include <thread>
@@ -21,12 +20,6 @@ std::string drain_hex(duct::connection& from, duct::connection& to) {
   char buf[65536];
   for (ssize_t n; (n = ::recv(to.fileno(), buf, sizeof buf, 0)) > 0;) all.append(buf, static_cast<std::size_t>(n));
   return test::hex(std::as_bytes(std::span(all.data(), all.size())));
-}
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return test::hex(std::as_bytes(std::span(digest)));
 }
 
 // What ductworks' recv() produced, in our terms.
@@ -104,7 +97,7 @@ TEST_CASE("ductworks frames: a 200 KiB string matches header, digest and ends", 
     std::string payload(line["payload_len"].get<std::size_t>(), '\0');
     REQUIRE(::recv(b.fileno(), payload.data(), payload.size(), MSG_WAITALL) == static_cast<ssize_t>(payload.size()));
     sender.join();
-    CHECK(sha256_hex(payload) == line["payload_sha256"].get<std::string>());
+    CHECK(test::sha256_hex(payload) == line["payload_sha256"].get<std::string>());
     CHECK(test::hex(std::as_bytes(std::span(payload.data(), 16))) == line["payload_prefix_hex"].get<std::string>());
   }
 }

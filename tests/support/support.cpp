@@ -1,5 +1,6 @@
 #include "support.hpp"
 
+#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,6 +32,12 @@ duct::buffer unhex(std::string_view text) {
   for (std::size_t i = 0; i < out.size(); ++i)
     out.data()[i] = std::byte(std::stoi(std::string(text.substr(2 * i, 2)), nullptr, 16));
   return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return hex(std::as_bytes(std::span(digest)));
 }
 
 std::vector<nlohmann::json> load_vectors(std::string_view name) {

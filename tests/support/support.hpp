@@ -17,6 +17,8 @@ namespace test {
 std::string hex(std::span<const std::byte> bytes);
 inline std::string hex(const duct::buffer& b) { return hex(b.span()); }
 duct::buffer unhex(std::string_view text);
+/// Lowercase hex of the SHA-256 of `data`.
+std::string sha256_hex(std::string_view data);
 
 /// The lines of tests/vectors/NAME (JSON Lines), each parsed.
 std::vector<nlohmann::json> load_vectors(std::string_view name);
