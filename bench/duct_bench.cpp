@@ -1,8 +1,11 @@
 // duct-bench: ducts against the raw syscall loop of the same framing and against Python's multiprocessing.Pipe,
 // side by side in one run, over socketpair, unix and tcp. Prints a table; writes the rows as JSON with --json.
 //
-// Every case forks: the parent receives (and times), the child sends. Rounds are interleaved (ours, raw, ours, raw,
-// ...) and the best of three kept, so that drift on a noisy machine hits both sides alike.
+// Every case forks: the parent receives (and times), the child sends. Each process is pinned to a CPU, because on a
+// small VM where the scheduler happens to put a fresh child moves the numbers more than anything we do. Throughput
+// rounds are interleaved (ours, raw, ours, raw, ...) and the best of five kept; round trips alternate one by one
+// between ours and raw on the same sockets. Either way a passing slowdown of the machine hits both sides alike.
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -148,11 +151,23 @@ class raw_reader {
 
 enum class impl { ours, raw };
 
+// Runs the calling process on `cpu` only, or on every CPU again with -1.
+void pin_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int i = 0; i < static_cast<int>(std::thread::hardware_concurrency()); ++i)
+    if (cpu < 0 || i == cpu) CPU_SET(i, &set);
+  ::sched_setaffinity(0, sizeof set, &set);
+}
+
+
 // Messages per second, one way.
 double oneway(impl which, const std::string& transport, std::size_t size, std::size_t count) {
   endpoints e = connect_pair(transport);
   std::vector<std::byte> payload(size, std::byte{'x'});
+  pin_to_cpu(0);  // receiver and sender on a core each, the same every round (see round_trips)
   pid_t pid = fork_child(e, [&](duct::connection& c) {
+    pin_to_cpu(1);
     c.recv_bytes();  // go
     if (which == impl::ours) {
       for (std::size_t i = 0; i < count; ++i) c.send_bytes(payload);
@@ -170,6 +185,7 @@ double oneway(impl which, const std::string& transport, std::size_t size, std::s
   }
   double secs = seconds_since(start);
   reap(pid);
+  pin_to_cpu(-1);
   return static_cast<double>(count) / secs;
 }
 
@@ -177,7 +193,9 @@ double oneway(impl which, const std::string& transport, std::size_t size, std::s
 double batched(const std::string& transport, std::size_t count) {
   endpoints e = connect_pair(transport);
   std::vector<std::byte> payload(64, std::byte{'x'});
+  pin_to_cpu(0);
   pid_t pid = fork_child(e, [&](duct::connection& c) {
+    pin_to_cpu(1);
     c.recv_bytes();
     duct::corked_writer w(c);
     for (std::size_t i = 0; i < count; ++i) w.send_bytes(payload);
@@ -189,45 +207,54 @@ double batched(const std::string& transport, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) (void)e.mine.recv_bytes_into(into);
   double secs = seconds_since(start);
   reap(pid);
+  pin_to_cpu(-1);
   return static_cast<double>(count) / secs;
 }
 
-struct latency {
-  double p50_us, p99_us;
-};
-
-latency round_trip(impl which, const std::string& transport, std::size_t count) {
+// Round trips of 64 B, alternating one by one between our duct and the raw loop over the same sockets and the same
+// child, so that whatever the VM and the scheduler do to this pair of processes, they do to both. Only one frame is
+// ever in flight, so neither reader's buffer can read ahead into the other's frame.
+//
+// Both processes run on one CPU. Across cores a round trip on this VM is bimodal (about 21 us, or 35-57 us when a
+// halted vCPU has to be woken), with the modes near half and half, so a median across cores flips between modes
+// from run to run and says nothing about our code. On one CPU it measures the whole software path: four system
+// calls and two context switches.
+void round_trips(const std::string& transport, std::size_t count, std::vector<double>& ours,
+                 std::vector<double>& raw) {
   endpoints e = connect_pair(transport);
+  pin_to_cpu(0);
+  std::vector<std::byte> payload(64, std::byte{'x'});
   pid_t pid = fork_child(e, [&](duct::connection& c) {
-    if (which == impl::ours) {
-      for (std::size_t i = 0; i < count; ++i) c.send_bytes(c.recv_bytes().span());
-    } else {
-      raw_reader r(c.fileno());
-      std::vector<std::byte> payload(64, std::byte{'x'});
-      for (std::size_t i = 0; i < count; ++i) {
+    raw_reader r(c.fileno());
+    for (std::size_t i = 0; i < 2 * count; ++i) {
+      if (i % 2 == 0) {
+        c.send_bytes(c.recv_bytes().span());
+      } else {
         r.next();
         raw_send(c.fileno(), payload.data(), payload.size());
       }
     }
   });
-  std::vector<std::byte> payload(64, std::byte{'x'});
-  std::vector<double> samples;
-  samples.reserve(count);
   raw_reader r(e.mine.fileno());
-  for (std::size_t i = 0; i < count; ++i) {
+  for (std::size_t i = 0; i < 2 * count; ++i) {
     auto t = clock_type::now();
-    if (which == impl::ours) {
+    if (i % 2 == 0) {
       e.mine.send_bytes(payload);
       (void)e.mine.recv_bytes();
+      ours.push_back(seconds_since(t) * 1e6);
     } else {
       raw_send(e.mine.fileno(), payload.data(), payload.size());
       r.next();
+      raw.push_back(seconds_since(t) * 1e6);
     }
-    samples.push_back(seconds_since(t) * 1e6);
   }
   reap(pid);
+  pin_to_cpu(-1);
+}
+
+double percentile(std::vector<double>& samples, double p) {
   std::sort(samples.begin(), samples.end());
-  return {samples[samples.size() / 2], samples[samples.size() * 99 / 100]};
+  return samples[static_cast<std::size_t>(static_cast<double>(samples.size() - 1) * p)];
 }
 
 std::optional<nlohmann::json> python_pipe(const std::vector<std::string>& args) {
@@ -265,18 +292,19 @@ struct row {
 
 int main(int argc, char** argv) {
   bool quick = false;
-  std::string json_path;
+  std::string json_path, only;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::cerr << "usage: duct-bench [--quick] [--json FILE]\n";
+      std::cerr << "usage: duct-bench [--quick] [--only oneway|big|rtt|batched] [--json FILE]\n";
       return 2;
     }
   }
-  const int rounds = quick ? 1 : 3;
-  const std::size_t small_n = quick ? 2000 : 400000, big_n = quick ? 20 : 2000, rtt_n = quick ? 200 : 20000,
+  const int rounds = quick ? 1 : 5, rtt_blocks = quick ? 1 : 3;
+  const std::size_t small_n = quick ? 2000 : 400000, big_n = quick ? 20 : 2000, rtt_n = quick ? 200 : 18000,
                     batch_n = quick ? 20000 : 10000000, py_small_n = quick ? 2000 : 200000, py_big_n = quick ? 10 : 300,
                     py_rtt_n = quick ? 200 : 10000;
 
@@ -285,19 +313,26 @@ int main(int argc, char** argv) {
     row small{"64 B one way", t, "msgs/s"}, big{"1 MiB one way", t, "B/s"}, rtt50{"64 B round trip p50", t, "us"},
         rtt99{"64 B round trip p99", t, "us"};
     rtt50.lower_is_better = rtt99.lower_is_better = true;
-    rtt50.ours = rtt50.raw = rtt99.ours = rtt99.raw = 1e18;
+    auto want = [&](const char* c) { return only.empty() || only == c; };
     for (int r = 0; r < rounds; ++r) {
-      small.ours = std::max(small.ours, oneway(impl::ours, t, 64, small_n));
-      small.raw = std::max(small.raw, oneway(impl::raw, t, 64, small_n));
-      big.ours = std::max(big.ours, oneway(impl::ours, t, 1 << 20, big_n) * (1 << 20));
-      big.raw = std::max(big.raw, oneway(impl::raw, t, 1 << 20, big_n) * (1 << 20));
-      latency o = round_trip(impl::ours, t, rtt_n), w = round_trip(impl::raw, t, rtt_n);
-      rtt50.ours = std::min(rtt50.ours, o.p50_us);
-      rtt99.ours = std::min(rtt99.ours, o.p99_us);
-      rtt50.raw = std::min(rtt50.raw, w.p50_us);
-      rtt99.raw = std::min(rtt99.raw, w.p99_us);
+      if (want("oneway")) {
+        small.ours = std::max(small.ours, oneway(impl::ours, t, 64, small_n));
+        small.raw = std::max(small.raw, oneway(impl::raw, t, 64, small_n));
+      }
+      if (want("big")) {
+        big.ours = std::max(big.ours, oneway(impl::ours, t, 1 << 20, big_n) * (1 << 20));
+        big.raw = std::max(big.raw, oneway(impl::raw, t, 1 << 20, big_n) * (1 << 20));
+      }
     }
-    if (t == "socketpair") {  // multiprocessing.Pipe() is a socketpair
+    if (want("rtt")) {
+      std::vector<double> ours, raw;
+      for (int block = 0; block < rtt_blocks; ++block) round_trips(t, rtt_n / rtt_blocks, ours, raw);
+      rtt50.ours = percentile(ours, 0.50);
+      rtt99.ours = percentile(ours, 0.99);
+      rtt50.raw = percentile(raw, 0.50);
+      rtt99.raw = percentile(raw, 0.99);
+    }
+    if (t == "socketpair" && only.empty()) {  // multiprocessing.Pipe() is a socketpair
       if (auto j = python_pipe({"oneway", "64", std::to_string(py_small_n)})) small.python = (*j)["msgs_per_s"];
       if (auto j = python_pipe({"oneway", std::to_string(1 << 20), std::to_string(py_big_n)}))
         big.python = (*j)["bytes_per_s"];
@@ -313,9 +348,12 @@ int main(int argc, char** argv) {
     rtt50.target = "ours <= 1.15x raw";
     rtt50.met = rtt50.ours <= 1.15 * rtt50.raw;
     rtt99.target = "(reported)";
-    rows.insert(rows.end(), {small, big, rtt50, rtt99});
+    if (want("oneway")) rows.push_back(small);
+    if (want("big")) rows.push_back(big);
+    if (want("rtt")) rows.insert(rows.end(), {rtt50, rtt99});
   }
   for (std::string t : {"socketpair", "unix", "tcp"}) {
+    if (!only.empty() && only != "batched") break;
     row b{"64 B batched (corked)", t, "msgs/s"};
     for (int r = 0; r < rounds; ++r) b.ours = std::max(b.ours, batched(t, batch_n));
     b.target = t == "unix" ? "ours >= 10 M/s" : "(reported)";
