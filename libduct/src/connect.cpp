@@ -19,7 +19,7 @@ connection connect(std::string_view address_text, timeout t, const options& opts
   io::deadline d(t);
   auto backoff = std::chrono::milliseconds(2);
   for (;;) {
-    dial_result r = a.scheme == address::kind::tcp ? tcp_dial(a, d) : unix_dial(a, d);
+    dial_result r = a.scheme == address::kind::tcp ? tcp_dial(a, d) : unix_dial(a);
     if (r.fd >= 0) {
       connection c = connection::adopt(r.fd, opts, where);
       if (opts.authkey) {

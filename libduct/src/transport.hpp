@@ -30,8 +30,9 @@ struct dial_result {
   bool retry = false;  ///< nobody listens yet (no socket file, refused, backlog full): worth trying again
 };
 
+/// One attempt to connect. A Unix connect succeeds, is refused or finds the backlog full at once: no deadline.
+dial_result unix_dial(const address& a);
 /// One attempt to connect; blocks at most until `d`.
-dial_result unix_dial(const address& a, const io::deadline& d);
 dial_result tcp_dial(const address& a, const io::deadline& d);
 
 /// "unix:PATH" or "tcp://HOST:PORT" for messages.

@@ -98,11 +98,10 @@ bound_socket unix_listen(const address& a, int backlog) {
   return b;
 }
 
-dial_result unix_dial(const address& a, const io::deadline& d) {
+dial_result unix_dial(const address& a) {
   sockaddr_un sa = make_sockaddr(a.path);
   io::fd_owner fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) return {-1, errno, false};
-  (void)d;  // a Unix connect either succeeds, is refused or finds the backlog full at once
   for (;;) {
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0) return {fd.release(), 0, false};
     int err = errno;

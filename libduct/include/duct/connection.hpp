@@ -45,7 +45,7 @@ struct options {
   duct::framing framing = framing::ductworks;
   duct::codec codec = codec::msgpack;
   /// Largest payload this end accepts. A header announcing more is rejected before any allocation, and the duct is
-  /// closed. Also bounds a few fixed-size reads (the authkey handshake caps its messages at 256 bytes regardless).
+  /// closed (the stream cannot be resynchronised).
   std::size_t max_message_size = std::size_t{64} << 20;
   /// For listener and connect only: run multiprocessing's mutual HMAC authkey handshake with this key.
   std::optional<std::string> authkey;
