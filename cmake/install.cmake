@@ -5,8 +5,13 @@ install(TARGETS duct EXPORT ductTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY libduct/include/duct DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS rpc EXPORT rpcTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY libduct/include/duct librpc/include/rpc DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT ductTargets NAMESPACE duct:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ductrpc)
+install(EXPORT rpcTargets NAMESPACE rpc:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ductrpc)
 
 configure_package_config_file(cmake/ductrpcConfig.cmake.in ${CMAKE_CURRENT_BINARY_DIR}/ductrpcConfig.cmake
                               INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ductrpc)

@@ -23,8 +23,8 @@ std::uint64_t be(const std::byte* p, std::size_t n) {
 // ---- UTF-8 ---------------------------------------------------------------------------------------------------------
 
 // Decodes one code point at s[i], advancing i. Invalid sequences give U+FFFD and advance by the maximal invalid
-// prefix, the way Python's errors="replace" does.
-char32_t next_code_point(std::string_view s, std::size_t& i) {
+// prefix, the way Python's errors="replace" does; `valid` (if given) is cleared for them.
+char32_t next_code_point(std::string_view s, std::size_t& i, bool* valid = nullptr) {
   auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
   unsigned char b0 = byte(i);
   if (b0 < 0x80) {
@@ -49,12 +49,14 @@ char32_t next_code_point(std::string_view s, std::size_t& i) {
     if (b0 == 0xf4) hi = 0x8f;
   } else {
     ++i;
+    if (valid) *valid = false;
     return 0xfffd;
   }
   std::size_t k = i + 1;
   for (std::size_t n = 0; n < need; ++n, ++k) {
     if (k >= s.size() || byte(k) < lo || byte(k) > hi) {
       i = k;
+      if (valid) *valid = false;
       return 0xfffd;
     }
     cp = (cp << 6) | (byte(k) & 0x3f);
@@ -279,6 +281,12 @@ std::string_view to_string(codec c) noexcept {
     case codec::raw: return "raw";
   }
   return "?";
+}
+
+bool is_valid_utf8(std::string_view text) noexcept {
+  bool valid = true;
+  for (std::size_t i = 0; i < text.size() && valid;) next_code_point(text, i, &valid);
+  return valid;
 }
 
 std::string value::type_name(const msgpack::object& o) {

@@ -165,3 +165,14 @@ TEST_CASE("floats stay floats on the wire, unlike msgpack-cxx's default packer",
   duct::value v = duct::decode(duct::codec::msgpack, packed(3.0).span());
   CHECK(test::hex(packed(v.get())) == "cb4008000000000000");
 }
+
+TEST_CASE("is_valid_utf8 accepts well-formed text and nothing else", "[codec]") {
+  CHECK(duct::is_valid_utf8(""));
+  CHECK(duct::is_valid_utf8("plain"));
+  CHECK(duct::is_valid_utf8("\xc3\xa9\xf0\x9f\x98\x80\xef\xbf\xbd"));  // é, 😀, and a genuine U+FFFD
+  CHECK_FALSE(duct::is_valid_utf8("\xff"));
+  CHECK_FALSE(duct::is_valid_utf8("\xc0\xaf"));          // overlong
+  CHECK_FALSE(duct::is_valid_utf8("\xed\xa0\x80"));      // surrogate
+  CHECK_FALSE(duct::is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  CHECK_FALSE(duct::is_valid_utf8("ab\xe2\x82"));        // truncated
+}

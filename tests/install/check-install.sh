@@ -9,5 +9,5 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 cmake -S "$consumer" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 out=$("$work/build/consumer")
-[ "$out" = "consumer got [1, 2, 3]" ] || { echo "unexpected output: $out" >&2; exit 1; }
+[ "$out" = "consumer got [1, 2, 3] and add" ] || { echo "unexpected output: $out" >&2; exit 1; }
 echo "$out"

@@ -94,6 +94,9 @@ value decode(codec c, std::span<const std::byte> payload, const decode_limits& l
 /// Throws: codec_error if the codec cannot carry the value (bin or ext in JSON, a non-string under raw).
 buffer encode(codec c, std::span<const std::byte> packed);
 
+/// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+bool is_valid_utf8(std::string_view text) noexcept;
+
 /// Writes `o` as JSON, byte for byte as Python's json.dumps(ensure_ascii=True) does.
 /// With `bin_as_object`, bin becomes {"$bin": "hex"}; otherwise bin, ext and non-scalar map keys throw codec_error.
 void write_json(const msgpack::object& o, std::string& out, bool bin_as_object = false);

@@ -2,9 +2,13 @@
 #include <vector>
 
 #include <duct/duct.hpp>
+#include <rpc/event.hpp>
 
 int main() {
   auto [a, b] = duct::pair();
   a.send(std::vector<int>{1, 2, 3});
-  std::cout << "consumer got " << b.recv().to_json() << "\n";
+  rpc::id_generator ids;
+  duct::buffer body = rpc::encode_event({ids.next()}, "add", std::make_tuple(1, 2));
+  rpc::event e = rpc::decode_event(body.span());
+  std::cout << "consumer got " << b.recv().to_json() << " and " << e.name << "\n";
 }

@@ -1,0 +1,137 @@
+// zerorpc events, sans-I/O: bytes in, events out, and back.
+//
+// On the wire an event is one msgpack array [header, name, args] (see shared/protocol/zerorpc.md):
+//   header  {"message_id": ID, "v": 3}, plus "response_to": CHANNEL_ID on every event after a channel's first
+//   name    the method name, or OK, ERR, STREAM, STREAM_DONE, _zpc_hb, _zpc_more
+//   args    usually an array: the call's arguments, [result] for OK, [name, message, traceback] for ERR; for STREAM
+//           the item itself
+//
+// IDs are opaque, but their msgpack type matters: Python sends bin, node sends str, and each matches replies by the
+// decoded value, so an ID must go back out with the type it came in. message_id keeps it.
+//
+//   rpc::event e = rpc::decode_event(body);            // throws rpc::protocol_error for anything malformed
+//   duct::buffer reply = rpc::encode_event({ids.next(), e.header.message_id}, "OK", std::make_tuple(5));
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <duct/buffer.hpp>
+#include <duct/codec.hpp>
+#include <duct/msgpack.hpp>
+#include <rpc/error.hpp>
+
+namespace rpc {
+
+/// The protocol version we speak and write in every header.
+inline constexpr int protocol_version = 3;
+
+/// A message id: its bytes and whether it travels as msgpack bin (Python) or str (node).
+class message_id {
+ public:
+  message_id() = default;
+  message_id(std::string bytes, bool binary) : bytes_(std::move(bytes)), binary_(binary) {}
+
+  /// Reads an id from a msgpack object. Throws: protocol_error unless it is a str or bin.
+  static message_id from_object(const msgpack::object& o);
+
+  [[nodiscard]] const std::string& bytes() const noexcept { return bytes_; }
+  [[nodiscard]] bool binary() const noexcept { return binary_; }
+  [[nodiscard]] bool empty() const noexcept { return bytes_.empty(); }
+
+  /// Python compares decoded values, so bin "abc" and str "abc" are different ids.
+  friend bool operator==(const message_id& a, const message_id& b) noexcept {
+    return a.binary_ == b.binary_ && a.bytes_ == b.bytes_;
+  }
+
+  template <class Packer>
+  void msgpack_pack(Packer& p) const {
+    const auto size = static_cast<std::uint32_t>(bytes_.size());
+    if (binary_) {
+      p.pack_bin(size);
+      p.pack_bin_body(bytes_.data(), size);
+    } else {
+      p.pack_str(size);
+      p.pack_str_body(bytes_.data(), size);
+    }
+  }
+
+ private:
+  std::string bytes_;
+  bool binary_ = true;
+};
+
+struct message_id_hash {
+  std::size_t operator()(const message_id& id) const noexcept {
+    return std::hash<std::string>()(id.bytes()) ^ static_cast<std::size_t>(id.binary());
+  }
+};
+
+/// Makes ids the way zerorpc-python does: 8 hex digits of a counter that starts at a random value, then 24 random
+/// hex digits fixed per generator; 32 ASCII bytes sent as bin. Not thread-safe: one per thread or under a lock.
+class id_generator {
+ public:
+  id_generator();
+  message_id next();
+
+ private:
+  std::uint32_t counter_;
+  std::string suffix_;
+};
+
+struct event_header {
+  message_id id;                           ///< this event's own id ("message_id")
+  std::optional<message_id> response_to;   ///< the channel it belongs to, on every event after the first
+  int version = protocol_version;          ///< "v"
+};
+
+/// A decoded event. It owns the memory `args()` points into.
+class event {
+ public:
+  event_header header;
+  std::string name;
+
+  /// The args object: an array for calls, OK and ERR; the bare item for STREAM; nil or [] for STREAM_DONE.
+  [[nodiscard]] const msgpack::object& args() const noexcept { return *args_; }
+  /// The channel this event belongs to: response_to if set, otherwise its own id (it opens a channel).
+  [[nodiscard]] const message_id& channel() const noexcept {
+    return header.response_to ? *header.response_to : header.id;
+  }
+
+ private:
+  friend event decode_event(std::span<const std::byte>, const duct::decode_limits&);
+  duct::value body_;
+  const msgpack::object* args_ = nullptr;
+};
+
+/// Decodes one event body.
+/// Throws: protocol_error naming the problem: not msgpack, not [header, name, args], a name that is not a string or
+/// not valid UTF-8 (Python drops such events), a missing or mistyped message_id or response_to. A header that is
+/// not a map is taken as empty, as zerorpc does, and so fails for lack of a message_id.
+event decode_event(std::span<const std::byte> body, const duct::decode_limits& limits = {});
+
+/// Encodes an event with any msgpack-able args, header keys in zerorpc-python's order (message_id, v,
+/// response_to), floats kept as floats.
+template <class Args>
+duct::buffer encode_event(const event_header& h, std::string_view name, const Args& args) {
+  duct::pack_buffer out;
+  msgpack::packer<duct::pack_buffer> p(out);
+  p.pack_array(3);
+  p.pack_map(h.response_to ? 3 : 2);
+  p.pack(std::string_view("message_id"));
+  p.pack(h.id);
+  p.pack(std::string_view("v"));
+  p.pack(h.version);
+  if (h.response_to) {
+    p.pack(std::string_view("response_to"));
+    p.pack(*h.response_to);
+  }
+  p.pack(name);
+  p.pack(args);
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
+}  // namespace rpc

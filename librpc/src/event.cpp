@@ -1,0 +1,71 @@
+// zerorpc event codec. See event.hpp.
+#include <rpc/event.hpp>
+
+#include <cstdio>
+#include <random>
+
+namespace rpc {
+
+message_id message_id::from_object(const msgpack::object& o) {
+  if (o.type == msgpack::type::BIN) return {std::string(o.via.bin.ptr, o.via.bin.size), true};
+  if (o.type == msgpack::type::STR) return {std::string(o.via.str.ptr, o.via.str.size), false};
+  throw protocol_error("message id must be a string or bytes, not msgpack " + duct::value::type_name(o));
+}
+
+id_generator::id_generator() {
+  std::random_device rd;
+  counter_ = rd();
+  static constexpr char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 24; ++i) suffix_ += hex[rd() & 15];
+}
+
+message_id id_generator::next() {
+  char prefix[9];
+  std::snprintf(prefix, sizeof prefix, "%08x", counter_++);
+  return {std::string(prefix, 8) + suffix_, true};
+}
+
+event decode_event(std::span<const std::byte> body, const duct::decode_limits& limits) {
+  duct::value v;
+  try {
+    v = duct::decode(duct::codec::msgpack, body, limits);
+  } catch (const duct::codec_error& e) {
+    throw protocol_error(std::string("event is not msgpack: ") + e.what());
+  }
+  const msgpack::object& o = v.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3)
+    throw protocol_error("event is not an array of [header, name, args] but msgpack " + duct::value::type_name(o) +
+                         (o.type == msgpack::type::ARRAY ? " of " + std::to_string(o.via.array.size) : ""));
+  const msgpack::object& header = o.via.array.ptr[0];
+  const msgpack::object& name = o.via.array.ptr[1];
+
+  event e;
+  bool has_id = false;
+  if (header.type == msgpack::type::MAP) {
+    for (std::uint32_t i = 0; i < header.via.map.size; ++i) {
+      const msgpack::object& key = header.via.map.ptr[i].key;
+      const msgpack::object& val = header.via.map.ptr[i].val;
+      if (key.type != msgpack::type::STR) continue;
+      std::string_view k(key.via.str.ptr, key.via.str.size);
+      if (k == "message_id") {
+        e.header.id = message_id::from_object(val);
+        has_id = true;
+      } else if (k == "response_to") {
+        e.header.response_to = message_id::from_object(val);
+      } else if (k == "v") {
+        if (val.type != msgpack::type::POSITIVE_INTEGER || val.via.u64 > 1000)
+          throw protocol_error("event header 'v' must be a small positive integer");
+        e.header.version = static_cast<int>(val.via.u64);
+      }
+    }
+  }
+  if (!has_id) throw protocol_error("event header has no message_id");
+  if (name.type != msgpack::type::STR) throw protocol_error("event name is msgpack " + duct::value::type_name(name) + ", not a string");
+  e.name.assign(name.via.str.ptr, name.via.str.size);
+  if (!duct::is_valid_utf8(e.name)) throw protocol_error("event name is not valid UTF-8");
+  e.args_ = &o.via.array.ptr[2];  // lives in the value's zone, which moves with it
+  e.body_ = std::move(v);
+  return e;
+}
+
+}  // namespace rpc
