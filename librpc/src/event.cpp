@@ -68,4 +68,28 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
   return e;
 }
 
+namespace detail {
+void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& h, std::string_view name) {
+  p.pack_array(3);
+  p.pack_map(h.response_to ? 3 : 2);
+  p.pack(std::string_view("message_id"));
+  p.pack(h.id);
+  p.pack(std::string_view("v"));
+  p.pack(h.version);
+  if (h.response_to) {
+    p.pack(std::string_view("response_to"));
+    p.pack(*h.response_to);
+  }
+  p.pack(name);
+}
+}  // namespace detail
+
+duct::buffer encode_event_packed(const event_header& h, std::string_view name, std::span<const std::byte> packed_args) {
+  duct::pack_buffer out;
+  msgpack::packer<duct::pack_buffer> p(out);
+  detail::pack_event_head(p, h, name);
+  out.write(reinterpret_cast<const char*>(packed_args.data()), packed_args.size());
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
 }  // namespace rpc

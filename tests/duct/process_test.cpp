@@ -14,7 +14,7 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("a pair survives fork; each side closes the other's end", "[process][fork]") {
+TEST_CASE("a pair survives fork, and each side closes the other's end", "[process][fork]") {
   auto [parent_end, child_end] = duct::pair();
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);

@@ -92,7 +92,7 @@ TEST_CASE("heartbeats fall due every period from the channel's opening", "[rpc][
   CHECK(hb.send_due(t0 + 36s));
 }
 
-TEST_CASE("a peer silent for two periods is lost; anything heard resets that", "[rpc][channel][heartbeat]") {
+TEST_CASE("a peer silent for two periods is lost, and anything heard resets that", "[rpc][channel][heartbeat]") {
   rpc::detail::heartbeat hb(5s, t0);
   CHECK_FALSE(hb.lost(t0 + 10s));
   CHECK(hb.lost(t0 + 10s + 1ms));

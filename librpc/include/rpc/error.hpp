@@ -1,4 +1,12 @@
 // Errors raised by librpc. Each message names what failed: the endpoint, the method, the channel.
+//
+//   rpc::error
+//   ├─ rpc::protocol_error        bytes from a peer that are not a zerorpc event
+//   ├─ rpc::remote_error          the remote method failed: name(), message(), traceback() as zerorpc's ERR carries
+//   │  └─ rpc::unknown_method_error   the server has no such method (zerorpc's NameError)
+//   ├─ rpc::timeout_error         the call's own time limit ran out
+//   ├─ rpc::lost_remote_error     the server stopped heartbeating (it died, hangs, or the network is gone)
+//   └─ rpc::closed_error          the client or server was stopped with the call still open
 #pragma once
 
 #include <stdexcept>
@@ -14,6 +22,46 @@ class error : public std::runtime_error {
 
 /// Bytes from a peer that do not form a zerorpc event. The event is dropped; the connection stays usable.
 class protocol_error : public error {
+ public:
+  using error::error;
+};
+
+/// A remote method failed. Thrown by handlers to choose the ERR name a client sees, and by clients on receiving ERR.
+class remote_error : public error {
+ public:
+  remote_error(std::string name, std::string message, std::string traceback = {})
+      : error(name + ": " + message), name_(std::move(name)), message_(std::move(message)),
+        traceback_(std::move(traceback)) {}
+  /// The error's name, as Python spells exception classes ("ValueError", "NameError", "TypeError").
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+  /// The remote traceback, or empty.
+  [[nodiscard]] const std::string& traceback() const noexcept { return traceback_; }
+
+ private:
+  std::string name_, message_, traceback_;
+};
+
+/// The server has no method of that name.
+class unknown_method_error : public remote_error {
+ public:
+  using remote_error::remote_error;
+};
+
+/// A call ran past its own time limit.
+class timeout_error : public error {
+ public:
+  using error::error;
+};
+
+/// Nothing was heard from the server for two heartbeat periods.
+class lost_remote_error : public error {
+ public:
+  using error::error;
+};
+
+/// The client or server stopped while the call was open.
+class closed_error : public error {
  public:
   using error::error;
 };

@@ -113,25 +113,23 @@ class event {
 /// not a map is taken as empty, as zerorpc does, and so fails for lack of a message_id.
 event decode_event(std::span<const std::byte> body, const duct::decode_limits& limits = {});
 
+namespace detail {
+/// Packs the array head, the header and the name of an event.
+void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& h, std::string_view name);
+}  // namespace detail
+
 /// Encodes an event with any msgpack-able args, header keys in zerorpc-python's order (message_id, v,
 /// response_to), floats kept as floats.
 template <class Args>
 duct::buffer encode_event(const event_header& h, std::string_view name, const Args& args) {
   duct::pack_buffer out;
   msgpack::packer<duct::pack_buffer> p(out);
-  p.pack_array(3);
-  p.pack_map(h.response_to ? 3 : 2);
-  p.pack(std::string_view("message_id"));
-  p.pack(h.id);
-  p.pack(std::string_view("v"));
-  p.pack(h.version);
-  if (h.response_to) {
-    p.pack(std::string_view("response_to"));
-    p.pack(*h.response_to);
-  }
-  p.pack(name);
+  detail::pack_event_head(p, h, name);
   p.pack(args);
   return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
 }
+
+/// As encode_event, with args that are already packed msgpack (one value).
+duct::buffer encode_event_packed(const event_header& h, std::string_view name, std::span<const std::byte> packed_args);
 
 }  // namespace rpc

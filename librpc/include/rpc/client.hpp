@@ -1,0 +1,85 @@
+// rpc::client: call methods on a zerorpc server (Python, node, ours) over ZeroMQ.
+//
+//   rpc::client c("tcp://127.0.0.1:4242");
+//   int sum = c.call("add", 1, 2).as<int>();
+//   std::future<duct::value> later = c.async_call("slow", 10);
+//
+// Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. An I/O thread owns
+// the socket and keeps every open call's heartbeat. A call has no total time limit by default — as long as the
+// server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If the
+// server goes silent for two heartbeat periods, the call fails with lost_remote_error.
+#pragma once
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include <duct/buffer.hpp>
+#include <duct/codec.hpp>
+#include <duct/msgpack.hpp>
+#include <rpc/error.hpp>
+
+namespace rpc {
+
+struct client_options {
+  std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
+  std::optional<std::chrono::milliseconds> timeout;               ///< default limit for every call; none if empty
+  std::size_t max_message_size = std::size_t{64} << 20;
+};
+
+class client {
+ public:
+  /// Connects to `endpoint` (tcp://HOST:PORT or ipc://PATH). ZeroMQ connects in the background, so a server that
+  /// starts later is found; calls made before then wait (within their time limit).
+  /// Throws: error for an endpoint ZeroMQ cannot parse.
+  explicit client(std::string_view endpoint, client_options opts = {});
+  /// Closes the client: calls still open fail with closed_error.
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Calls `method` with positional `args` and waits for the result.
+  /// Returns: the result value.
+  /// Throws: remote_error (unknown_method_error for a missing method), timeout_error, lost_remote_error,
+  /// closed_error.
+  template <class... Args>
+  duct::value call(std::string_view method, const Args&... args) {
+    return async_call(method, args...).get();
+  }
+
+  /// As call(), with its own time limit instead of the client's default.
+  template <class... Args>
+  duct::value call_for(std::chrono::milliseconds limit, std::string_view method, const Args&... args) {
+    return submit(method, pack_args(args...), limit).get();
+  }
+
+  /// Starts a call. Returns: a future for the result; it throws what call() would.
+  template <class... Args>
+  std::future<duct::value> async_call(std::string_view method, const Args&... args) {
+    return submit(method, pack_args(args...), std::nullopt);
+  }
+
+  /// The endpoint this client connects to.
+  [[nodiscard]] const std::string& endpoint() const noexcept;
+
+  struct impl;
+
+ private:
+  template <class... Args>
+  static duct::buffer pack_args(const Args&... args) {
+    duct::pack_buffer out;
+    msgpack::packer<duct::pack_buffer> p(out);
+    p.pack_array(sizeof...(Args));
+    (p.pack(args), ...);
+    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  }
+  std::future<duct::value> submit(std::string_view method, duct::buffer packed_args,
+                                  std::optional<std::chrono::milliseconds> limit);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace rpc

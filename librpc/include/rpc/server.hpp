@@ -1,0 +1,75 @@
+// rpc::server: serve C++ callables to zerorpc clients (Python, node, ours) over ZeroMQ.
+//
+//   rpc::server s({.name = "calc"});
+//   s.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.");
+//   std::string where = s.listen("tcp://127.0.0.1:0");   // port 0: the real endpoint comes back
+//   s.start();                                             // the I/O thread and the handler pool
+//
+// An I/O thread owns the socket, decodes events and sends heartbeats; handlers run on a pool, so a handler that
+// blocks or burns CPU never delays heartbeats or other clients' calls. Arguments are converted from the call's
+// positional args by the callable's own parameter types; a wrong count or type becomes a TypeError ERR, never a
+// crash. A handler's exception becomes an ERR: rpc::remote_error chooses its name, anything else is named after
+// its C++ type. Malformed input is dropped and counted (dropped_events()); the server keeps serving.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rpc/detail/bind.hpp>
+#include <rpc/error.hpp>
+
+namespace rpc {
+
+struct server_options {
+  std::string name = "ductrpc";                                ///< what _zerorpc_name and _zerorpc_ping report
+  std::size_t threads = 4;                                     ///< handler pool size
+  std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
+  std::size_t max_message_size = std::size_t{64} << 20;        ///< larger messages are refused by ZeroMQ itself
+};
+
+class server {
+ public:
+  explicit server(server_options opts = {});
+  /// Stops the server: open calls are abandoned, their clients see the server go silent.
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Serves `f` as `name`. `doc` is what _zerorpc_help and _zerorpc_inspect report; `arg_names` name the
+  /// parameters there (a0, a1, ... if empty). Bind before start().
+  /// Throws: error if the server is running, or `name` is empty, starts with '_' or is bound already.
+  template <class F>
+  void bind(std::string name, F f, std::string doc = {}, std::vector<std::string> arg_names = {}) {
+    bind_handler(name, detail::make_handler(name, std::move(f)), std::move(doc), std::move(arg_names),
+                 detail::callable_traits<std::decay_t<F>>::arity);
+  }
+
+  /// Binds and listens on a ZeroMQ endpoint: tcp://HOST:PORT (port 0 picks one) or ipc://PATH. Call before start().
+  /// Returns: the endpoint clients should connect to.
+  /// Throws: error naming the endpoint if it cannot be bound.
+  std::string listen(std::string_view endpoint);
+
+  /// Starts the I/O thread and the pool. Throws: error if already started or not listening anywhere.
+  void start();
+  /// Stops serving; idempotent.
+  void stop() noexcept;
+
+  /// Events dropped because they were malformed, for an unknown channel, or otherwise unusable.
+  [[nodiscard]] std::uint64_t dropped_events() const noexcept;
+  /// Channels (calls) open right now, across all clients.
+  [[nodiscard]] std::size_t open_channels() const noexcept;
+
+  struct impl;
+
+ private:
+  void bind_handler(const std::string& name, detail::handler h, std::string doc, std::vector<std::string> arg_names,
+                    std::size_t arity);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace rpc

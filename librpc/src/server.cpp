@@ -1,0 +1,345 @@
+// rpc::server over ZeroMQ: an I/O thread owns the ROUTER socket and every channel's heartbeat; handlers run on a
+// pool and hand their replies back through a queue and an eventfd. See server.hpp.
+#include <rpc/server.hpp>
+
+#include <cxxabi.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <typeinfo>
+#include <unordered_map>
+
+#include <rpc/event.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "channel.hpp"
+#include "thread_pool.hpp"
+#include "wakeup.hpp"
+#include "zmq_util.hpp"
+
+namespace rpc {
+namespace {
+
+struct method_entry {
+  detail::handler fn;
+  std::string doc;
+  std::vector<std::string> arg_names;
+};
+
+struct outbound {
+  std::string identity;
+  message_id channel;
+  std::string name;  // OK or ERR
+  duct::buffer packed_args;
+};
+
+std::string type_name_of(const std::exception& e) {
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &status);
+  std::string name = status == 0 && demangled ? demangled : typeid(e).name();
+  std::free(demangled);
+  return name;
+}
+
+template <class T>
+duct::buffer pack(const T& value) {
+  duct::pack_buffer out;
+  msgpack::pack(out, value);
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
+// ERR args: [name, message, traceback]; traceback nil rather than "", which zerorpc's CLI would print as a blank line.
+duct::buffer err_args(const std::string& name, const std::string& message) {
+  return pack(std::make_tuple(name, message, msgpack::type::nil_t()));
+}
+
+// OK args: [result], the result already packed.
+duct::buffer ok_args(const duct::buffer& packed_result) {
+  duct::buffer out(1 + packed_result.size());
+  out.data()[0] = std::byte{0x91};
+  std::memcpy(out.data() + 1, packed_result.data(), packed_result.size());
+  return out;
+}
+
+}  // namespace
+
+struct server::impl {
+  explicit impl(server_options o) : opts(std::move(o)) {
+    router.set(zmq::sockopt::linger, 0);
+    router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
+  }
+
+  server_options opts;
+  zmq::context_t ctx{1};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  std::vector<std::string> endpoints;
+  std::map<std::string, method_entry> methods;
+  detail::wakeup wake;
+  std::mutex out_mu;
+  std::vector<outbound> outq;
+  std::unique_ptr<detail::thread_pool> pool;
+  std::thread io;
+  std::atomic<bool> running{false};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::size_t> open{0};
+
+  // Owned by the I/O thread.
+  std::unordered_map<std::string, detail::channel_table> peers;
+  id_generator ids;
+
+  void loop();
+  void on_message(std::vector<zmq::message_t>& frames, detail::clock::time_point now);
+  void on_request(const std::string& identity, std::shared_ptr<event> ev);
+  bool builtin(const std::string& identity, const event& ev);
+  void send(const std::string& identity, const event_header& h, std::string_view name, std::span<const std::byte> args);
+  void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
+  void flush_outbound();
+  void tick(detail::clock::time_point now);
+  void post(outbound o) {
+    {
+      std::lock_guard lock(out_mu);
+      outq.push_back(std::move(o));
+    }
+    wake.signal();
+  }
+};
+
+server::server(server_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {}
+server::~server() { stop(); }
+
+void server::bind_handler(const std::string& name, detail::handler h, std::string doc,
+                          std::vector<std::string> arg_names, std::size_t arity) {
+  if (impl_->running) throw error("bind '" + name + "': the server is already running");
+  if (name.empty() || name.front() == '_') throw error("bind '" + name + "': method names must not be empty or start with '_'");
+  if (impl_->methods.count(name)) throw error("bind '" + name + "': a method of that name is bound already");
+  if (arg_names.empty())
+    for (std::size_t i = 0; i < arity; ++i) arg_names.push_back("a" + std::to_string(i));
+  impl_->methods.emplace(name, method_entry{std::move(h), std::move(doc), std::move(arg_names)});
+}
+
+std::string server::listen(std::string_view endpoint) {
+  if (impl_->running) throw error("listen " + std::string(endpoint) + ": the server is already running");
+  std::string bound = detail::bind_endpoint(impl_->router, endpoint);
+  impl_->endpoints.push_back(bound);
+  return bound;
+}
+
+void server::start() {
+  if (impl_->running) throw error("the server is already running");
+  if (impl_->endpoints.empty()) throw error("the server listens nowhere: call listen() first");
+  impl_->pool = std::make_unique<detail::thread_pool>(impl_->opts.threads);
+  impl_->running = true;
+  impl_->io = std::thread([this] { impl_->loop(); });
+}
+
+void server::stop() noexcept {
+  if (!impl_ || !impl_->running.exchange(false)) return;
+  impl_->wake.signal();
+  impl_->io.join();
+  impl_->pool.reset();  // lets running handlers finish; their replies go nowhere
+}
+
+std::uint64_t server::dropped_events() const noexcept { return impl_->dropped.load(); }
+std::size_t server::open_channels() const noexcept { return impl_->open.load(); }
+
+void server::impl::loop() {
+  std::vector<zmq::message_t> frames;
+  while (running) {
+    auto now = detail::clock::now();
+    std::chrono::milliseconds wait(1000);
+    for (auto& [identity, table] : peers)
+      if (auto d = table.next_deadline())
+        wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(*d - now, detail::clock::duration(0))));
+    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, wait);
+    if (items[1].revents & ZMQ_POLLIN) wake.drain();
+    flush_outbound();
+    // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats.
+    for (int i = 0; i < 1000; ++i) {
+      frames.clear();
+      if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      on_message(frames, detail::clock::now());
+    }
+    tick(detail::clock::now());
+  }
+}
+
+void server::impl::on_message(std::vector<zmq::message_t>& frames, detail::clock::time_point now) {
+  if (frames.size() < 2) {
+    ++dropped;
+    return;
+  }
+  std::string identity = frames.front().to_string();
+  const zmq::message_t& body = frames.back();
+  std::shared_ptr<event> ev;
+  try {
+    ev = std::make_shared<event>(decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size()))));
+  } catch (const protocol_error&) {
+    ++dropped;
+    return;
+  }
+  auto [it, inserted] = peers.try_emplace(identity, opts.heartbeat);
+  detail::channel_table& table = it->second;
+  if (ev->header.response_to) {
+    detail::channel* ch = table.find(*ev->header.response_to);
+    if (!ch) {  // zerorpc: "unable to route event"
+      ++dropped;
+      return;
+    }
+    ch->beat.heard(now);
+    if (ev->name == "_zpc_more" && ev->args().type == msgpack::type::ARRAY && ev->args().via.array.size == 1 &&
+        ev->args().via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER) {
+      ch->credit.grant(static_cast<std::int64_t>(std::min<std::uint64_t>(ev->args().via.array.ptr[0].via.u64, INT64_MAX)));
+    }
+    return;  // _zpc_hb and anything else on an open call only prove the client is alive
+  }
+  if (!table.open(ev->header.id, now)) {
+    ++dropped;  // a second request with an id already in use
+    return;
+  }
+  ++open;
+  on_request(identity, std::move(ev));
+}
+
+void server::impl::on_request(const std::string& identity, std::shared_ptr<event> ev) {
+  if (builtin(identity, *ev)) return;
+  auto m = methods.find(ev->name);
+  if (m == methods.end()) {
+    finish(identity, ev->header.id, "ERR", err_args("NameError", ev->name));
+    return;
+  }
+  detail::handler* fn = &m->second.fn;
+  pool->submit([this, identity, ev, fn] {
+    outbound o{identity, ev->header.id, "OK", {}};
+    try {
+      o.packed_args = ok_args((*fn)(ev->args()));
+    } catch (const remote_error& e) {
+      o.name = "ERR";
+      o.packed_args = err_args(e.name(), e.message());
+    } catch (const std::exception& e) {
+      o.name = "ERR";
+      o.packed_args = err_args(type_name_of(e), e.what());
+    } catch (...) {
+      o.name = "ERR";
+      o.packed_args = err_args("UnknownError", "the handler threw something that is not a std::exception");
+    }
+    post(std::move(o));
+  });
+}
+
+bool server::impl::builtin(const std::string& identity, const event& ev) {
+  const std::string& n = ev.name;
+  if (!n.starts_with("_zerorpc_")) return false;
+  auto method_arg = [&]() -> const method_entry* {
+    const msgpack::object& a = ev.args();
+    if (a.type != msgpack::type::ARRAY || a.via.array.size != 1 || a.via.array.ptr[0].type != msgpack::type::STR)
+      return nullptr;
+    auto it = methods.find(a.via.array.ptr[0].as<std::string>());
+    return it == methods.end() ? nullptr : &it->second;
+  };
+  duct::pack_buffer out;
+  msgpack::packer<duct::pack_buffer> p(out);
+  p.pack_array(1);
+  if (n == "_zerorpc_ping") {
+    p.pack(std::make_tuple(std::string("pong"), opts.name));
+  } else if (n == "_zerorpc_name") {
+    p.pack(opts.name);
+  } else if (n == "_zerorpc_list") {
+    std::vector<std::string> names;
+    for (const auto& [name, m] : methods) names.push_back(name);
+    p.pack(names);
+  } else if (n == "_zerorpc_help" || n == "_zerorpc_args") {
+    const method_entry* m = method_arg();
+    if (!m) {
+      finish(identity, ev.header.id, "ERR", err_args("NameError", n + ": no such method"));
+      return true;
+    }
+    if (n == "_zerorpc_help") {
+      if (m->doc.empty()) p.pack_nil();
+      else p.pack(m->doc);
+    } else {
+      p.pack_array(4);  // [args, varargs, keywords, defaults], as Python's argspec
+      p.pack(m->arg_names);
+      p.pack_nil();
+      p.pack_nil();
+      p.pack_nil();
+    }
+  } else if (n == "_zerorpc_inspect") {
+    p.pack_map(2);
+    p.pack(std::string_view("name"));
+    p.pack(opts.name);
+    p.pack(std::string_view("methods"));
+    p.pack_map(static_cast<std::uint32_t>(methods.size()));
+    for (const auto& [name, m] : methods) {
+      p.pack(name);
+      p.pack_map(2);
+      p.pack(std::string_view("args"));
+      p.pack_array(static_cast<std::uint32_t>(m.arg_names.size()));
+      for (const auto& a : m.arg_names) {
+        p.pack_map(1);
+        p.pack(std::string_view("name"));
+        p.pack(a);
+      }
+      p.pack(std::string_view("doc"));
+      if (m.doc.empty()) p.pack_nil();
+      else p.pack(m.doc);
+    }
+  } else {
+    finish(identity, ev.header.id, "ERR", err_args("NameError", n));
+    return true;
+  }
+  finish(identity, ev.header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
+  return true;
+}
+
+void server::impl::send(const std::string& identity, const event_header& h, std::string_view name,
+                        std::span<const std::byte> args) {
+  duct::buffer body = encode_event_packed(h, name, args);
+  try {
+    router.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+    router.send(zmq::message_t(), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  } catch (const zmq::error_t&) {
+    ++dropped;  // the client went away; ROUTER drops silently unless told otherwise
+  }
+}
+
+void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,
+                          const duct::buffer& args) {
+  auto peer = peers.find(identity);
+  if (peer == peers.end() || !peer->second.find(channel)) return;  // the client was lost meanwhile
+  send(identity, {ids.next(), channel}, name, args.span());
+  peer->second.close(channel);
+  --open;
+  if (peer->second.size() == 0) peers.erase(peer);
+}
+
+void server::impl::flush_outbound() {
+  std::vector<outbound> batch;
+  {
+    std::lock_guard lock(out_mu);
+    batch.swap(outq);
+  }
+  for (auto& o : batch) finish(o.identity, o.channel, o.name, o.packed_args);
+}
+
+void server::impl::tick(detail::clock::time_point now) {
+  static const duct::buffer heartbeat_args = pack(std::make_tuple(0));
+  for (auto it = peers.begin(); it != peers.end();) {
+    detail::channel_table& table = it->second;
+    for (const message_id& gone : table.lost(now)) {
+      table.close(gone);
+      --open;
+    }
+    for (detail::channel* ch : table.heartbeats_due(now)) {
+      send(it->first, {ids.next(), ch->id}, "_zpc_hb", heartbeat_args.span());
+      ch->beat.sent(now);
+    }
+    it = table.size() == 0 ? peers.erase(it) : std::next(it);
+  }
+}
+
+}  // namespace rpc

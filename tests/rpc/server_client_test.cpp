@@ -1,0 +1,271 @@
+// Server and client over real ZeroMQ sockets on loopback and ipc: calls, errors, built-ins, heartbeats, bad input.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <rpc/client.hpp>
+#include <rpc/event.hpp>
+#include <rpc/server.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct calc {
+  rpc::server server;
+  std::string endpoint;
+
+  explicit calc(rpc::server_options o = {}, std::string where = "tcp://127.0.0.1:0") : server(std::move(o)) {
+    server.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.", {"a", "b"});
+    server.bind("echo", [](msgpack::object v) { return v; });
+    server.bind("concat", [](std::string a, std::vector<std::string> rest) {
+      for (auto& s : rest) a += s;
+      return a;
+    });
+    server.bind("boom", [](std::string why) -> int { throw std::invalid_argument(why); });
+    server.bind("refuse", []() -> int { throw rpc::remote_error("ValueError", "not today"); });
+    server.bind("nothing", []() {});
+    server.bind("spin", [](int ms) {  // burns CPU, never yields to anything
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+      std::uint64_t n = 0;
+      while (std::chrono::steady_clock::now() < until) ++n;
+      return n > 0;
+    });
+    server.bind("sleep", [](int ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      return ms;
+    });
+    endpoint = server.listen(where);
+    server.start();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a call over tcp and over ipc returns its result", "[rpc][server]") {
+  test::temp_dir dir;
+  for (std::string where : {std::string("tcp://127.0.0.1:0"), "ipc://" + dir.file("calc.ipc")}) {
+    CAPTURE(where);
+    calc c({}, where);
+    CHECK(c.endpoint != "tcp://127.0.0.1:0");
+    rpc::client cl(c.endpoint);
+    CHECK(cl.call("add", 1, 2).as<int>() == 3);
+    CHECK(cl.call("concat", std::string("a"), std::vector<std::string>{"b", "c"}).as<std::string>() == "abc");
+    CHECK(cl.call("echo", std::map<std::string, double>{{"x", 2.0}}).to_json() == R"({"x": 2.0})");
+    CHECK(cl.call("nothing").get().type == msgpack::type::NIL);
+  }
+}
+
+TEST_CASE("many calls in flight from many threads all get their own answers", "[rpc][server][threads]") {
+  calc c({.threads = 4});
+  rpc::client cl(c.endpoint);
+  std::vector<std::future<duct::value>> futures;
+  for (int i = 0; i < 200; ++i) futures.push_back(cl.async_call("add", i, 1000));
+  std::vector<std::thread> callers;
+  std::atomic<int> right{0};
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) right += cl.call("add", t, i).as<int>() == t + i;
+    });
+  for (int i = 0; i < 200; ++i) CHECK(futures[static_cast<std::size_t>(i)].get().as<int>() == i + 1000);
+  for (auto& t : callers) t.join();
+  CHECK(right == 200);
+  CHECK(c.server.open_channels() == 0);
+}
+
+TEST_CASE("handler errors arrive as remote errors with name and message", "[rpc][server][errors]") {
+  calc c;
+  rpc::client cl(c.endpoint);
+  try {
+    cl.call("boom", std::string("bad thing"));
+    FAIL("no exception");
+  } catch (const rpc::remote_error& e) {
+    CHECK(e.name() == "std::invalid_argument");
+    CHECK(e.message() == "bad thing");
+  }
+  try {
+    cl.call("refuse");
+    FAIL("no exception");
+  } catch (const rpc::remote_error& e) {
+    CHECK(e.name() == "ValueError");
+    CHECK(std::string(e.what()) == "ValueError: not today");
+  }
+  CHECK_THROWS_AS(cl.call("no_such_method"), rpc::unknown_method_error);
+  CHECK(cl.call("add", 2, 2).as<int>() == 4);  // still serving
+}
+
+TEST_CASE("wrong argument counts and types are TypeErrors, never crashes", "[rpc][server][errors]") {
+  calc c;
+  rpc::client cl(c.endpoint);
+  CHECK_THROWS_WITH(cl.call("add", 1), Catch::Contains("TypeError") && Catch::Contains("takes 2 arguments but 1"));
+  CHECK_THROWS_WITH(cl.call("add", 1, 2, 3), Catch::Contains("but 3 were given"));
+  CHECK_THROWS_WITH(cl.call("add", std::string("x"), 2), Catch::Contains("argument 1 must be int, not str"));
+  CHECK_THROWS_WITH(cl.call("concat", 1, 2), Catch::Contains("argument 1 must be str, not int"));
+  CHECK(cl.call("add", 20, 22).as<int>() == 42);
+}
+
+TEST_CASE("the zerorpc built-ins describe the service", "[rpc][server][builtins]") {
+  calc c({.name = "calc"});
+  rpc::client cl(c.endpoint);
+  CHECK(cl.call("_zerorpc_ping").to_json() == R"(["pong", "calc"])");
+  CHECK(cl.call("_zerorpc_name").as<std::string>() == "calc");
+  auto names = cl.call("_zerorpc_list").as<std::vector<std::string>>();
+  CHECK(names == std::vector<std::string>{"add", "boom", "concat", "echo", "nothing", "refuse", "sleep", "spin"});
+  CHECK(cl.call("_zerorpc_help", std::string("add")).as<std::string>() == "Adds two integers.");
+  CHECK(cl.call("_zerorpc_help", std::string("echo")).get().type == msgpack::type::NIL);
+  CHECK(cl.call("_zerorpc_args", std::string("add")).to_json() == R"([["a", "b"], null, null, null])");
+  CHECK_THROWS_AS(cl.call("_zerorpc_help", std::string("nope")), rpc::unknown_method_error);
+  auto inspect = nlohmann::json::parse(cl.call("_zerorpc_inspect").to_json());
+  CHECK(inspect["name"] == "calc");
+  CHECK(inspect["methods"]["add"]["doc"] == "Adds two integers.");
+  CHECK(inspect["methods"]["add"]["args"] == nlohmann::json::parse(R"([{"name": "a"}, {"name": "b"}])"));
+  CHECK(inspect["methods"]["echo"]["doc"].is_null());
+  CHECK_THROWS_AS(cl.call("_zerorpc_nonsense"), rpc::unknown_method_error);
+}
+
+TEST_CASE("a handler busy for three heartbeat periods causes no lost remote", "[rpc][heartbeat]") {
+  calc c({.threads = 1, .heartbeat = 100ms});
+  rpc::client cl(c.endpoint, {.heartbeat = 100ms});
+  CHECK(cl.call("spin", 300).as<bool>());
+  // and while one handler spins, another client's call on the same one-thread pool waits, but is not lost either
+  auto spinning = cl.async_call("spin", 300);
+  rpc::client other(c.endpoint, {.heartbeat = 100ms});
+  CHECK(other.call("add", 1, 1).as<int>() == 2);
+  CHECK(spinning.get().as<bool>());
+}
+
+TEST_CASE("a killed server makes a waiting call fail with lost remote, in bounded time", "[rpc][heartbeat][process]") {
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the server process: no ZeroMQ context existed before the fork
+    ::close(ready[0]);
+    calc c({.heartbeat = 100ms});
+    std::string ep = c.endpoint + "\n";
+    if (::write(ready[1], ep.data(), ep.size()) < 0) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  std::string endpoint;
+  char ch;
+  while (::read(ready[0], &ch, 1) == 1 && ch != '\n') endpoint += ch;
+  ::close(ready[0]);
+  rpc::client cl(endpoint, {.heartbeat = 100ms});
+  auto waiting = cl.async_call("sleep", 60000);
+  CHECK(cl.call("add", 1, 2).as<int>() == 3);  // the server is up and the slow call is running
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  auto start = std::chrono::steady_clock::now();
+  REQUIRE(waiting.wait_for(5s) == std::future_status::ready);
+  CHECK_THROWS_AS(waiting.get(), rpc::lost_remote_error);
+  CHECK(std::chrono::steady_clock::now() - start < 1s);  // about 2-3 periods
+}
+
+TEST_CASE("a client that goes away has its channels freed on the server", "[rpc][heartbeat]") {
+  calc c({.heartbeat = 100ms});
+  {
+    rpc::client cl(c.endpoint, {.heartbeat = 100ms});
+    auto pending = cl.async_call("sleep", 1000);
+    REQUIRE(cl.call("add", 1, 1).as<int>() == 2);
+    CHECK(c.server.open_channels() == 1);
+  }  // closed with the call open: it stops heartbeating
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (c.server.open_channels() != 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  CHECK(c.server.open_channels() == 0);
+}
+
+TEST_CASE("a per-call time limit fails the call without disturbing others", "[rpc][client][timeout]") {
+  calc c;
+  rpc::client cl(c.endpoint);
+  CHECK_THROWS_WITH(cl.call_for(50ms, "sleep", 400), Catch::Contains("sleep") && Catch::Contains("50 ms"));
+  CHECK(cl.call("add", 2, 3).as<int>() == 5);
+  rpc::client strict(c.endpoint, {.timeout = 50ms});
+  CHECK_THROWS_AS(strict.call("sleep", 400), rpc::timeout_error);
+}
+
+TEST_CASE("the server answers captured zerorpc-python and node requests as they expect", "[rpc][server][vectors]") {
+  calc c;
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(c.endpoint);
+  int checked = 0;
+  for (const std::string file : {"zerorpc-python.jsonl", "zerorpc-node.jsonl"}) {
+    for (const auto& line : test::load_vectors(file)) {
+      if (line["case"] != "add" || line["seq"] != 0) continue;
+      CAPTURE(file, line.value("peers", ""));
+      duct::buffer body = test::unhex(line["frames_hex"][1].get<std::string>());
+      rpc::event request = rpc::decode_event(body.span());
+      dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
+      dealer.send(zmq::buffer(body.data(), body.size()));
+      std::vector<zmq::message_t> frames;
+      REQUIRE(zmq::recv_multipart(dealer, std::back_inserter(frames)));
+      REQUIRE(frames.size() == 2);
+      CHECK(frames[0].size() == 0);  // the delimiter
+      rpc::event reply = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames[1].data()), frames[1].size())));
+      CHECK(reply.name == "OK");
+      REQUIRE(reply.header.response_to);
+      CHECK(*reply.header.response_to == request.header.id);  // bin for Python, str for node
+      CHECK(reply.header.id.binary());
+      std::string args;
+      duct::write_json(reply.args(), args);
+      CHECK(args == "[5]");
+      ++checked;
+    }
+  }
+  CHECK(checked == 3);
+}
+
+TEST_CASE("garbage is dropped and counted while other clients are served", "[rpc][server][limits]") {
+  calc c({.max_message_size = 1 << 20});
+  zmq::context_t ctx;
+  zmq::socket_t bad(ctx, zmq::socket_type::dealer);
+  bad.set(zmq::sockopt::linger, 0);
+  bad.connect(c.endpoint);
+  auto send = [&](const std::string& hex) {
+    duct::buffer b = test::unhex(hex);
+    bad.send(zmq::message_t(), zmq::send_flags::sndmore);
+    bad.send(zmq::buffer(b.data(), b.size()));
+  };
+  send("c1");                        // not msgpack
+  send("92c0c0");                    // msgpack, not an event
+  send("dd7fffffff");                // claims 2^31 elements
+  send("9383aa6d6573736167655f6964a178a17603ab726573706f6e73655f746fa17aa75f7a70635f686290");  // unknown channel
+  bad.send(zmq::buffer(std::string("single frame, no delimiter, not msgpack")));
+  rpc::client good(c.endpoint);
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (c.server.dropped_events() < 5 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  CHECK(c.server.dropped_events() == 5);
+  CHECK(good.call("add", 1, 2).as<int>() == 3);
+  // An oversize message is refused by ZeroMQ before it is read; the server stays up for everyone else.
+  std::string huge(2 << 20, 'x');
+  bad.send(zmq::message_t(), zmq::send_flags::sndmore);
+  bad.send(zmq::buffer(huge));
+  CHECK(good.call("add", 3, 4).as<int>() == 7);
+}
+
+TEST_CASE("bind and listen refuse misuse with clear errors", "[rpc][server]") {
+  rpc::server s;
+  s.bind("x", [] { return 1; });
+  CHECK_THROWS_WITH(s.bind("x", [] { return 2; }), Catch::Contains("bound already"));
+  CHECK_THROWS_WITH(s.bind("_hidden", [] { return 2; }), Catch::Contains("must not"));
+  CHECK_THROWS_WITH(s.start(), Catch::Contains("listen"));
+  CHECK_THROWS_WITH(s.listen("bogus://nowhere"), Catch::Contains("bogus://nowhere"));
+  s.listen("tcp://127.0.0.1:0");
+  s.start();
+  CHECK_THROWS_AS(s.start(), rpc::error);
+  CHECK_THROWS_AS(s.bind("y", [] { return 1; }), rpc::error);
+  s.stop();
+  s.stop();
+}
