@@ -1,0 +1,116 @@
+// Live interop with the real zerorpc for node (0.9.8 on zeromq 6), installed by the "node: install" fixture.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include <duct/spawn.hpp>
+#include <rpc/client.hpp>
+#include <rpc/server.hpp>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string node_dir = DUCT_NODE_PEERS_DIR;
+
+// Skips (exit 77) when the node peers are not installed, except in CI, where that is a failure.
+void require_node() {
+  struct stat st{};
+  if (::stat((node_dir + "/node_modules/zerorpc").c_str(), &st) == 0) return;
+  const char* ci = std::getenv("CI");
+  if (ci && std::string(ci) == "true") FAIL("the zerorpc node peers are not installed in " << node_dir);
+  std::cerr << "SKIPPED: zerorpc for node is not installed (needs node and npm; see tests/rpc/node/install.sh)\n";
+  std::_Exit(77);
+}
+
+struct node_server {
+  duct::child process;
+  std::string endpoint;
+  explicit node_server(const test::temp_dir& dir)
+      : process(duct::spawn({"node", node_dir + "/peer.js", "server", "ipc://" + dir.file("node.ipc")})),
+        endpoint("ipc://" + dir.file("node.ipc")) {}
+  ~node_server() {
+    process.kill(SIGTERM);
+    process.wait(10s);
+  }
+};
+
+struct run_result {
+  int status;
+  std::string out;
+};
+
+// Runs the node client; `args_json` is a JSON array without single quotes.
+run_result node_call(const std::string& endpoint, const std::string& method, const std::string& args_json) {
+  std::string cmd = "node " + node_dir + "/peer.js client " + endpoint + " " + method + " '" + args_json + "' 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int st = ::pclose(p);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+}  // namespace
+
+TEST_CASE("node: our client calls a zerorpc-node server", "[rpc][node]") {
+  require_node();
+  test::temp_dir dir;
+  node_server server(dir);
+  rpc::client c(server.endpoint, {.heartbeat = 500ms});
+  CHECK(c.call("add", 2, 3).as<int>() == 5);
+  CHECK(c.call("echo", std::string("text")).as<std::string>() == "text");
+  // msgpack-lite sends integers beyond int32 as float64: they come back as floats, and convert
+  duct::value big = c.call("echo", 1099511627776LL);
+  CHECK(big.get().type == msgpack::type::FLOAT64);
+  CHECK(big.as<double>() == 1099511627776.0);
+  try {
+    c.call("boom", std::string("bad thing"));
+    FAIL("no exception");
+  } catch (const rpc::remote_error& e) {
+    CHECK(e.name() == "Error");
+    CHECK(e.message() == "bad thing");
+    CHECK_THAT(e.traceback(), Catch::Contains("peer.js"));
+  }
+  auto inspect = nlohmann::json::parse(c.call("_zerorpc_inspect").to_json());
+  CHECK(inspect["methods"]["add"]["args"] == nlohmann::json::parse(R"([{"name": "a"}, {"name": "b"}])"));
+  CHECK(c.call("_zerorpc_ping").to_json() == R"(["pong", ""])");
+}
+
+TEST_CASE("node: a node server ignoring an unknown method ends in lost remote, not a hang", "[rpc][node][heartbeat]") {
+  require_node();
+  test::temp_dir dir;
+  node_server server(dir);
+  rpc::client c(server.endpoint, {.heartbeat = 200ms});
+  REQUIRE(c.call("add", 1, 1).as<int>() == 2);
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(c.call("no_such_method"), rpc::lost_remote_error);
+  CHECK(std::chrono::steady_clock::now() - start < 3s);
+}
+
+TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
+  require_node();
+  rpc::server s({.name = "calc"});
+  s.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.", {"a", "b"});
+  s.bind("boom", [](std::string why) -> int { throw rpc::remote_error("ValueError", why); });
+  std::string endpoint = s.listen("tcp://127.0.0.1:0");
+  s.start();
+  CHECK(node_call(endpoint, "add", "[2, 3]").out == "5");
+  run_result boom = node_call(endpoint, "boom", R"(["bad thing"])");
+  CHECK(boom.status == 1);
+  CHECK(boom.out == "ERR ValueError: bad thing");
+  CHECK(node_call(endpoint, "nope", "[]").out == "ERR NameError: nope");
+  CHECK(node_call(endpoint, "add", R"(["x", 2])").out == "ERR TypeError: add() argument 1 must be int, not str");
+  auto inspect = nlohmann::json::parse(node_call(endpoint, "_zerorpc_inspect", "[]").out);
+  CHECK(inspect["name"] == "calc");
+  CHECK(inspect["methods"]["add"]["doc"] == "Adds two integers.");
+}
