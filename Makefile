@@ -35,8 +35,10 @@ demo: deps $(BUILD)/CMakeCache.txt
 	$(BUILD)/libduct/examples/duct-demo
 
 bench: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS) --target duct-bench
+	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench
 	$(BUILD)/bench/duct-bench --json bench/results/duct.json
+	-sh tests/rpc/node/install.sh $(BUILD)/tests/node-peers
+	$(BUILD)/bench/rpc-bench --json bench/results/rpc.json --node-peer $(BUILD)/tests/node-peers/peer.js
 
 install: build
 	cmake --install $(BUILD)

@@ -39,25 +39,74 @@ std::string as_string(const msgpack::object& o) {
   return json;
 }
 
+// What a reply event means for its call. Returns: true with `result` set for OK; false for events that only show
+// the server is alive (_zpc_hb, _zpc_more). Throws: the call's error for ERR, a stream, or anything unexpected.
+bool settle(const event& ev, const std::string& where, duct::value& result) {
+  const msgpack::object& args = ev.args();
+  if (ev.name == "_zpc_hb" || ev.name == "_zpc_more") return false;
+  if (ev.name == "OK") {
+    if (args.type != msgpack::type::ARRAY || args.via.array.size < 1) throw protocol_error(where + ": OK without a result");
+    result = duct::value(msgpack::clone(args.via.array.ptr[0]));
+    return true;
+  }
+  if (ev.name == "ERR") {
+    std::string name = "RemoteError", message, traceback;
+    if (args.type == msgpack::type::ARRAY) {
+      if (args.via.array.size > 0) name = as_string(args.via.array.ptr[0]);
+      if (args.via.array.size > 1) message = as_string(args.via.array.ptr[1]);
+      if (args.via.array.size > 2) traceback = as_string(args.via.array.ptr[2]);
+    }
+    if (name == "NameError") throw unknown_method_error(name, message, traceback);
+    throw remote_error(name, message, traceback);
+  }
+  if (ev.name == "STREAM" || ev.name == "STREAM_DONE")
+    throw protocol_error(where + ": the method answered with a stream, which call() cannot return");
+  throw protocol_error(where + ": unexpected event " + ev.name);
+}
+
+const duct::buffer& heartbeat_args() {
+  static const duct::buffer args = [] {
+    duct::pack_buffer out;
+    msgpack::pack(out, std::make_tuple(0));
+    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  }();
+  return args;
+}
+
+void send_body(zmq::socket_t& socket, const duct::buffer& body) {
+  socket.send(zmq::message_t(), zmq::send_flags::sndmore);
+  socket.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+}
+
+std::optional<event> decode_reply(const zmq::message_t& body) {
+  try {
+    return decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())));
+  } catch (const protocol_error&) {
+    return std::nullopt;  // not an event: nothing to route it to
+  }
+}
+
+// A calling thread's own socket, for blocking calls.
+struct direct_socket {
+  zmq::socket_t socket;
+  id_generator ids;
+};
+
 }  // namespace
 
 struct client::impl {
-  impl(std::string_view ep, client_options o) : opts(o), endpoint(ep) {
-    dealer.set(zmq::sockopt::linger, 0);
-    dealer.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
-    try {
-      dealer.connect(endpoint);
-    } catch (const zmq::error_t& e) {
-      throw error("cannot connect to " + endpoint + ": " + e.what());
-    }
+  impl(std::string_view ep, client_options o) : opts(o), endpoint(ep), dealer(make_socket()) {
     io = std::thread([this] { loop(); });
   }
 
   client_options opts;
   std::string endpoint;
   zmq::context_t ctx{1};
-  zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
+  zmq::socket_t dealer;
   detail::wakeup wake;
+  detail::wakeup closing_signal;  // written once on close and never drained: wakes every blocked call()
+  std::mutex sockets_mu;
+  std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
   std::mutex mu;
   std::vector<request> inbox;  // guarded by mu
   id_generator ids;            // guarded by mu
@@ -71,7 +120,8 @@ struct client::impl {
   id_generator hb_ids;
 
   void loop();
-  void send_body(const duct::buffer& body);
+  zmq::socket_t make_socket();
+  direct_socket& my_socket();
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
   void fail(const message_id& id, std::exception_ptr e);
   void tick(detail::clock::time_point now);
@@ -86,6 +136,7 @@ client::~client() {
     impl_->closing = true;
   }
   impl_->running = false;
+  impl_->closing_signal.signal();
   impl_->wake.signal();
   impl_->io.join();
   auto closed = [&](const std::string& method) {
@@ -118,9 +169,23 @@ std::future<duct::value> client::submit(std::string_view method, duct::buffer pa
   return f;
 }
 
-void client::impl::send_body(const duct::buffer& body) {
-  dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
-  dealer.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+zmq::socket_t client::impl::make_socket() {
+  zmq::socket_t socket(ctx, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
+  try {
+    socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw error("cannot connect to " + endpoint + ": " + e.what());
+  }
+  return socket;
+}
+
+direct_socket& client::impl::my_socket() {
+  std::lock_guard lock(sockets_mu);
+  auto& slot = sockets[std::this_thread::get_id()];
+  if (!slot) slot = std::make_unique<direct_socket>(direct_socket{make_socket(), {}});
+  return *slot;
 }
 
 void client::impl::loop() {
@@ -144,7 +209,7 @@ void client::impl::loop() {
       fresh.swap(inbox);
     }
     for (auto& r : fresh) {
-      send_body(r.body);
+      send_body(dealer, r.body);
       channels.open(r.id, detail::clock::now());
       calls.emplace(r.id, std::move(r.call));
     }
@@ -157,6 +222,52 @@ void client::impl::loop() {
   }
 }
 
+duct::value client::call_here(std::string_view method, const duct::buffer& packed_args,
+                               std::optional<std::chrono::milliseconds> limit) {
+  impl& c = *impl_;
+  if (!limit) limit = c.opts.timeout;
+  const std::string where = c.endpoint + ": " + std::string(method);
+  if (!c.running) throw closed_error(where + ": the client is closing");
+  direct_socket& mine = c.my_socket();
+  const message_id id = mine.ids.next();
+  auto now = detail::clock::now();
+  std::optional<detail::clock::time_point> deadline;
+  if (limit) deadline = now + *limit;
+  detail::heartbeat beat(c.opts.heartbeat, now);
+  send_body(mine.socket, encode_event_packed({id}, method, packed_args.span()));
+  std::vector<zmq::message_t> frames;
+  for (;;) {
+    now = detail::clock::now();
+    auto until = beat.next_deadline();
+    if (deadline) until = std::min(until, *deadline);
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(std::max(until - now, detail::clock::duration(0)));
+    zmq::pollitem_t items[] = {{mine.socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, c.closing_signal.fd(), ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, wait);
+    if (items[1].revents & ZMQ_POLLIN) throw closed_error(where + ": the client was closed");
+    while (true) {
+      frames.clear();
+      if (!zmq::recv_multipart(mine.socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      if (frames.empty()) continue;
+      std::optional<event> ev = decode_reply(frames.back());
+      // Replies to earlier calls of this thread that timed out are ignored, like any event of an unknown channel.
+      if (!ev || ev->header.response_to != id) continue;
+      beat.heard(detail::clock::now());
+      duct::value result;
+      if (settle(*ev, where, result)) return result;
+    }
+    now = detail::clock::now();
+    if (deadline && now >= *deadline)
+      throw timeout_error(where + ": no result within " + std::to_string(limit->count()) + " ms");
+    if (beat.lost(now))
+      throw lost_remote_error(where + ": lost remote after " + std::to_string(2 * c.opts.heartbeat.count()) +
+                              " ms without a heartbeat");
+    if (beat.send_due(now)) {
+      send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_zpc_hb", heartbeat_args().span()));
+      beat.sent(now);
+    }
+  }
+}
+
 void client::impl::fail(const message_id& id, std::exception_ptr e) {
   auto it = calls.find(id);
   if (it == calls.end()) return;
@@ -166,43 +277,21 @@ void client::impl::fail(const message_id& id, std::exception_ptr e) {
 }
 
 void client::impl::on_reply(const zmq::message_t& body, detail::clock::time_point now) {
-  event ev;
-  try {
-    ev = decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())));
-  } catch (const protocol_error&) {
-    return;  // not an event: nothing to route it to
-  }
-  if (!ev.header.response_to) return;
-  const message_id& id = *ev.header.response_to;
+  std::optional<event> ev = decode_reply(body);
+  if (!ev || !ev->header.response_to) return;
+  const message_id& id = *ev->header.response_to;
   detail::channel* ch = channels.find(id);
   auto call = calls.find(id);
   if (!ch || call == calls.end()) return;  // a late reply to a call that timed out
   ch->beat.heard(now);
-  const std::string where = endpoint + ": " + call->second.method;
-  const msgpack::object& args = ev.args();
-  if (ev.name == "_zpc_hb" || ev.name == "_zpc_more") return;
-  if (ev.name == "OK") {
-    if (args.type != msgpack::type::ARRAY || args.via.array.size < 1) {
-      fail(id, std::make_exception_ptr(protocol_error(where + ": OK without a result")));
-      return;
-    }
-    call->second.result.set_value(duct::value(msgpack::clone(args.via.array.ptr[0])));
+  try {
+    duct::value result;
+    if (!settle(*ev, endpoint + ": " + call->second.method, result)) return;
+    call->second.result.set_value(std::move(result));
     calls.erase(call);
     channels.close(id);
-  } else if (ev.name == "ERR") {
-    std::string name = "RemoteError", message, traceback;
-    if (args.type == msgpack::type::ARRAY) {
-      if (args.via.array.size > 0) name = as_string(args.via.array.ptr[0]);
-      if (args.via.array.size > 1) message = as_string(args.via.array.ptr[1]);
-      if (args.via.array.size > 2) traceback = as_string(args.via.array.ptr[2]);
-    }
-    if (name == "NameError") fail(id, std::make_exception_ptr(unknown_method_error(name, message, traceback)));
-    else fail(id, std::make_exception_ptr(remote_error(name, message, traceback)));
-  } else if (ev.name == "STREAM" || ev.name == "STREAM_DONE") {
-    fail(id, std::make_exception_ptr(protocol_error(where + ": the method answered with a stream, which call() "
-                                                            "cannot return")));
-  } else {
-    fail(id, std::make_exception_ptr(protocol_error(where + ": unexpected event " + ev.name)));
+  } catch (...) {
+    fail(id, std::current_exception());
   }
 }
 
@@ -222,13 +311,8 @@ void client::impl::tick(detail::clock::time_point now) {
                                                        std::to_string(2 * opts.heartbeat.count()) +
                                                        " ms without a heartbeat")));
   }
-  static const duct::buffer heartbeat_args = [] {
-    duct::pack_buffer out;
-    msgpack::pack(out, std::make_tuple(0));
-    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
-  }();
   for (detail::channel* ch : channels.heartbeats_due(now)) {
-    send_body(encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", heartbeat_args.span()));
+    send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", heartbeat_args().span()));
     ch->beat.sent(now);
   }
 }

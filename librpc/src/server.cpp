@@ -311,10 +311,12 @@ void server::impl::finish(const std::string& identity, const message_id& channel
                           const duct::buffer& args) {
   auto peer = peers.find(identity);
   if (peer == peers.end() || !peer->second.find(channel)) return;  // the client was lost meanwhile
-  send(identity, {ids.next(), channel}, name, args.span());
+  // Closed before the reply leaves, so that a client holding its answer never sees the call still counted open.
+  event_header h{ids.next(), channel};
   peer->second.close(channel);
   --open;
   if (peer->second.size() == 0) peers.erase(peer);
+  send(identity, h, name, args.span());
 }
 
 void server::impl::flush_outbound() {

@@ -162,13 +162,21 @@ TEST_CASE("a killed server makes a waiting call fail with lost remote, in bounde
   while (::read(ready[0], &ch, 1) == 1 && ch != '\n') endpoint += ch;
   ::close(ready[0]);
   rpc::client cl(endpoint, {.heartbeat = 100ms});
-  auto waiting = cl.async_call("sleep", 60000);
-  CHECK(cl.call("add", 1, 2).as<int>() == 3);  // the server is up and the slow call is running
+  auto waiting = cl.async_call("sleep", 60000);  // through the client's I/O thread
+  std::atomic<int> tid{0};
+  auto blocking = std::async(std::launch::async, [&] {  // a blocking call(), on that thread's own socket
+    tid = static_cast<int>(::gettid());
+    return cl.call("sleep", 60000).as<int>();
+  });
+  CHECK(cl.call("add", 1, 2).as<int>() == 3);  // the server is up
+  test::wait_until_sleeping(tid);              // and the blocking call is waiting in poll
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
   auto start = std::chrono::steady_clock::now();
   REQUIRE(waiting.wait_for(5s) == std::future_status::ready);
+  REQUIRE(blocking.wait_for(5s) == std::future_status::ready);
   CHECK_THROWS_AS(waiting.get(), rpc::lost_remote_error);
+  CHECK_THROWS_AS(blocking.get(), rpc::lost_remote_error);
   CHECK(std::chrono::steady_clock::now() - start < 1s);  // about 2-3 periods
 }
 
@@ -177,7 +185,8 @@ TEST_CASE("a client that goes away has its channels freed on the server", "[rpc]
   {
     rpc::client cl(c.endpoint, {.heartbeat = 100ms});
     auto pending = cl.async_call("sleep", 1000);
-    REQUIRE(cl.call("add", 1, 1).as<int>() == 2);
+    // The same socket as the sleep, so ZeroMQ delivers them in order: once add is answered, sleep is running.
+    REQUIRE(cl.async_call("add", 1, 1).get().as<int>() == 2);
     CHECK(c.server.open_channels() == 1);
   }  // closed with the call open: it stops heartbeating
   auto until = std::chrono::steady_clock::now() + 5s;
@@ -192,6 +201,8 @@ TEST_CASE("a per-call time limit fails the call without disturbing others", "[rp
   CHECK(cl.call("add", 2, 3).as<int>() == 5);
   rpc::client strict(c.endpoint, {.timeout = 50ms});
   CHECK_THROWS_AS(strict.call("sleep", 400), rpc::timeout_error);
+  CHECK_THROWS_AS(strict.async_call("sleep", 400).get(), rpc::timeout_error);
+  CHECK(cl.async_call("add", 3, 4).get().as<int>() == 7);
 }
 
 TEST_CASE("the server answers captured zerorpc-python and node requests as they expect", "[rpc][server][vectors]") {

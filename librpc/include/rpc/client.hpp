@@ -4,8 +4,10 @@
 //   int sum = c.call("add", 1, 2).as<int>();
 //   std::future<duct::value> later = c.async_call("slow", 10);
 //
-// Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. An I/O thread owns
-// the socket and keeps every open call's heartbeat. A call has no total time limit by default — as long as the
+// Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. A blocking call()
+// runs entirely on the calling thread, over a socket of that thread's own (sending, waiting and heartbeating
+// itself: no hand-off to another thread); async_call() hands the call to the client's I/O thread, which keeps every
+// open asynchronous call's heartbeat. Do not destroy a client while another thread is inside call(). A call has no total time limit by default — as long as the
 // server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If the
 // server goes silent for two heartbeat periods, the call fails with lost_remote_error.
 #pragma once
@@ -48,13 +50,13 @@ class client {
   /// closed_error.
   template <class... Args>
   duct::value call(std::string_view method, const Args&... args) {
-    return async_call(method, args...).get();
+    return call_here(method, pack_args(args...), std::nullopt);
   }
 
   /// As call(), with its own time limit instead of the client's default.
   template <class... Args>
   duct::value call_for(std::chrono::milliseconds limit, std::string_view method, const Args&... args) {
-    return submit(method, pack_args(args...), limit).get();
+    return call_here(method, pack_args(args...), limit);
   }
 
   /// Starts a call. Returns: a future for the result; it throws what call() would.
@@ -79,6 +81,8 @@ class client {
   }
   std::future<duct::value> submit(std::string_view method, duct::buffer packed_args,
                                   std::optional<std::chrono::milliseconds> limit);
+  duct::value call_here(std::string_view method, const duct::buffer& packed_args,
+                        std::optional<std::chrono::milliseconds> limit);
   std::unique_ptr<impl> impl_;
 };
 

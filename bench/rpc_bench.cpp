@@ -1,0 +1,209 @@
+// rpc-bench: our zerorpc client and server against a raw cppzmq DEALER/ROUTER + msgpack echo loop (the ceiling)
+// and against the zerorpc-node server when it is installed, side by side in one run. The server side of every case
+// runs in a forked process; the client side here. Prints a table; writes the rows as JSON with --json.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <duct/spawn.hpp>
+#include <nlohmann/json.hpp>
+#include <rpc/client.hpp>
+#include <rpc/event.hpp>
+#include <rpc/server.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+std::string private_ipc(const char* name) {
+  char dir[] = "/tmp/rpc-bench-XXXXXX";
+  if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp");
+  return std::string("ipc://") + dir + "/" + name;
+}
+
+// Runs `serve(endpoint)` in a child process until killed.
+pid_t fork_server(const std::string& endpoint, void (*serve)(const std::string&)) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    serve(endpoint);
+    ::_exit(0);
+  }
+  return pid;
+}
+
+void stop(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+void serve_ours(const std::string& endpoint) {
+  rpc::server s({.name = "bench", .threads = 2});
+  s.bind("add", [](int a, int b) { return a + b; });
+  s.listen(endpoint);
+  s.start();
+  for (;;) ::pause();
+}
+
+// The ceiling: a ROUTER that decodes each request and answers OK [a + b], all on one thread.
+void serve_raw(const std::string& endpoint) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.bind(endpoint);
+  rpc::id_generator ids;
+  std::vector<zmq::message_t> frames;
+  for (;;) {
+    frames.clear();
+    if (!zmq::recv_multipart(router, std::back_inserter(frames))) continue;
+    rpc::event e = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    int sum = e.args().via.array.ptr[0].as<int>() + e.args().via.array.ptr[1].as<int>();
+    duct::buffer reply = rpc::encode_event({ids.next(), e.header.id}, "OK", std::make_tuple(sum));
+    router.send(frames[0], zmq::send_flags::sndmore);
+    router.send(zmq::message_t(), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(reply.data(), reply.size()));
+  }
+}
+
+struct result {
+  double calls_per_s = 0, p50_us = 0, p99_us = 0, inflight_calls_per_s = 0;
+};
+
+double pct(std::vector<double>& v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(static_cast<double>(v.size() - 1) * p)];
+}
+
+// The raw client: one DEALER, encode, send, wait, decode.
+result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.connect(endpoint);
+  rpc::id_generator ids;
+  std::vector<zmq::message_t> frames;
+  auto one = [&](bool wait) {
+    duct::buffer req = rpc::encode_event({ids.next()}, "add", std::make_tuple(1, 2));
+    dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
+    dealer.send(zmq::buffer(req.data(), req.size()));
+    if (wait) {
+      frames.clear();
+      (void)zmq::recv_multipart(dealer, std::back_inserter(frames));
+      (void)rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    }
+  };
+  for (int i = 0; i < 200; ++i) one(true);  // warm up and make sure the server is there
+  result r;
+  std::vector<double> lat;
+  auto start = steady::now();
+  for (int i = 0; i < n; ++i) {
+    auto t = steady::now();
+    one(true);
+    lat.push_back(std::chrono::duration<double, std::micro>(steady::now() - t).count());
+  }
+  r.calls_per_s = n / std::chrono::duration<double>(steady::now() - start).count();
+  r.p50_us = pct(lat, 0.5);
+  r.p99_us = pct(lat, 0.99);
+  start = steady::now();
+  int sent = 0, got = 0;
+  while (got < inflight_n) {
+    while (sent < inflight_n && sent - got < 16) {
+      one(false);
+      ++sent;
+    }
+    frames.clear();
+    (void)zmq::recv_multipart(dealer, std::back_inserter(frames));
+    ++got;
+  }
+  r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
+  return r;
+}
+
+result run_our_client(const std::string& endpoint, int n, int inflight_n) {
+  rpc::client c(endpoint);
+  for (int i = 0; i < 200; ++i) (void)c.call("add", 1, 2);
+  result r;
+  std::vector<double> lat;
+  auto start = steady::now();
+  for (int i = 0; i < n; ++i) {
+    auto t = steady::now();
+    (void)c.call("add", 1, 2);
+    lat.push_back(std::chrono::duration<double, std::micro>(steady::now() - t).count());
+  }
+  r.calls_per_s = n / std::chrono::duration<double>(steady::now() - start).count();
+  r.p50_us = pct(lat, 0.5);
+  r.p99_us = pct(lat, 0.99);
+  std::vector<std::future<duct::value>> window;
+  start = steady::now();
+  for (int i = 0; i < inflight_n; ++i) {
+    if (window.size() == 16) {
+      (void)window.front().get();
+      window.erase(window.begin());
+    }
+    window.push_back(c.async_call("add", 1, 2));
+  }
+  for (auto& f : window) (void)f.get();
+  r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  std::string json_path, node_peer;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--node-peer" && i + 1 < argc) node_peer = argv[++i];
+    else {
+      std::cerr << "usage: rpc-bench [--quick] [--json FILE] [--node-peer PATH/peer.js]\n";
+      return 2;
+    }
+  }
+  const int n = quick ? 500 : 20000, inflight = quick ? 500 : 20000;
+  std::vector<std::pair<std::string, result>> rows;
+
+  std::string raw_ep = private_ipc("raw.ipc");
+  pid_t raw = fork_server(raw_ep, serve_raw);
+  rows.emplace_back("raw DEALER/ROUTER loop", run_raw_client(raw_ep, n, inflight));
+  stop(raw);
+
+  std::string ours_ep = private_ipc("ours.ipc");
+  pid_t ours = fork_server(ours_ep, serve_ours);
+  rows.emplace_back("ductrpc client+server", run_our_client(ours_ep, n, inflight));
+  stop(ours);
+
+  if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {
+    std::string node_ep = private_ipc("node.ipc");
+    duct::child node = duct::spawn({"node", node_peer, "server", node_ep});
+    rows.emplace_back("ductrpc client, zerorpc-node server", run_our_client(node_ep, quick ? 200 : 5000, quick ? 200 : 5000));
+    node.kill(SIGKILL);
+    node.wait();
+  }
+
+  const result& ceiling = rows[0].second;
+  std::printf("%-36s %12s %9s %9s %14s %7s %7s\n", "case (add(1,2) over ipc)", "calls/s", "p50 us", "p99 us",
+              "16 in flight/s", "seq", "16 fl");
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& [name, r] : rows) {
+    std::printf("%-36s %12.0f %9.1f %9.1f %14.0f %6.2fx %6.2fx\n", name.c_str(), r.calls_per_s, r.p50_us, r.p99_us,
+                r.inflight_calls_per_s, r.calls_per_s / ceiling.calls_per_s,
+                r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
+    out.push_back({{"case", name}, {"calls_per_s", r.calls_per_s}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us},
+                   {"inflight16_calls_per_s", r.inflight_calls_per_s}});
+  }
+  if (!json_path.empty()) std::ofstream(json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
+  return 0;
+}
