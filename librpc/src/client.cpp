@@ -57,6 +57,8 @@ bool settle(const event& ev, const std::string& where, duct::value& result) {
       if (args.via.array.size > 2) traceback = as_string(args.via.array.ptr[2]);
     }
     if (name == "NameError") throw unknown_method_error(name, message, traceback);
+    if (name == "Cancelled") throw cancelled_error(name, message, traceback);
+    if (name == "ShuttingDown") throw shutting_down_error(name, message, traceback);
     throw remote_error(name, message, traceback);
   }
   if (ev.name == "STREAM" || ev.name == "STREAM_DONE")

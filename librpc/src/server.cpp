@@ -5,7 +5,9 @@
 #include <cxxabi.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
+#include <stop_token>
 #include <mutex>
 #include <thread>
 #include <typeinfo>
@@ -28,6 +30,20 @@ struct method_entry {
   std::string doc;
   std::vector<std::string> arg_names;
 };
+
+// A call whose handler is running, by client identity and channel.
+struct call_key {
+  std::string identity;
+  message_id channel;
+  bool operator==(const call_key&) const = default;
+};
+struct call_key_hash {
+  std::size_t operator()(const call_key& k) const noexcept {
+    return std::hash<std::string>()(k.identity) ^ message_id_hash()(k.channel);
+  }
+};
+
+enum class serving_mode { serving, draining, aborting };
 
 struct outbound {
   std::string identity;
@@ -85,10 +101,37 @@ struct server::impl {
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};
+  std::atomic<serving_mode> mode{serving_mode::serving};
+  std::mutex idle_mu;
+  std::condition_variable idle;  // notified whenever the last open call closes
 
   // Owned by the I/O thread.
   std::unordered_map<std::string, detail::channel_table> peers;
+  std::unordered_map<call_key, std::stop_source, call_key_hash> running_calls;
   id_generator ids;
+
+  void closed_one() {
+    if (--open == 0) {
+      std::lock_guard lock(idle_mu);
+      idle.notify_all();
+    }
+  }
+  bool wait_idle(std::optional<detail::clock::time_point> until) {
+    std::unique_lock lock(idle_mu);
+    auto drained = [&] { return open.load() == 0; };
+    if (!until) {
+      idle.wait(lock, drained);
+      return true;
+    }
+    return idle.wait_until(lock, *until, drained);
+  }
+  void cancel(const call_key& key) {
+    auto it = running_calls.find(key);
+    if (it == running_calls.end()) return;
+    it->second.request_stop();
+    running_calls.erase(it);
+  }
+  void abort_running();
 
   void loop();
   void on_message(std::vector<zmq::message_t>& frames, detail::clock::time_point now);
@@ -135,12 +178,26 @@ void server::start() {
   impl_->io = std::thread([this] { impl_->loop(); });
 }
 
+void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
+  if (!impl_->running) return;
+  impl_->mode = how == shutdown_mode::drain ? serving_mode::draining : serving_mode::aborting;
+  impl_->wake.signal();
+  if (how == shutdown_mode::drain && !impl_->wait_idle(detail::clock::now() + grace)) {
+    impl_->mode = serving_mode::aborting;  // the grace period ran out: cancel what is left
+    impl_->wake.signal();
+  }
+  impl_->wait_idle(std::nullopt);  // the I/O thread cancels every open call as soon as it wakes
+  stop();
+}
+
 void server::stop() noexcept {
   if (!impl_ || !impl_->running.exchange(false)) return;
   impl_->wake.signal();
   impl_->io.join();
   impl_->pool.reset();  // lets running handlers finish; their replies go nowhere
 }
+
+bool server::accepting() const noexcept { return impl_->running && impl_->mode == serving_mode::serving; }
 
 std::uint64_t server::dropped_events() const noexcept { return impl_->dropped.load(); }
 std::size_t server::open_channels() const noexcept { return impl_->open.load(); }
@@ -163,7 +220,18 @@ void server::impl::loop() {
       if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
       on_message(frames, detail::clock::now());
     }
+    if (mode == serving_mode::aborting) abort_running();
     tick(detail::clock::now());
+  }
+}
+
+void server::impl::abort_running() {
+  std::vector<call_key> keys;
+  for (auto& [key, stop] : running_calls) keys.push_back(key);
+  for (const call_key& key : keys) {
+    cancel(key);
+    finish(key.identity, key.channel, "ERR",
+           err_args("Cancelled", "the server is shutting down: the call was cancelled"));
   }
 }
 
@@ -205,6 +273,11 @@ void server::impl::on_message(std::vector<zmq::message_t>& frames, detail::clock
 }
 
 void server::impl::on_request(const std::string& identity, std::shared_ptr<event> ev) {
+  if (mode != serving_mode::serving) {
+    finish(identity, ev->header.id, "ERR",
+           err_args("ShuttingDown", ev->name + ": the server is shutting down and takes no new calls"));
+    return;
+  }
   if (builtin(identity, *ev)) return;
   auto m = methods.find(ev->name);
   if (m == methods.end()) {
@@ -212,10 +285,11 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
     return;
   }
   detail::handler* fn = &m->second.fn;
-  pool->submit([this, identity, ev, fn] {
+  std::stop_token stop = running_calls[call_key{identity, ev->header.id}].get_token();
+  pool->submit([this, identity, ev, fn, stop] {
     outbound o{identity, ev->header.id, "OK", {}};
     try {
-      o.packed_args = ok_args((*fn)(ev->args()));
+      o.packed_args = ok_args((*fn)(ev->args(), stop));
     } catch (const remote_error& e) {
       o.name = "ERR";
       o.packed_args = err_args(e.name(), e.message());
@@ -313,9 +387,10 @@ void server::impl::finish(const std::string& identity, const message_id& channel
   if (peer == peers.end() || !peer->second.find(channel)) return;  // the client was lost meanwhile
   // Closed before the reply leaves, so that a client holding its answer never sees the call still counted open.
   event_header h{ids.next(), channel};
+  running_calls.erase(call_key{identity, channel});
   peer->second.close(channel);
-  --open;
   if (peer->second.size() == 0) peers.erase(peer);
+  closed_one();  // shutdown() may now proceed, but stop() joins this thread, so the reply below still leaves
   send(identity, h, name, args.span());
 }
 
@@ -333,8 +408,9 @@ void server::impl::tick(detail::clock::time_point now) {
   for (auto it = peers.begin(); it != peers.end();) {
     detail::channel_table& table = it->second;
     for (const message_id& gone : table.lost(now)) {
+      cancel(call_key{it->first, gone});  // the client is gone: its handler may stop
       table.close(gone);
-      --open;
+      closed_one();
     }
     for (detail::channel* ch : table.heartbeats_due(now)) {
       send(it->first, {ids.next(), ch->id}, "_zpc_hb", heartbeat_args.span());

@@ -3,7 +3,9 @@
 //   rpc::error
 //   ├─ rpc::protocol_error        bytes from a peer that are not a zerorpc event
 //   ├─ rpc::remote_error          the remote method failed: name(), message(), traceback() as zerorpc's ERR carries
-//   │  └─ rpc::unknown_method_error   the server has no such method (zerorpc's NameError)
+//   │  ├─ rpc::unknown_method_error   the server has no such method (zerorpc's NameError)
+//   │  ├─ rpc::cancelled_error        the call was cancelled (ERR "Cancelled")
+//   │  └─ rpc::shutting_down_error    the server is shutting down and takes no new calls (ERR "ShuttingDown")
 //   ├─ rpc::timeout_error         the call's own time limit ran out
 //   ├─ rpc::lost_remote_error     the server stopped heartbeating (it died, hangs, or the network is gone)
 //   └─ rpc::closed_error          the client or server was stopped with the call still open
@@ -44,6 +46,18 @@ class remote_error : public error {
 
 /// The server has no method of that name.
 class unknown_method_error : public remote_error {
+ public:
+  using remote_error::remote_error;
+};
+
+/// The call was cancelled before it finished.
+class cancelled_error : public remote_error {
+ public:
+  using remote_error::remote_error;
+};
+
+/// The server is draining and refused the call; it never ran.
+class shutting_down_error : public remote_error {
  public:
   using remote_error::remote_error;
 };

@@ -25,6 +25,9 @@
 
 namespace rpc {
 
+/// How shutdown() treats calls that are running.
+enum class shutdown_mode { drain, abort };
+
 struct server_options {
   std::string name = "ductrpc";                                ///< what _zerorpc_name and _zerorpc_ping report
   std::size_t threads = 4;                                     ///< handler pool size
@@ -41,12 +44,14 @@ class server {
   server& operator=(const server&) = delete;
 
   /// Serves `f` as `name`. `doc` is what _zerorpc_help and _zerorpc_inspect report; `arg_names` name the
-  /// parameters there (a0, a1, ... if empty). Bind before start().
+  /// parameters there (a0, a1, ... if empty). Bind before start(). If `f`'s first parameter is a std::stop_token
+  /// it receives the call's cancellation (shutdown(abort), or a drain whose grace ran out) and is not an argument
+  /// on the wire: check it, and return or throw soon after it is stopped.
   /// Throws: error if the server is running, or `name` is empty, starts with '_' or is bound already.
   template <class F>
   void bind(std::string name, F f, std::string doc = {}, std::vector<std::string> arg_names = {}) {
     bind_handler(name, detail::make_handler(name, std::move(f)), std::move(doc), std::move(arg_names),
-                 detail::callable_traits<std::decay_t<F>>::arity);
+                 detail::wire_arity<F>());
   }
 
   /// Binds and listens on a ZeroMQ endpoint: tcp://HOST:PORT (port 0 picks one) or ipc://PATH. Call before start().
@@ -56,8 +61,18 @@ class server {
 
   /// Starts the I/O thread and the pool. Throws: error if already started or not listening anywhere.
   void start();
-  /// Stops serving; idempotent.
+  /// Ends serving gracefully. drain: new calls are refused with a ShuttingDown error while running ones finish;
+  /// those still running after `grace` are cancelled. abort: running calls are cancelled at once. A cancelled
+  /// call's client gets a Cancelled error, and its handler's stop token is stopped. Returns once no call is open
+  /// (handlers that ignore their stop token may still be running; stop() waits for them).
+  void shutdown(shutdown_mode mode, std::chrono::milliseconds grace = std::chrono::seconds(30));
+
+  /// Stops serving at once: open calls are abandoned (their clients see the server go silent); waits for running
+  /// handlers to return. Idempotent.
   void stop() noexcept;
+
+  /// Whether new calls are taken: true while running, false once shutdown() has begun or the server stopped.
+  [[nodiscard]] bool accepting() const noexcept;
 
   /// Events dropped because they were malformed, for an unknown channel, or otherwise unusable.
   [[nodiscard]] std::uint64_t dropped_events() const noexcept;
