@@ -13,6 +13,7 @@
 
 #include "channel.hpp"
 #include "wakeup.hpp"
+#include "zmq_util.hpp"
 
 namespace rpc {
 namespace {
@@ -76,8 +77,8 @@ const duct::buffer& heartbeat_args() {
 }
 
 void send_body(zmq::socket_t& socket, const duct::buffer& body) {
-  socket.send(zmq::message_t(), zmq::send_flags::sndmore);
-  socket.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  detail::send_part(socket, zmq::const_buffer(), zmq::send_flags::sndmore);
+  detail::send_part(socket, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
 }
 
 std::optional<event> decode_reply(const zmq::message_t& body) {
@@ -202,7 +203,7 @@ void client::impl::loop() {
     for (const auto& [id, call] : calls)
       if (call.deadline) until(*call.deadline);
     zmq::pollitem_t items[] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, wait);
+    detail::poll_items(items, 2, wait);
     if (items[1].revents & ZMQ_POLLIN) wake.drain();
 
     std::vector<request> fresh;
@@ -211,15 +212,17 @@ void client::impl::loop() {
       fresh.swap(inbox);
     }
     for (auto& r : fresh) {
-      send_body(dealer, r.body);
+      try {
+        send_body(dealer, r.body);
+      } catch (const zmq::error_t& e) {
+        r.call.result.set_exception(std::make_exception_ptr(error(endpoint + ": " + r.call.method + ": " + e.what())));
+        continue;
+      }
       channels.open(r.id, detail::clock::now());
       calls.emplace(r.id, std::move(r.call));
     }
-    for (int i = 0; i < 1000; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(dealer, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+    for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
       if (!frames.empty()) on_reply(frames.back(), detail::clock::now());
-    }
     tick(detail::clock::now());
   }
 }
@@ -244,11 +247,9 @@ duct::value client::call_here(std::string_view method, const duct::buffer& packe
     if (deadline) until = std::min(until, *deadline);
     auto wait = std::chrono::ceil<std::chrono::milliseconds>(std::max(until - now, detail::clock::duration(0)));
     zmq::pollitem_t items[] = {{mine.socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, c.closing_signal.fd(), ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, wait);
+    detail::poll_items(items, 2, wait);
     if (items[1].revents & ZMQ_POLLIN) throw closed_error(where + ": the client was closed");
-    while (true) {
-      frames.clear();
-      if (!zmq::recv_multipart(mine.socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+    while (detail::try_recv(mine.socket, frames)) {
       if (frames.empty()) continue;
       std::optional<event> ev = decode_reply(frames.back());
       // Replies to earlier calls of this thread that timed out are ignored, like any event of an unknown channel.
@@ -314,7 +315,11 @@ void client::impl::tick(detail::clock::time_point now) {
                                                        " ms without a heartbeat")));
   }
   for (detail::channel* ch : channels.heartbeats_due(now)) {
-    send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", heartbeat_args().span()));
+    try {
+      send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", heartbeat_args().span()));
+    } catch (const zmq::error_t&) {
+      // a missed heartbeat is survivable: the next one is due in a period
+    }
     ch->beat.sent(now);
   }
 }

@@ -172,6 +172,8 @@ std::string server::listen(std::string_view endpoint) {
 
 void server::start() {
   if (impl_->running) throw error("the server is already running");
+  if (impl_->io.joinable() || impl_->mode != serving_mode::serving)
+    throw error("the server was stopped and cannot start again: make a new one");
   if (impl_->endpoints.empty()) throw error("the server listens nowhere: call listen() first");
   impl_->pool = std::make_unique<detail::thread_pool>(impl_->opts.threads);
   impl_->running = true;
@@ -195,6 +197,7 @@ void server::stop() noexcept {
   impl_->wake.signal();
   impl_->io.join();
   impl_->pool.reset();  // lets running handlers finish; their replies go nowhere
+  impl_->mode = serving_mode::aborting;  // for accepting(), and so that start() refuses
 }
 
 bool server::accepting() const noexcept { return impl_->running && impl_->mode == serving_mode::serving; }
@@ -211,15 +214,11 @@ void server::impl::loop() {
       if (auto d = table.next_deadline())
         wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(*d - now, detail::clock::duration(0))));
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, wait);
+    detail::poll_items(items, 2, wait);
     if (items[1].revents & ZMQ_POLLIN) wake.drain();
     flush_outbound();
     // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats.
-    for (int i = 0; i < 1000; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      on_message(frames, detail::clock::now());
-    }
+    for (int i = 0; i < 1000 && detail::try_recv(router, frames); ++i) on_message(frames, detail::clock::now());
     if (mode == serving_mode::aborting) abort_running();
     tick(detail::clock::now());
   }
@@ -373,11 +372,11 @@ void server::impl::send(const std::string& identity, const event_header& h, std:
                         std::span<const std::byte> args) {
   duct::buffer body = encode_event_packed(h, name, args);
   try {
-    router.send(zmq::buffer(identity), zmq::send_flags::sndmore);
-    router.send(zmq::message_t(), zmq::send_flags::sndmore);
-    router.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+    detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
+    detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
+    detail::send_part(router, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
   } catch (const zmq::error_t&) {
-    ++dropped;  // the client went away; ROUTER drops silently unless told otherwise
+    ++dropped;  // the socket refused it: this event is lost, the server goes on
   }
 }
 

@@ -1,5 +1,7 @@
 #include "zmq_util.hpp"
 
+#include <cerrno>
+
 #include <rpc/error.hpp>
 
 namespace rpc::detail {
@@ -13,6 +15,36 @@ std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint) {
     throw error("cannot listen on " + std::string(endpoint) + ": " + e.what());
   }
   return socket.get(zmq::sockopt::last_endpoint);
+}
+
+void poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds wait) {
+  try {
+    zmq::poll(items, count, wait);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    for (std::size_t i = 0; i < count; ++i) items[i].revents = 0;
+  }
+}
+
+void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags) {
+  for (;;) {
+    try {
+      socket.send(part, flags);
+      return;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+
+bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
+  frames.clear();
+  try {
+    return zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait).has_value();
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    return false;
+  }
 }
 
 }  // namespace rpc::detail

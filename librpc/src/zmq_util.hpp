@@ -3,13 +3,28 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <chrono>
 
 #include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 namespace rpc::detail {
 
 /// Binds `socket` to `endpoint`; "tcp://HOST:0" picks a free port. Returns: the endpoint actually bound.
 /// Throws: rpc::error naming the endpoint.
 std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint);
+
+/// zmq::poll that treats an interruption by a signal handler (EINTR) as an early wake-up, not an error: the
+/// caller's loop just goes round again. Other errors still throw.
+void poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds wait);
+
+/// Sends one part, going round again when a signal handler interrupts it (an interrupted part was not queued, so
+/// retrying a part never duplicates one). Throws: zmq::error_t for anything else.
+void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);
+
+/// recv_multipart without waiting. Returns: false when nothing is there, or when a signal interrupted the call.
+bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames);
 
 }  // namespace rpc::detail

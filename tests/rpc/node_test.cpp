@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include <duct/spawn.hpp>
 #include <rpc/client.hpp>
@@ -35,7 +36,17 @@ struct node_server {
   std::string endpoint;
   explicit node_server(const test::temp_dir& dir)
       : process(duct::spawn({"node", node_dir + "/peer.js", "server", "ipc://" + dir.file("node.ipc")})),
-        endpoint("ipc://" + dir.file("node.ipc")) {}
+        endpoint("ipc://" + dir.file("node.ipc")) {
+    // Node makes the socket file when it binds: wait for it (bounded), so that a short heartbeat in a test does not
+    // count node's start-up as a lost remote.
+    auto until = std::chrono::steady_clock::now() + 30s;
+    struct stat st{};
+    while (::stat(dir.file("node.ipc").c_str(), &st) != 0) {
+      REQUIRE(std::chrono::steady_clock::now() < until);
+      REQUIRE_FALSE(process.wait(std::chrono::milliseconds(0)));  // node died before binding
+      std::this_thread::yield();
+    }
+  }
   ~node_server() {
     process.kill(SIGTERM);
     process.wait(10s);

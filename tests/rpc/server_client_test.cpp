@@ -279,4 +279,32 @@ TEST_CASE("bind and listen refuse misuse with clear errors", "[rpc][server]") {
   CHECK_THROWS_AS(s.bind("y", [] { return 1; }), rpc::error);
   s.stop();
   s.stop();
+  CHECK_THROWS_WITH(s.start(), Catch::Contains("cannot start again"));
+}
+
+TEST_CASE("signals arriving during calls interrupt nothing", "[rpc][server][client]") {
+  // A handler installed without SA_RESTART makes blocking calls in whichever thread takes the signal fail with
+  // EINTR: the I/O threads of server and client, and a caller blocked in call(), must all go round again.
+  struct sigaction on_signal{};
+  on_signal.sa_handler = [](int) {};
+  struct sigaction previous{};
+  REQUIRE(::sigaction(SIGUSR1, &on_signal, &previous) == 0);
+  calc c;
+  rpc::client cl(c.endpoint);
+  std::atomic<bool> done{false};
+  std::thread pelter([&] {
+    while (!done) {
+      ::kill(::getpid(), SIGUSR1);
+      std::this_thread::yield();
+    }
+  });
+  int right = 0;
+  for (int i = 0; i < 1000; ++i) {
+    right += cl.call("add", i, 1).as<int>() == i + 1;
+    right += cl.async_call("add", i, 2).get().as<int>() == i + 2;
+  }
+  done = true;
+  pelter.join();
+  ::sigaction(SIGUSR1, &previous, nullptr);
+  CHECK(right == 2000);
 }

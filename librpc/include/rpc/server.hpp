@@ -59,7 +59,8 @@ class server {
   /// Throws: error naming the endpoint if it cannot be bound.
   std::string listen(std::string_view endpoint);
 
-  /// Starts the I/O thread and the pool. Throws: error if already started or not listening anywhere.
+  /// Starts the I/O thread and the pool. Throws: error if started before (a stopped server does not restart) or
+  /// not listening anywhere.
   void start();
   /// Ends serving gracefully. drain: new calls are refused with a ShuttingDown error while running ones finish;
   /// those still running after `grace` are cancelled. abort: running calls are cancelled at once. A cancelled
