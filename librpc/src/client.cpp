@@ -60,6 +60,8 @@ bool settle(const event& ev, const std::string& where, duct::value& result) {
     if (name == "NameError") throw unknown_method_error(name, message, traceback);
     if (name == "Cancelled") throw cancelled_error(name, message, traceback);
     if (name == "ShuttingDown") throw shutting_down_error(name, message, traceback);
+    if (name == "StillRunning") throw still_running_error(name, message, traceback);
+    if (name == "UnknownToken") throw unknown_token_error(name, message, traceback);
     throw remote_error(name, message, traceback);
   }
   if (ev.name == "STREAM" || ev.name == "STREAM_DONE")
@@ -151,8 +153,8 @@ client::~client() {
 
 const std::string& client::endpoint() const noexcept { return impl_->endpoint; }
 
-std::future<duct::value> client::submit(std::string_view method, duct::buffer packed_args,
-                                        std::optional<std::chrono::milliseconds> limit) {
+std::future<duct::value> client::start_async(std::string_view method, duct::buffer packed_args,
+                                             std::optional<std::chrono::milliseconds> limit) {
   if (!limit) limit = impl_->opts.timeout;
   request r;
   r.call.method = std::string(method);

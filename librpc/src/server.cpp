@@ -18,6 +18,7 @@
 #include <zmq_addon.hpp>
 
 #include "channel.hpp"
+#include "job_store.hpp"
 #include "thread_pool.hpp"
 #include "wakeup.hpp"
 #include "zmq_util.hpp"
@@ -50,6 +51,7 @@ struct outbound {
   message_id channel;
   std::string name;  // OK or ERR
   duct::buffer packed_args;
+  std::string token;  // set when this is the outcome of a deferred call rather than a reply on a channel
 };
 
 std::string type_name_of(const std::exception& e) {
@@ -108,6 +110,7 @@ struct server::impl {
   // Owned by the I/O thread.
   std::unordered_map<std::string, detail::channel_table> peers;
   std::unordered_map<call_key, std::stop_source, call_key_hash> running_calls;
+  detail::job_store jobs;
   id_generator ids;
 
   void closed_one() {
@@ -132,6 +135,11 @@ struct server::impl {
     running_calls.erase(it);
   }
   void abort_running();
+  void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
+                   std::stop_token stop, outbound o);
+  void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
+  void job_finished(detail::job& j, std::string name, duct::buffer outcome);
+  void answer_waiter(const detail::job& j, const detail::job_waiter& w);
 
   void loop();
   void on_message(std::vector<zmq::message_t>& frames, detail::clock::time_point now);
@@ -210,9 +218,12 @@ void server::impl::loop() {
   while (running) {
     auto now = detail::clock::now();
     std::chrono::milliseconds wait(1000);
+    auto until = [&](detail::clock::time_point d) {
+      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(d - now, detail::clock::duration(0))));
+    };
     for (auto& [identity, table] : peers)
-      if (auto d = table.next_deadline())
-        wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(*d - now, detail::clock::duration(0))));
+      if (auto d = table.next_deadline()) until(*d);
+    if (auto d = jobs.next_deadline()) until(*d);
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
     detail::poll_items(items, 2, wait);
     if (items[1].revents & ZMQ_POLLIN) wake.drain();
@@ -231,6 +242,12 @@ void server::impl::abort_running() {
     cancel(key);
     finish(key.identity, key.channel, "ERR",
            err_args("Cancelled", "the server is shutting down: the call was cancelled"));
+  }
+  for (detail::job* j : jobs.all()) {
+    if (j->state != detail::job_state::running) continue;
+    j->stop.request_stop();
+    job_finished(*j, "ERR", err_args("Cancelled", "the server is shutting down: the call was cancelled"));
+    j->state = detail::job_state::cancelled;
   }
 }
 
@@ -277,18 +294,29 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
            err_args("ShuttingDown", ev->name + ": the server is shutting down and takes no new calls"));
     return;
   }
+  if (ev->name.starts_with("_ductrpc_")) {
+    deferred_builtin(identity, std::move(ev));
+    return;
+  }
   if (builtin(identity, *ev)) return;
   auto m = methods.find(ev->name);
   if (m == methods.end()) {
     finish(identity, ev->header.id, "ERR", err_args("NameError", ev->name));
     return;
   }
-  detail::handler* fn = &m->second.fn;
   std::stop_token stop = running_calls[call_key{identity, ev->header.id}].get_token();
-  pool->submit([this, identity, ev, fn, stop] {
-    outbound o{identity, ev->header.id, "OK", {}};
+  const msgpack::object& args = ev->args();
+  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}});
+}
+
+// Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) comes back to the I/O
+// thread through post(). `ev` keeps `args` alive.
+void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
+                               std::stop_token stop, outbound o) {
+  o.channel = ev->header.id;
+  pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o)]() mutable {
     try {
-      o.packed_args = ok_args((*fn)(ev->args(), stop));
+      o.packed_args = ok_args(fn(args, stop));
     } catch (const remote_error& e) {
       o.name = "ERR";
       o.packed_args = err_args(e.name(), e.message());
@@ -301,6 +329,103 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
     }
     post(std::move(o));
   });
+}
+
+void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr<event> ev) {
+  const std::string& n = ev->name;
+  const msgpack::object& a = ev->args();
+  auto fail = [&](const std::string& name, const std::string& message) {
+    finish(identity, ev->header.id, "ERR", err_args(name, message));
+  };
+  auto reply = [&](const auto& value) { finish(identity, ev->header.id, "OK", pack(std::make_tuple(value))); };
+  const bool is_array = a.type == msgpack::type::ARRAY;
+  const std::uint32_t argc = is_array ? a.via.array.size : 0;
+  auto str_arg = [&](std::uint32_t i) -> std::optional<std::string> {
+    if (i >= argc || a.via.array.ptr[i].type != msgpack::type::STR) return std::nullopt;
+    return a.via.array.ptr[i].as<std::string>();
+  };
+
+  if (n == "_ductrpc_list") {
+    std::vector<std::map<std::string, std::string>> out;
+    for (const detail::job* j : jobs.all())
+      out.push_back({{"token", j->token}, {"method", j->method}, {"state", detail::to_string(j->state)}});
+    reply(out);
+    return;
+  }
+  if (n == "_ductrpc_submit") {
+    auto method = str_arg(0);
+    if (!method || argc != 2 || a.via.array.ptr[1].type != msgpack::type::ARRAY)
+      return fail("TypeError", "_ductrpc_submit(method, [args]) takes a method name and an array of arguments");
+    auto m = methods.find(*method);
+    if (m == methods.end()) return fail("NameError", *method);
+    if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
+    if (jobs.size() >= opts.max_jobs)
+      return fail("TooManyJobs", "the server keeps " + std::to_string(opts.max_jobs) + " deferred calls at most");
+    detail::job& j = jobs.create(*method);
+    ++open;  // a running job is open work: a drain waits for it
+    run_handler(m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(), outbound{{}, {}, "OK", {}, j.token});
+    reply(j.token);
+    return;
+  }
+  auto token = str_arg(0);
+  detail::job* j = token ? jobs.find(*token) : nullptr;
+  if (!token) return fail("TypeError", n + "(token, ...) takes a token string first");
+  if (!j) return fail("UnknownToken", "no deferred call has token " + *token + " (or its outcome has expired)");
+  if (n == "_ductrpc_poll") {
+    duct::pack_buffer out;
+    msgpack::packer<duct::pack_buffer> p(out);
+    p.pack_array(1);
+    bool finished = j->state != detail::job_state::running;
+    p.pack_map(finished ? 2 : 1);
+    p.pack(std::string_view("state"));
+    p.pack(std::string_view(detail::to_string(j->state)));
+    if (finished) {
+      // OK args are [result]: the result follows the array's first byte. ERR args are [name, message, traceback].
+      bool ok = j->outcome_name == "OK";
+      p.pack(std::string_view(ok ? "result" : "error"));
+      auto bytes = ok ? j->outcome.span().subspan(1) : j->outcome.span();
+      out.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+    finish(identity, ev->header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
+  } else if (n == "_ductrpc_wait") {
+    double seconds = 0;
+    if (argc != 2) return fail("TypeError", "_ductrpc_wait(token, seconds) takes a token and a time limit");
+    try {
+      seconds = a.via.array.ptr[1].as<double>();
+    } catch (const msgpack::type_error&) {
+      return fail("TypeError", "_ductrpc_wait: the time limit must be a number of seconds");
+    }
+    detail::job_waiter w{identity, ev->header.id, detail::clock::now()};
+    if (j->state != detail::job_state::running) return answer_waiter(*j, w);
+    seconds = std::clamp(seconds, 0.0, 86400.0);
+    w.deadline += std::chrono::duration_cast<detail::clock::duration>(std::chrono::duration<double>(seconds));
+    j->waiters.push_back(std::move(w));  // answered when the call finishes, or by tick() at the limit
+  } else if (n == "_ductrpc_cancel") {
+    bool was_running = j->state == detail::job_state::running;
+    if (was_running) {
+      j->stop.request_stop();
+      job_finished(*j, "ERR", err_args("Cancelled", j->method + ": cancelled by a client (token " + j->token + ")"));
+      j->state = detail::job_state::cancelled;
+    }
+    reply(was_running);
+  } else {
+    fail("NameError", n);
+  }
+}
+
+// A deferred call ended (or was cancelled): keep its outcome and answer everyone waiting for it.
+void server::impl::job_finished(detail::job& j, std::string name, duct::buffer outcome) {
+  j.state = name == "OK" ? detail::job_state::done : detail::job_state::failed;
+  j.outcome_name = std::move(name);
+  j.outcome = std::move(outcome);
+  j.finished = detail::clock::now();
+  for (const detail::job_waiter& w : j.waiters) answer_waiter(j, w);
+  j.waiters.clear();
+  closed_one();
+}
+
+void server::impl::answer_waiter(const detail::job& j, const detail::job_waiter& w) {
+  finish(w.identity, w.channel, j.outcome_name, j.outcome);
 }
 
 bool server::impl::builtin(const std::string& identity, const event& ev) {
@@ -399,11 +524,22 @@ void server::impl::flush_outbound() {
     std::lock_guard lock(out_mu);
     batch.swap(outq);
   }
-  for (auto& o : batch) finish(o.identity, o.channel, o.name, o.packed_args);
+  for (auto& o : batch) {
+    if (o.token.empty()) {
+      finish(o.identity, o.channel, o.name, o.packed_args);
+    } else if (detail::job* j = jobs.find(o.token); j && j->state == detail::job_state::running) {
+      job_finished(*j, std::move(o.name), std::move(o.packed_args));
+    }  // else: cancelled meanwhile, its outcome is already decided
+  }
 }
 
 void server::impl::tick(detail::clock::time_point now) {
   static const duct::buffer heartbeat_args = pack(std::make_tuple(0));
+  for (auto& [j, w] : jobs.overdue_waiters(now)) {
+    finish(w.identity, w.channel, "ERR",
+           err_args("StillRunning", j->method + " (token " + j->token + ") is still running"));
+  }
+  jobs.expire(now, opts.keep_results);
   for (auto it = peers.begin(); it != peers.end();) {
     detail::channel_table& table = it->second;
     for (const message_id& gone : table.lost(now)) {

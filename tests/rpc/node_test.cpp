@@ -125,3 +125,24 @@ TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
   CHECK(inspect["name"] == "calc");
   CHECK(inspect["methods"]["add"]["doc"] == "Adds two integers.");
 }
+
+TEST_CASE("node: a plain zerorpc client in another process collects a deferred result", "[rpc][node][deferred]") {
+  require_node();
+  rpc::server s;
+  std::promise<void> go;
+  std::shared_future<void> started = go.get_future().share();
+  s.bind("slow_square", [started](int x) {
+    started.wait();
+    return x * x;
+  });
+  std::string endpoint = s.listen("tcp://127.0.0.1:0");
+  s.start();
+  // a node client starts the job and exits; another node process collects the result later
+  run_result submitted = node_call(endpoint, "_ductrpc_submit", R"(["slow_square", [12]])");
+  REQUIRE(submitted.status == 0);
+  std::string token = nlohmann::json::parse(submitted.out).get<std::string>();
+  CHECK(nlohmann::json::parse(node_call(endpoint, "_ductrpc_poll", "[\"" + token + "\"]").out)["state"] == "running");
+  go.set_value();
+  CHECK(node_call(endpoint, "_ductrpc_wait", "[\"" + token + "\", 10]").out == "144");
+  CHECK(node_call(endpoint, "_ductrpc_wait", "[\"" + token + "\", 10]").out == "144");
+}

@@ -62,8 +62,26 @@ class client {
   /// Starts a call. Returns: a future for the result; it throws what call() would.
   template <class... Args>
   std::future<duct::value> async_call(std::string_view method, const Args&... args) {
-    return submit(method, pack_args(args...), std::nullopt);
+    return start_async(method, pack_args(args...), std::nullopt);
   }
+
+  // ---- deferred calls (the server's _ductrpc_* built-ins) ----------------------------------------------------------
+
+  /// Starts `method` as a deferred call. Returns: its token, which any client of the same server may use.
+  /// Throws: unknown_method_error, shutting_down_error, remote_error ("TooManyJobs").
+  template <class... Args>
+  std::string submit(std::string_view method, const Args&... args) {
+    return call("_ductrpc_submit", std::string(method), std::make_tuple(args...)).template as<std::string>();
+  }
+  /// The call's state: {"state": ..., "result" or "error": ...}. Throws: unknown_token_error.
+  duct::value poll(const std::string& token) { return call("_ductrpc_poll", token); }
+  /// Waits up to `limit` for the call's outcome. Returns: its result. Throws: its error, cancelled_error,
+  /// still_running_error when `limit` passed first (the call goes on), unknown_token_error.
+  duct::value wait(const std::string& token, std::chrono::milliseconds limit) {
+    return call("_ductrpc_wait", token, std::chrono::duration<double>(limit).count());
+  }
+  /// Cancels the call. Returns: true if it was still running. Throws: unknown_token_error.
+  bool cancel(const std::string& token) { return call("_ductrpc_cancel", token).as<bool>(); }
 
   /// The endpoint this client connects to.
   [[nodiscard]] const std::string& endpoint() const noexcept;
@@ -79,7 +97,7 @@ class client {
     (p.pack(args), ...);
     return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
   }
-  std::future<duct::value> submit(std::string_view method, duct::buffer packed_args,
+  std::future<duct::value> start_async(std::string_view method, duct::buffer packed_args,
                                   std::optional<std::chrono::milliseconds> limit);
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);

@@ -5,7 +5,9 @@
 //   ├─ rpc::remote_error          the remote method failed: name(), message(), traceback() as zerorpc's ERR carries
 //   │  ├─ rpc::unknown_method_error   the server has no such method (zerorpc's NameError)
 //   │  ├─ rpc::cancelled_error        the call was cancelled (ERR "Cancelled")
-//   │  └─ rpc::shutting_down_error    the server is shutting down and takes no new calls (ERR "ShuttingDown")
+//   │  ├─ rpc::shutting_down_error    the server is shutting down and takes no new calls (ERR "ShuttingDown")
+//   │  ├─ rpc::still_running_error    a wait for a deferred call ran out before the call finished (ERR "StillRunning")
+//   │  └─ rpc::unknown_token_error    no deferred call has that token, or its outcome expired (ERR "UnknownToken")
 //   ├─ rpc::timeout_error         the call's own time limit ran out
 //   ├─ rpc::lost_remote_error     the server stopped heartbeating (it died, hangs, or the network is gone)
 //   └─ rpc::closed_error          the client or server was stopped with the call still open
@@ -58,6 +60,18 @@ class cancelled_error : public remote_error {
 
 /// The server is draining and refused the call; it never ran.
 class shutting_down_error : public remote_error {
+ public:
+  using remote_error::remote_error;
+};
+
+/// A wait for a deferred call ended before the call did; the call goes on.
+class still_running_error : public remote_error {
+ public:
+  using remote_error::remote_error;
+};
+
+/// The server knows no deferred call by that token (never issued, or its outcome has expired).
+class unknown_token_error : public remote_error {
  public:
   using remote_error::remote_error;
 };

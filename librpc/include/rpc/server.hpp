@@ -10,6 +10,16 @@
 // positional args by the callable's own parameter types; a wrong count or type becomes a TypeError ERR, never a
 // crash. A handler's exception becomes an ERR: rpc::remote_error chooses its name, anything else is named after
 // its C++ type. Malformed input is dropped and counted (dropped_events()); the server keeps serving.
+//
+// Deferred calls, for any zerorpc client (Python, node, a shell script), through built-in methods:
+//   _ductrpc_submit(method, [args])  start the call; returns a token at once
+//   _ductrpc_poll(token)             {"state": "running"|"done"|"failed"|"cancelled", "result" | "error": ...}
+//   _ductrpc_wait(token, seconds)    the call's own outcome, the server holding the request until then; after
+//                                    `seconds` a StillRunning error (the job goes on)
+//   _ductrpc_cancel(token)           stops the handler's stop token; true if it was still running
+//   _ductrpc_list()                  [{"token", "method", "state"}, ...]
+// Outcomes can be fetched again and again until keep_results after the call finished; then the token is unknown
+// (UnknownToken). A client in another process may collect a token's result.
 #pragma once
 
 #include <chrono>
@@ -33,6 +43,8 @@ struct server_options {
   std::size_t threads = 4;                                     ///< handler pool size
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   std::size_t max_message_size = std::size_t{64} << 20;        ///< larger messages are refused by ZeroMQ itself
+  std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
+  std::size_t max_jobs = 10000;                                 ///< deferred calls kept at once (running or not)
 };
 
 class server {
@@ -77,7 +89,7 @@ class server {
 
   /// Events dropped because they were malformed, for an unknown channel, or otherwise unusable.
   [[nodiscard]] std::uint64_t dropped_events() const noexcept;
-  /// Channels (calls) open right now, across all clients.
+  /// Calls open right now, across all clients: open channels and deferred calls still running.
   [[nodiscard]] std::size_t open_channels() const noexcept;
 
   struct impl;

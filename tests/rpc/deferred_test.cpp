@@ -1,0 +1,171 @@
+// Deferred calls through the _ductrpc_* built-ins: tokens, poll, wait held by the server, cancel, expiry, limits.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <future>
+#include <stop_token>
+#include <thread>
+
+#include <rpc/client.hpp>
+#include <rpc/server.hpp>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+template <class Pred>
+void eventually(Pred ready) {
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!ready()) {
+    REQUIRE(std::chrono::steady_clock::now() < until);
+    std::this_thread::yield();
+  }
+}
+
+struct jobs_service {
+  rpc::server server;
+  std::string endpoint;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> stopped{0};
+  std::atomic<int> started{0};  // until_stopped handlers that have begun (a queued call may be cancelled unstarted)
+
+  explicit jobs_service(rpc::server_options o = {}) : server(std::move(o)) {
+    server.bind("add", [](int a, int b) { return a + b; });
+    server.bind("hold", [this](int x) {
+      released.wait();
+      return x * 10;
+    });
+    server.bind("until_stopped", [this](std::stop_token stop) {
+      ++started;
+      while (!stop.stop_requested()) std::this_thread::yield();
+      ++stopped;
+      return 0;
+    });
+    server.bind("fail", []() -> int { throw rpc::remote_error("ValueError", "no good"); });
+    endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+  }
+  ~jobs_service() {
+    if (released.wait_for(0s) != std::future_status::ready) release.set_value();
+    server.stop();
+  }
+};
+
+nlohmann::json as_json(const duct::value& v) { return nlohmann::json::parse(v.to_json()); }
+
+}  // namespace
+
+TEST_CASE("deferred: a token, polled, waited for, fetched again and again", "[rpc][deferred]") {
+  jobs_service s;
+  rpc::client c(s.endpoint);
+  std::string token = c.submit("hold", 4);
+  CHECK(token.size() == 32);
+  CHECK(as_json(c.poll(token)) == nlohmann::json{{"state", "running"}});
+  auto waiting = std::async(std::launch::async, [&] { return c.wait(token, 10s).as<int>(); });
+  CHECK(waiting.wait_for(50ms) == std::future_status::timeout);  // the server holds the wait
+  s.release.set_value();
+  CHECK(waiting.get() == 40);
+  CHECK(c.wait(token, 0s).as<int>() == 40);  // again: results are kept, not handed out once
+  CHECK(as_json(c.poll(token)) == nlohmann::json({{"state", "done"}, {"result", 40}}));
+  auto listed = as_json(c.call("_ductrpc_list"));
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0] == nlohmann::json({{"token", token}, {"method", "hold"}, {"state", "done"}}));
+}
+
+TEST_CASE("deferred: a wait that runs out is StillRunning and the call goes on", "[rpc][deferred]") {
+  jobs_service s;
+  rpc::client c(s.endpoint);
+  std::string token = c.submit("hold", 1);
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(c.wait(token, 100ms), rpc::still_running_error);
+  CHECK(std::chrono::steady_clock::now() - start >= 100ms);
+  s.release.set_value();
+  CHECK(c.wait(token, 10s).as<int>() == 10);
+}
+
+TEST_CASE("deferred: cancel reaches the handler and waiters get Cancelled", "[rpc][deferred]") {
+  jobs_service s;
+  rpc::client c(s.endpoint), other(s.endpoint);
+  std::string token = c.submit("until_stopped");
+  auto waiting = other.async_call("_ductrpc_wait", token, 30.0);
+  eventually([&] { return s.server.open_channels() == 2 && s.started == 1; });  // the job runs; the wait is held
+  CHECK(c.cancel(token));
+  CHECK_THROWS_AS(waiting.get(), rpc::cancelled_error);
+  CHECK_THROWS_AS(c.wait(token, 0s), rpc::cancelled_error);
+  CHECK(as_json(c.poll(token))["state"] == "cancelled");
+  CHECK_FALSE(c.cancel(token));  // already over
+  eventually([&] { return s.stopped == 1; });
+}
+
+TEST_CASE("deferred: a failing call keeps its error under the token", "[rpc][deferred]") {
+  jobs_service s;
+  rpc::client c(s.endpoint);
+  std::string token = c.submit("fail");
+  try {
+    c.wait(token, 10s);
+    FAIL("no exception");
+  } catch (const rpc::remote_error& e) {
+    CHECK(e.name() == "ValueError");
+    CHECK(e.message() == "no good");
+  }
+  auto state = as_json(c.poll(token));
+  CHECK(state["state"] == "failed");
+  CHECK(state["error"][0] == "ValueError");
+  CHECK(state["error"][1] == "no good");
+}
+
+TEST_CASE("deferred: unknown and expired tokens are clear errors", "[rpc][deferred]") {
+  jobs_service s({.keep_results = 1s});
+  rpc::client c(s.endpoint);
+  CHECK_THROWS_WITH(c.poll("nonsense"), Catch::Contains("UnknownToken") && Catch::Contains("nonsense"));
+  CHECK_THROWS_AS(c.wait("nonsense", 1s), rpc::unknown_token_error);
+  CHECK_THROWS_AS(c.cancel("nonsense"), rpc::unknown_token_error);
+  CHECK_THROWS_AS(c.submit("no_such_method"), rpc::unknown_method_error);
+  std::string token = c.submit("add", 2, 3);
+  CHECK(c.wait(token, 10s).as<int>() == 5);
+  eventually([&] {  // kept for keep_results after it finished, then dropped
+    try {
+      c.poll(token);
+      return false;
+    } catch (const rpc::unknown_token_error&) {
+      return true;
+    }
+  });
+}
+
+TEST_CASE("deferred: the number of jobs is bounded", "[rpc][deferred][limits]") {
+  jobs_service s({.max_jobs = 2});
+  rpc::client c(s.endpoint);
+  c.submit("hold", 1);
+  c.submit("hold", 2);
+  CHECK_THROWS_WITH(c.submit("hold", 3), Catch::Contains("TooManyJobs"));
+}
+
+TEST_CASE("deferred: a drain waits for running jobs, an abort cancels them", "[rpc][deferred][shutdown]") {
+  SECTION("drain") {
+    jobs_service s;
+    rpc::client c(s.endpoint);
+    std::string token = c.submit("hold", 7);
+    auto waiting = c.async_call("_ductrpc_wait", token, 30.0);
+    eventually([&] { return s.server.open_channels() == 2; });  // the job and the held wait, before the drain
+    auto draining = std::async(std::launch::async, [&] { s.server.shutdown(rpc::shutdown_mode::drain, 10s); });
+    eventually([&] { return !s.server.accepting(); });
+    CHECK(draining.wait_for(0s) == std::future_status::timeout);
+    s.release.set_value();
+    CHECK(waiting.get().as<int>() == 70);
+    draining.get();
+  }
+  SECTION("abort") {
+    jobs_service s;
+    rpc::client c(s.endpoint);
+    std::string token = c.submit("until_stopped");
+    auto waiting = c.async_call("_ductrpc_wait", token, 30.0);
+    eventually([&] { return s.server.open_channels() == 2 && s.started == 1; });
+    s.server.shutdown(rpc::shutdown_mode::abort);
+    CHECK_THROWS_AS(waiting.get(), rpc::cancelled_error);
+    CHECK(s.stopped == 1);
+  }
+}
