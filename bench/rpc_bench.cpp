@@ -1,6 +1,7 @@
 // rpc-bench: our zerorpc client and server against a raw cppzmq DEALER/ROUTER + msgpack echo loop (the ceiling)
-// and against the zerorpc-node server when it is installed, side by side in one run. The server side of every case
-// runs in a forked process; the client side here. Prints a table; writes the rows as JSON with --json.
+// and against the zerorpc-node server when it is installed, side by side in one run. Servers run in forked
+// processes (node in its own), clients here; raw and ours alternate over three rounds, best of each. Prints a table;
+// writes the rows as JSON with --json.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -172,18 +173,31 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const int n = quick ? 500 : 20000, inflight = quick ? 500 : 20000;
+  const int n = quick ? 500 : 10000, inflight = quick ? 500 : 10000, rounds = quick ? 1 : 3;
   std::vector<std::pair<std::string, result>> rows;
 
-  std::string raw_ep = private_ipc("raw.ipc");
+  // Both servers stay up for the whole run; client rounds alternate (raw, ours, raw, ours, ...) and the best of each
+  // is kept, so that a passing slowdown of the machine hits both alike.
+  std::string raw_ep = private_ipc("raw.ipc"), ours_ep = private_ipc("ours.ipc");
   pid_t raw = fork_server(raw_ep, serve_raw);
-  rows.emplace_back("raw DEALER/ROUTER loop", run_raw_client(raw_ep, n, inflight));
-  stop(raw);
-
-  std::string ours_ep = private_ipc("ours.ipc");
   pid_t ours = fork_server(ours_ep, serve_ours);
-  rows.emplace_back("ductrpc client+server", run_our_client(ours_ep, n, inflight));
+  auto best = [](result& into, const result& r) {
+    into.calls_per_s = std::max(into.calls_per_s, r.calls_per_s);
+    into.inflight_calls_per_s = std::max(into.inflight_calls_per_s, r.inflight_calls_per_s);
+    if (into.p50_us == 0 || r.p50_us < into.p50_us) {
+      into.p50_us = r.p50_us;
+      into.p99_us = r.p99_us;
+    }
+  };
+  result raw_best, ours_best;
+  for (int r = 0; r < rounds; ++r) {
+    best(raw_best, run_raw_client(raw_ep, n, inflight));
+    best(ours_best, run_our_client(ours_ep, n, inflight));
+  }
+  stop(raw);
   stop(ours);
+  rows.emplace_back("raw DEALER/ROUTER loop", raw_best);
+  rows.emplace_back("ductrpc client+server", ours_best);
 
   if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {
     std::string node_ep = private_ipc("node.ipc");
