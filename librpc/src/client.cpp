@@ -20,6 +20,7 @@ namespace {
 
 struct open_call {
   std::string method;
+  std::string token;  // set once the server deferred the call: we are now waiting on this token
   std::promise<duct::value> result;
   std::optional<detail::clock::time_point> deadline;
   std::chrono::milliseconds limit{0};
@@ -40,15 +41,24 @@ std::string as_string(const msgpack::object& o) {
   return json;
 }
 
-// What a reply event means for its call. Returns: true with `result` set for OK; false for events that only show
-// the server is alive (_zpc_hb, _zpc_more). Throws: the call's error for ERR, a stream, or anything unexpected.
-bool settle(const event& ev, const std::string& where, duct::value& result) {
+enum class reply { alive, result, deferred };
+
+// What a reply event means for its call: `result` set for OK; `token` set for DEFERRED (the server answers a call
+// that ran past its budget with a token, only because we announced we understand that); alive for events that only
+// show the server is there (_zpc_hb, _zpc_more). Throws: the call's error for ERR, a stream, or anything unexpected.
+reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token) {
   const msgpack::object& args = ev.args();
-  if (ev.name == "_zpc_hb" || ev.name == "_zpc_more") return false;
-  if (ev.name == "OK") {
-    if (args.type != msgpack::type::ARRAY || args.via.array.size < 1) throw protocol_error(where + ": OK without a result");
-    result = duct::value(msgpack::clone(args.via.array.ptr[0]));
-    return true;
+  if (ev.name == "_zpc_hb" || ev.name == "_zpc_more") return reply::alive;
+  if (ev.name == "OK" || ev.name == "DEFERRED") {
+    if (args.type != msgpack::type::ARRAY || args.via.array.size < 1)
+      throw protocol_error(where + ": " + ev.name + " without a value");
+    if (ev.name == "OK") {
+      result = duct::value(msgpack::clone(args.via.array.ptr[0]));
+      return reply::result;
+    }
+    if (args.via.array.ptr[0].type != msgpack::type::STR) throw protocol_error(where + ": DEFERRED without a token");
+    token = args.via.array.ptr[0].as<std::string>();
+    return reply::deferred;
   }
   if (ev.name == "ERR") {
     std::string name = "RemoteError", message, traceback;
@@ -67,6 +77,24 @@ bool settle(const event& ev, const std::string& where, duct::value& result) {
   if (ev.name == "STREAM" || ev.name == "STREAM_DONE")
     throw protocol_error(where + ": the method answered with a stream, which call() cannot return");
   throw protocol_error(where + ": unexpected event " + ev.name);
+}
+
+// How long one _ductrpc_wait asks the server to hold: the call's remaining time, or a minute at a time.
+double wait_seconds(std::optional<detail::clock::time_point> deadline) {
+  if (!deadline) return 60.0;
+  return std::max(0.0, std::chrono::duration<double>(*deadline - detail::clock::now()).count());
+}
+
+duct::buffer wait_args(const std::string& token, double seconds) {
+  duct::pack_buffer out;
+  msgpack::pack(out, std::make_tuple(token, seconds));
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
+event_header request_header(message_id id) {
+  event_header h{std::move(id)};
+  h.accepts_deferred = true;
+  return h;
 }
 
 const duct::buffer& heartbeat_args() {
@@ -129,6 +157,7 @@ struct client::impl {
   direct_socket& my_socket();
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
   void fail(const message_id& id, std::exception_ptr e);
+  void wait_on_token(open_call call, const std::string& token);
   void tick(detail::clock::time_point now);
 };
 
@@ -167,7 +196,7 @@ std::future<duct::value> client::start_async(std::string_view method, duct::buff
     std::lock_guard lock(impl_->mu);
     if (impl_->closing) throw closed_error(impl_->endpoint + ": " + r.call.method + ": the client is closing");
     r.id = impl_->ids.next();
-    r.body = encode_event_packed({r.id}, method, packed_args.span());
+    r.body = encode_event_packed(request_header(r.id), method, packed_args.span());
     impl_->inbox.push_back(std::move(r));
   }
   impl_->wake.signal();
@@ -229,10 +258,27 @@ void client::impl::loop() {
   }
 }
 
+// A blocking call the server deferred: wait on its token, a held _ductrpc_wait at a time, until the outcome or the
+// call's own deadline.
+duct::value client::collect(const std::string& token, std::optional<std::chrono::steady_clock::time_point> deadline,
+                            const std::string& where, std::optional<std::chrono::milliseconds> limit) {
+  for (;;) {
+    if (deadline && detail::clock::now() >= *deadline)
+      throw timeout_error(where + ": no result within " + std::to_string(limit->count()) + " ms");
+    try {
+      // No client-side limit on the wait itself: the server answers at the wait's limit, and heartbeats cover the rest.
+      return call_here("_ductrpc_wait", wait_args(token, wait_seconds(deadline)), std::chrono::milliseconds(-1));
+    } catch (const still_running_error&) {
+      // the wait's limit passed before the call ended: ask again, or give up at our deadline (checked above)
+    }
+  }
+}
+
 duct::value client::call_here(std::string_view method, const duct::buffer& packed_args,
                                std::optional<std::chrono::milliseconds> limit) {
   impl& c = *impl_;
   if (!limit) limit = c.opts.timeout;
+  if (limit && limit->count() < 0) limit.reset();  // -1: explicitly no limit
   const std::string where = c.endpoint + ": " + std::string(method);
   if (!c.running) throw closed_error(where + ": the client is closing");
   direct_socket& mine = c.my_socket();
@@ -241,7 +287,7 @@ duct::value client::call_here(std::string_view method, const duct::buffer& packe
   std::optional<detail::clock::time_point> deadline;
   if (limit) deadline = now + *limit;
   detail::heartbeat beat(c.opts.heartbeat, now);
-  send_body(mine.socket, encode_event_packed({id}, method, packed_args.span()));
+  send_body(mine.socket, encode_event_packed(request_header(id), method, packed_args.span()));
   std::vector<zmq::message_t> frames;
   for (;;) {
     now = detail::clock::now();
@@ -258,7 +304,12 @@ duct::value client::call_here(std::string_view method, const duct::buffer& packe
       if (!ev || ev->header.response_to != id) continue;
       beat.heard(detail::clock::now());
       duct::value result;
-      if (settle(*ev, where, result)) return result;
+      std::string token;
+      switch (settle(*ev, where, result, token)) {
+        case reply::alive: break;
+        case reply::result: return result;
+        case reply::deferred: return collect(token, deadline, where, limit);
+      }
     }
     now = detail::clock::now();
     if (deadline && now >= *deadline)
@@ -291,13 +342,47 @@ void client::impl::on_reply(const zmq::message_t& body, detail::clock::time_poin
   ch->beat.heard(now);
   try {
     duct::value result;
-    if (!settle(*ev, endpoint + ": " + call->second.method, result)) return;
-    call->second.result.set_value(std::move(result));
-    calls.erase(call);
-    channels.close(id);
+    std::string token;
+    switch (settle(*ev, endpoint + ": " + call->second.method, result, token)) {
+      case reply::alive: return;
+      case reply::result:
+        call->second.result.set_value(std::move(result));
+        break;
+      case reply::deferred: wait_on_token(std::move(call->second), token); break;
+    }
+  } catch (const still_running_error&) {
+    if (call->second.token.empty()) {  // a StillRunning the caller asked for (its own _ductrpc_wait)
+      fail(id, std::current_exception());
+      return;
+    }
+    std::string token = call->second.token;
+    wait_on_token(std::move(call->second), token);  // the wait's own limit passed: ask again
   } catch (...) {
     fail(id, std::current_exception());
+    return;
   }
+  calls.erase(id);
+  channels.close(id);
+}
+
+// Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
+void client::impl::wait_on_token(open_call call, const std::string& token) {
+  if (call.deadline && detail::clock::now() >= *call.deadline) {
+    call.result.set_exception(std::make_exception_ptr(timeout_error(
+        endpoint + ": " + call.method + ": no result within " + std::to_string(call.limit.count()) + " ms")));
+    return;
+  }
+  message_id id = hb_ids.next();
+  call.token = token;
+  try {
+    send_body(dealer, encode_event_packed(request_header(id), "_ductrpc_wait",
+                                          wait_args(token, wait_seconds(call.deadline)).span()));
+  } catch (const zmq::error_t& e) {
+    call.result.set_exception(std::make_exception_ptr(error(endpoint + ": " + call.method + ": " + e.what())));
+    return;
+  }
+  channels.open(id, detail::clock::now());
+  calls.emplace(std::move(id), std::move(call));
 }
 
 void client::impl::tick(detail::clock::time_point now) {

@@ -52,6 +52,8 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
         has_id = true;
       } else if (k == "response_to") {
         e.header.response_to = message_id::from_object(val);
+      } else if (k == deferred_header_key) {
+        e.header.accepts_deferred = val.type == msgpack::type::BOOLEAN && val.via.boolean;
       } else if (k == "v") {
         if (val.type != msgpack::type::POSITIVE_INTEGER || val.via.u64 > 1000)
           throw protocol_error("event header 'v' must be a small positive integer");
@@ -71,7 +73,7 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
 namespace detail {
 void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& h, std::string_view name) {
   p.pack_array(3);
-  p.pack_map(h.response_to ? 3 : 2);
+  p.pack_map(2 + (h.response_to ? 1 : 0) + (h.accepts_deferred ? 1 : 0));
   p.pack(std::string_view("message_id"));
   p.pack(h.id);
   p.pack(std::string_view("v"));
@@ -79,6 +81,10 @@ void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& 
   if (h.response_to) {
     p.pack(std::string_view("response_to"));
     p.pack(*h.response_to);
+  }
+  if (h.accepts_deferred) {
+    p.pack(deferred_header_key);
+    p.pack(true);
   }
   p.pack(name);
 }

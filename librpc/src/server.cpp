@@ -30,6 +30,7 @@ struct method_entry {
   detail::handler fn;
   std::string doc;
   std::vector<std::string> arg_names;
+  defer_policy policy;
 };
 
 // A call whose handler is running, by client identity and channel.
@@ -45,6 +46,13 @@ struct call_key_hash {
 };
 
 enum class serving_mode { serving, draining, aborting };
+
+// A call whose handler is running on the pool.
+struct running_call {
+  std::stop_source stop;
+  std::string method;
+  std::optional<detail::clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
+};
 
 struct outbound {
   std::string identity;
@@ -109,7 +117,8 @@ struct server::impl {
 
   // Owned by the I/O thread.
   std::unordered_map<std::string, detail::channel_table> peers;
-  std::unordered_map<call_key, std::stop_source, call_key_hash> running_calls;
+  std::unordered_map<call_key, running_call, call_key_hash> running_calls;
+  std::unordered_map<call_key, std::string, call_key_hash> deferred_routes;  // a deferred call's channel -> token
   detail::job_store jobs;
   id_generator ids;
 
@@ -131,10 +140,11 @@ struct server::impl {
   void cancel(const call_key& key) {
     auto it = running_calls.find(key);
     if (it == running_calls.end()) return;
-    it->second.request_stop();
+    it->second.stop.request_stop();
     running_calls.erase(it);
   }
   void abort_running();
+  void defer(const call_key& key, running_call& call);
   void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, outbound o);
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
@@ -162,13 +172,13 @@ server::server(server_options opts) : impl_(std::make_unique<impl>(std::move(opt
 server::~server() { stop(); }
 
 void server::bind_handler(const std::string& name, detail::handler h, std::string doc,
-                          std::vector<std::string> arg_names, std::size_t arity) {
+                          std::vector<std::string> arg_names, std::size_t arity, defer_policy policy) {
   if (impl_->running) throw error("bind '" + name + "': the server is already running");
   if (name.empty() || name.front() == '_') throw error("bind '" + name + "': method names must not be empty or start with '_'");
   if (impl_->methods.count(name)) throw error("bind '" + name + "': a method of that name is bound already");
   if (arg_names.empty())
     for (std::size_t i = 0; i < arity; ++i) arg_names.push_back("a" + std::to_string(i));
-  impl_->methods.emplace(name, method_entry{std::move(h), std::move(doc), std::move(arg_names)});
+  impl_->methods.emplace(name, method_entry{std::move(h), std::move(doc), std::move(arg_names), policy});
 }
 
 std::string server::listen(std::string_view endpoint) {
@@ -224,6 +234,8 @@ void server::impl::loop() {
     for (auto& [identity, table] : peers)
       if (auto d = table.next_deadline()) until(*d);
     if (auto d = jobs.next_deadline()) until(*d);
+    for (const auto& [key, call] : running_calls)
+      if (call.defer_at) until(*call.defer_at);
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
     detail::poll_items(items, 2, wait);
     if (items[1].revents & ZMQ_POLLIN) wake.drain();
@@ -237,7 +249,7 @@ void server::impl::loop() {
 
 void server::impl::abort_running() {
   std::vector<call_key> keys;
-  for (auto& [key, stop] : running_calls) keys.push_back(key);
+  for (auto& [key, call] : running_calls) keys.push_back(key);
   for (const call_key& key : keys) {
     cancel(key);
     finish(key.identity, key.channel, "ERR",
@@ -304,7 +316,13 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
     finish(identity, ev->header.id, "ERR", err_args("NameError", ev->name));
     return;
   }
-  std::stop_token stop = running_calls[call_key{identity, ev->header.id}].get_token();
+  running_call& call = running_calls[call_key{identity, ev->header.id}];
+  call.method = ev->name;
+  if (ev->header.accepts_deferred && m->second.policy != defer_policy::immediate) {
+    call.defer_at = detail::clock::now();
+    if (m->second.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
+  }
+  std::stop_token stop = call.stop.get_token();
   const msgpack::object& args = ev->args();
   run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}});
 }
@@ -526,6 +544,13 @@ void server::impl::flush_outbound() {
   }
   for (auto& o : batch) {
     if (o.token.empty()) {
+      // A call answered with a token meanwhile: its outcome now belongs to the job.
+      if (auto route = deferred_routes.find(call_key{o.identity, o.channel}); route != deferred_routes.end()) {
+        o.token = std::move(route->second);
+        deferred_routes.erase(route);
+      }
+    }
+    if (o.token.empty()) {
       finish(o.identity, o.channel, o.name, o.packed_args);
     } else if (detail::job* j = jobs.find(o.token); j && j->state == detail::job_state::running) {
       job_finished(*j, std::move(o.name), std::move(o.packed_args));
@@ -533,8 +558,32 @@ void server::impl::flush_outbound() {
   }
 }
 
+// A call from a client that accepts tokens ran past its budget: it becomes a job, and the client gets the token.
+void server::impl::defer(const call_key& key, running_call& call) {
+  if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
+  if (jobs.size() >= opts.max_jobs) {
+    call.defer_at.reset();  // no room: the call stays open until its result, like a plain zerorpc call
+    return;
+  }
+  detail::job& j = jobs.create(call.method);
+  j.stop = call.stop;  // the same stop state: cancelling the job reaches the running handler
+  ++open;              // the job is open work from now on; the channel closes below
+  deferred_routes.emplace(key, j.token);
+  finish(key.identity, key.channel, "DEFERRED", pack(std::make_tuple(j.token)));
+}
+
 void server::impl::tick(detail::clock::time_point now) {
   static const duct::buffer heartbeat_args = pack(std::make_tuple(0));
+  std::vector<call_key> due;
+  for (auto& [key, call] : running_calls)
+    if (call.defer_at && *call.defer_at <= now) due.push_back(key);
+  for (const call_key& key : due) {
+    auto it = running_calls.find(key);
+    running_call call = std::move(it->second);
+    running_calls.erase(it);  // finish() below would drop it anyway; the job holds its stop state now
+    defer(key, call);
+    if (call.defer_at == std::nullopt) running_calls.emplace(key, std::move(call));  // kept open: no room for a job
+  }
   for (auto& [j, w] : jobs.overdue_waiters(now)) {
     finish(w.identity, w.channel, "ERR",
            err_args("StillRunning", j->method + " (token " + j->token + ") is still running"));

@@ -7,7 +7,10 @@
 #include <thread>
 
 #include <rpc/client.hpp>
+#include <rpc/event.hpp>
 #include <rpc/server.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "support.hpp"
 
@@ -168,4 +171,86 @@ TEST_CASE("deferred: a drain waits for running jobs, an abort cancels them", "[r
     CHECK_THROWS_AS(waiting.get(), rpc::cancelled_error);
     CHECK(s.stopped == 1);
   }
+}
+
+namespace {
+
+struct budget_service {
+  rpc::server server;
+  std::string endpoint;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+
+  budget_service() : server({.defer_after = 30ms}) {
+    auto hold = [this](int x) {
+      released.wait();
+      return x * 10;
+    };
+    server.bind("hold", hold);
+    server.bind("hold_open", hold, {}, {}, rpc::defer_policy::immediate);
+    server.bind("add_token", [](int a, int b) { return a + b; }, {}, {}, rpc::defer_policy::always);
+    endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+  }
+  ~budget_service() {
+    if (released.wait_for(0s) != std::future_status::ready) release.set_value();
+    server.stop();
+  }
+  std::size_t jobs(rpc::client& c) { return as_json(c.call("_ductrpc_list")).size(); }
+};
+
+}  // namespace
+
+TEST_CASE("budget: a call past its budget is deferred, and the caller still just gets the result", "[rpc][deferred]") {
+  budget_service s;
+  rpc::client c(s.endpoint), observer(s.endpoint);
+  auto blocking = std::async(std::launch::async, [&] { return c.call("hold", 3).as<int>(); });
+  auto async = c.async_call("hold", 4);
+  eventually([&] { return s.jobs(observer) == 2; });  // both ran past the budget and became jobs
+  s.release.set_value();
+  CHECK(blocking.get() == 30);
+  CHECK(async.get().as<int>() == 40);
+}
+
+TEST_CASE("budget: a plain zerorpc client is never sent a token", "[rpc][deferred]") {
+  budget_service s;
+  zmq::context_t ctx;
+  zmq::socket_t plain(ctx, zmq::socket_type::dealer);
+  plain.set(zmq::sockopt::linger, 0);
+  plain.connect(s.endpoint);
+  rpc::id_generator ids;
+  duct::buffer request = rpc::encode_event({ids.next()}, "hold", std::make_tuple(1));  // no ductrpc_deferred key
+  plain.send(zmq::message_t(), zmq::send_flags::sndmore);
+  plain.send(zmq::buffer(request.data(), request.size()));
+  rpc::client c(s.endpoint), observer(s.endpoint);
+  auto ours = c.async_call("hold", 2);  // sent after the plain one, with the same budget
+  eventually([&] { return s.jobs(observer) == 1; });  // ours became a job, so the plain call's budget passed too
+  s.release.set_value();
+  std::vector<zmq::message_t> frames;
+  REQUIRE(zmq::recv_multipart(plain, std::back_inserter(frames)));
+  rpc::event reply = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+  CHECK(reply.name == "OK");
+  CHECK(ours.get().as<int>() == 20);
+}
+
+TEST_CASE("budget: policies immediate and always", "[rpc][deferred]") {
+  budget_service s;
+  rpc::client c(s.endpoint), observer(s.endpoint);
+  CHECK(c.call("add_token", 2, 3).as<int>() == 5);  // answered with a token at once, collected transparently
+  REQUIRE(s.jobs(observer) == 1);
+  auto open_call = c.async_call("hold_open", 5);
+  auto deferred = c.async_call("hold", 6);  // sent after, same budget
+  eventually([&] { return s.jobs(observer) == 2; });  // only "hold" became a job: "hold_open" stays an open call
+  s.release.set_value();
+  CHECK(open_call.get().as<int>() == 50);
+  CHECK(deferred.get().as<int>() == 60);
+  CHECK(s.jobs(observer) == 2);
+}
+
+TEST_CASE("budget: a call's own time limit still holds after it was deferred", "[rpc][deferred][timeout]") {
+  budget_service s;
+  rpc::client c(s.endpoint);
+  CHECK_THROWS_AS(c.call_for(200ms, "hold", 1), rpc::timeout_error);
+  rpc::client strict(s.endpoint, {.timeout = 200ms});
+  CHECK_THROWS_AS(strict.async_call("hold", 1).get(), rpc::timeout_error);
 }

@@ -9,7 +9,9 @@
 // itself: no hand-off to another thread); async_call() hands the call to the client's I/O thread, which keeps every
 // open asynchronous call's heartbeat. Do not destroy a client while another thread is inside call(). A call has no total time limit by default — as long as the
 // server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If the
-// server goes silent for two heartbeat periods, the call fails with lost_remote_error.
+// server goes silent for two heartbeat periods, the call fails with lost_remote_error. When the server defers a long
+// call (answers with a token after its budget), the client waits for the token server-side; callers see only the
+// result. submit()/wait() use tokens explicitly.
 #pragma once
 
 #include <chrono>
@@ -101,6 +103,8 @@ class client {
                                   std::optional<std::chrono::milliseconds> limit);
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);
+  duct::value collect(const std::string& token, std::optional<std::chrono::steady_clock::time_point> deadline,
+                      const std::string& where, std::optional<std::chrono::milliseconds> limit);
   std::unique_ptr<impl> impl_;
 };
 

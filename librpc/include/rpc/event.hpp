@@ -82,10 +82,15 @@ class id_generator {
   std::string suffix_;
 };
 
+/// The header key with which our client announces that it understands deferred replies (a DEFERRED event carrying
+/// a token). A plain zerorpc peer never sends it, so it is never sent a DEFERRED.
+inline constexpr std::string_view deferred_header_key = "ductrpc_deferred";
+
 struct event_header {
   message_id id;                           ///< this event's own id ("message_id")
   std::optional<message_id> response_to;   ///< the channel it belongs to, on every event after the first
   int version = protocol_version;          ///< "v"
+  bool accepts_deferred = false;           ///< deferred_header_key: true
 };
 
 /// A decoded event. It owns the memory `args()` points into.

@@ -11,6 +11,9 @@
 // crash. A handler's exception becomes an ERR: rpc::remote_error chooses its name, anything else is named after
 // its C++ type. Malformed input is dropped and counted (dropped_events()); the server keeps serving.
 //
+// A call from our client (which announces it understands tokens) that is still running at its budget is answered
+// with a token, and our client then waits for it server-side without the caller noticing; see defer_policy.
+//
 // Deferred calls, for any zerorpc client (Python, node, a shell script), through built-in methods:
 //   _ductrpc_submit(method, [args])  start the call; returns a token at once
 //   _ductrpc_poll(token)             {"state": "running"|"done"|"failed"|"cancelled", "result" | "error": ...}
@@ -35,6 +38,13 @@
 
 namespace rpc {
 
+/// When a call from a client that understands deferred replies (ours) is answered with a token instead of its result.
+enum class defer_policy {
+  after_budget,  ///< when it is still running after server_options::defer_after (the default)
+  immediate,     ///< never: the call stays open, heartbeating, until its result
+  always,        ///< at once: the reply is a token
+};
+
 /// How shutdown() treats calls that are running.
 enum class shutdown_mode { drain, abort };
 
@@ -43,6 +53,7 @@ struct server_options {
   std::size_t threads = 4;                                     ///< handler pool size
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   std::size_t max_message_size = std::size_t{64} << 20;        ///< larger messages are refused by ZeroMQ itself
+  std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
   std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
   std::size_t max_jobs = 10000;                                 ///< deferred calls kept at once (running or not)
 };
@@ -60,10 +71,13 @@ class server {
   /// it receives the call's cancellation (shutdown(abort), or a drain whose grace ran out) and is not an argument
   /// on the wire: check it, and return or throw soon after it is stopped.
   /// Throws: error if the server is running, or `name` is empty, starts with '_' or is bound already.
+  /// `policy` says when a call from a client that understands deferred replies gets a token instead: plain
+  /// zerorpc clients always get the result on the open call.
   template <class F>
-  void bind(std::string name, F f, std::string doc = {}, std::vector<std::string> arg_names = {}) {
+  void bind(std::string name, F f, std::string doc = {}, std::vector<std::string> arg_names = {},
+            defer_policy policy = defer_policy::after_budget) {
     bind_handler(name, detail::make_handler(name, std::move(f)), std::move(doc), std::move(arg_names),
-                 detail::wire_arity<F>());
+                 detail::wire_arity<F>(), policy);
   }
 
   /// Binds and listens on a ZeroMQ endpoint: tcp://HOST:PORT (port 0 picks one) or ipc://PATH. Call before start().
@@ -96,7 +110,7 @@ class server {
 
  private:
   void bind_handler(const std::string& name, detail::handler h, std::string doc, std::vector<std::string> arg_names,
-                    std::size_t arity);
+                    std::size_t arity, defer_policy policy);
   std::unique_ptr<impl> impl_;
 };
 
