@@ -41,10 +41,14 @@ std::size_t job_store::running() const noexcept {
 }
 
 std::size_t job_store::expire(clock::time_point now, clock::duration keep) {
-  return std::erase_if(jobs_, [&](const auto& entry) {
+  std::size_t uncollected = 0;
+  std::erase_if(jobs_, [&](const auto& entry) {
     const job& j = entry.second;
-    return j.state != job_state::running && now - j.finished > keep;
+    bool old = j.state != job_state::running && now - j.finished > keep;
+    if (old && !j.collected) ++uncollected;
+    return old;
   });
+  return uncollected;
 }
 
 std::vector<job*> job_store::all() {

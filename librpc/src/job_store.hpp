@@ -41,6 +41,7 @@ struct job {
   duct::buffer outcome;      ///< the packed args of that OK or ERR
   clock::time_point finished{};
   std::vector<job_waiter> waiters;
+  bool collected = false;  ///< its outcome has been handed to a client at least once
 };
 
 class job_store {
@@ -51,7 +52,7 @@ class job_store {
   job* find(const std::string& token) noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return jobs_.size(); }
   [[nodiscard]] std::size_t running() const noexcept;
-  /// Drops finished jobs older than `keep`. Returns: how many.
+  /// Drops finished jobs older than `keep`. Returns: how many of them had never been collected.
   std::size_t expire(clock::time_point now, clock::duration keep);
   /// Every job, for _ductrpc_list and for cancelling on shutdown.
   std::vector<job*> all();

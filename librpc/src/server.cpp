@@ -112,6 +112,7 @@ struct server::impl {
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};
   std::atomic<serving_mode> mode{serving_mode::serving};
+  std::atomic<std::size_t> uncollected{0};  // deferred outcomes (done or failed) no client has fetched yet
   std::mutex idle_mu;
   std::condition_variable idle;  // notified whenever the last open call closes
 
@@ -128,9 +129,18 @@ struct server::impl {
       idle.notify_all();
     }
   }
-  bool wait_idle(std::optional<detail::clock::time_point> until) {
+  void collected_one(detail::job& j) {
+    if (j.collected || j.state == detail::job_state::running || j.state == detail::job_state::cancelled) return;
+    j.collected = true;
+    if (--uncollected == 0) {
+      std::lock_guard lock(idle_mu);
+      idle.notify_all();
+    }
+  }
+  // Waits until no call is open (and, with `collected`, no deferred outcome is waiting to be fetched).
+  bool wait_idle(std::optional<detail::clock::time_point> until, bool collected = false) {
     std::unique_lock lock(idle_mu);
-    auto drained = [&] { return open.load() == 0; };
+    auto drained = [&] { return open.load() == 0 && (!collected || uncollected.load() == 0); };
     if (!until) {
       idle.wait(lock, drained);
       return true;
@@ -149,7 +159,7 @@ struct server::impl {
                    std::stop_token stop, outbound o);
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);
-  void answer_waiter(const detail::job& j, const detail::job_waiter& w);
+  void answer_waiter(detail::job& j, const detail::job_waiter& w);
 
   void loop();
   void on_message(std::vector<zmq::message_t>& frames, detail::clock::time_point now);
@@ -202,7 +212,7 @@ void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
   if (!impl_->running) return;
   impl_->mode = how == shutdown_mode::drain ? serving_mode::draining : serving_mode::aborting;
   impl_->wake.signal();
-  if (how == shutdown_mode::drain && !impl_->wait_idle(detail::clock::now() + grace)) {
+  if (how == shutdown_mode::drain && !impl_->wait_idle(detail::clock::now() + grace, true)) {
     impl_->mode = serving_mode::aborting;  // the grace period ran out: cancel what is left
     impl_->wake.signal();
   }
@@ -260,6 +270,8 @@ void server::impl::abort_running() {
     j->stop.request_stop();
     job_finished(*j, "ERR", err_args("Cancelled", "the server is shutting down: the call was cancelled"));
     j->state = detail::job_state::cancelled;
+    if (!j->collected) --uncollected;  // nobody needs to fetch a cancellation
+    j->collected = true;
   }
 }
 
@@ -301,7 +313,10 @@ void server::impl::on_message(std::vector<zmq::message_t>& frames, detail::clock
 }
 
 void server::impl::on_request(const std::string& identity, std::shared_ptr<event> ev) {
-  if (mode != serving_mode::serving) {
+  // While draining, clients may still collect deferred results; nothing new starts.
+  bool collecting = ev->name == "_ductrpc_wait" || ev->name == "_ductrpc_poll" || ev->name == "_ductrpc_list" ||
+                    ev->name == "_ductrpc_cancel";
+  if (mode == serving_mode::aborting || (mode == serving_mode::draining && !collecting)) {
     finish(identity, ev->header.id, "ERR",
            err_args("ShuttingDown", ev->name + ": the server is shutting down and takes no new calls"));
     return;
@@ -403,6 +418,7 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
       p.pack(std::string_view(ok ? "result" : "error"));
       auto bytes = ok ? j->outcome.span().subspan(1) : j->outcome.span();
       out.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      collected_one(*j);
     }
     finish(identity, ev->header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
   } else if (n == "_ductrpc_wait") {
@@ -424,6 +440,8 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
       j->stop.request_stop();
       job_finished(*j, "ERR", err_args("Cancelled", j->method + ": cancelled by a client (token " + j->token + ")"));
       j->state = detail::job_state::cancelled;
+      if (!j->collected) --uncollected;  // nobody needs to fetch a cancellation
+      j->collected = true;
     }
     reply(was_running);
   } else {
@@ -434,6 +452,7 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
 // A deferred call ended (or was cancelled): keep its outcome and answer everyone waiting for it.
 void server::impl::job_finished(detail::job& j, std::string name, duct::buffer outcome) {
   j.state = name == "OK" ? detail::job_state::done : detail::job_state::failed;
+  ++uncollected;
   j.outcome_name = std::move(name);
   j.outcome = std::move(outcome);
   j.finished = detail::clock::now();
@@ -442,8 +461,9 @@ void server::impl::job_finished(detail::job& j, std::string name, duct::buffer o
   closed_one();
 }
 
-void server::impl::answer_waiter(const detail::job& j, const detail::job_waiter& w) {
+void server::impl::answer_waiter(detail::job& j, const detail::job_waiter& w) {
   finish(w.identity, w.channel, j.outcome_name, j.outcome);
+  collected_one(j);
 }
 
 bool server::impl::builtin(const std::string& identity, const event& ev) {
@@ -588,7 +608,12 @@ void server::impl::tick(detail::clock::time_point now) {
     finish(w.identity, w.channel, "ERR",
            err_args("StillRunning", j->method + " (token " + j->token + ") is still running"));
   }
-  jobs.expire(now, opts.keep_results);
+  if (std::size_t lost = jobs.expire(now, opts.keep_results)) {
+    if ((uncollected -= lost) == 0) {
+      std::lock_guard lock(idle_mu);
+      idle.notify_all();
+    }
+  }
   for (auto it = peers.begin(); it != peers.end();) {
     detail::channel_table& table = it->second;
     for (const message_id& gone : table.lost(now)) {

@@ -254,3 +254,28 @@ TEST_CASE("budget: a call's own time limit still holds after it was deferred", "
   rpc::client strict(s.endpoint, {.timeout = 200ms});
   CHECK_THROWS_AS(strict.async_call("hold", 1).get(), rpc::timeout_error);
 }
+
+TEST_CASE("deferred: a drain keeps finished results collectable until they are fetched", "[rpc][deferred][shutdown]") {
+  jobs_service s;
+  rpc::client c(s.endpoint);
+  std::string token = c.submit("add", 2, 3);
+  eventually([&] { return as_json(c.call("_ductrpc_list"))[0]["state"] == "done"; });  // listing does not collect
+  auto draining = std::async(std::launch::async, [&] { s.server.shutdown(rpc::shutdown_mode::drain, 10s); });
+  eventually([&] { return !s.server.accepting(); });
+  CHECK_THROWS_AS(c.call("add", 1, 1), rpc::shutting_down_error);  // nothing new starts
+  CHECK(draining.wait_for(0s) == std::future_status::timeout);    // the result is still waiting to be fetched
+  CHECK(c.wait(token, 1s).as<int>() == 5);
+  REQUIRE(draining.wait_for(10s) == std::future_status::ready);
+  draining.get();
+}
+
+TEST_CASE("deferred: a drain gives up on uncollected results when its grace ends", "[rpc][deferred][shutdown]") {
+  jobs_service s;
+  rpc::client c(s.endpoint);
+  std::string token = c.submit("add", 2, 3);
+  eventually([&] { return as_json(c.call("_ductrpc_list"))[0]["state"] == "done"; });
+  auto start = std::chrono::steady_clock::now();
+  s.server.shutdown(rpc::shutdown_mode::drain, 150ms);
+  CHECK(std::chrono::steady_clock::now() - start >= 150ms);
+  CHECK_FALSE(s.server.accepting());
+}

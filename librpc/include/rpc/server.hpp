@@ -88,8 +88,9 @@ class server {
   /// Starts the I/O thread and the pool. Throws: error if started before (a stopped server does not restart) or
   /// not listening anywhere.
   void start();
-  /// Ends serving gracefully. drain: new calls are refused with a ShuttingDown error while running ones finish;
-  /// those still running after `grace` are cancelled. abort: running calls are cancelled at once. A cancelled
+  /// Ends serving gracefully. drain: new calls are refused with a ShuttingDown error while running ones finish, and
+  /// deferred results stay collectable (_ductrpc_wait, _ductrpc_poll) until each has been collected once; whatever
+  /// is still running when `grace` ends is cancelled. abort: running calls are cancelled at once. A cancelled
   /// call's client gets a Cancelled error, and its handler's stop token is stopped. Returns once no call is open
   /// (handlers that ignore their stop token may still be running; stop() waits for them).
   void shutdown(shutdown_mode mode, std::chrono::milliseconds grace = std::chrono::seconds(30));
