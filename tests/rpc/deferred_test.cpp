@@ -9,60 +9,22 @@
 #include <rpc/client.hpp>
 #include <rpc/event.hpp>
 #include <rpc/server.hpp>
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
 
+#include "fixtures.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-void eventually(Pred ready) {
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!ready()) {
-    REQUIRE(std::chrono::steady_clock::now() < until);
-    std::this_thread::yield();
-  }
-}
-
-struct jobs_service {
-  rpc::server server;
-  std::string endpoint;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::atomic<int> stopped{0};
-  std::atomic<int> started{0};  // until_stopped handlers that have begun (a queued call may be cancelled unstarted)
-
-  explicit jobs_service(rpc::server_options o = {}) : server(std::move(o)) {
-    server.bind("add", [](int a, int b) { return a + b; });
-    server.bind("hold", [this](int x) {
-      released.wait();
-      return x * 10;
-    });
-    server.bind("until_stopped", [this](std::stop_token stop) {
-      ++started;
-      while (!stop.stop_requested()) std::this_thread::yield();
-      ++stopped;
-      return 0;
-    });
-    server.bind("fail", []() -> int { throw rpc::remote_error("ValueError", "no good"); });
-    endpoint = server.listen("tcp://127.0.0.1:0");
-    server.start();
-  }
-  ~jobs_service() {
-    if (released.wait_for(0s) != std::future_status::ready) release.set_value();
-    server.stop();
-  }
-};
+using test::eventually;
 
 nlohmann::json as_json(const duct::value& v) { return nlohmann::json::parse(v.to_json()); }
 
 }  // namespace
 
 TEST_CASE("deferred: a token, polled, waited for, fetched again and again", "[rpc][deferred]") {
-  jobs_service s;
+  test::held_service s;
   rpc::client c(s.endpoint);
   std::string token = c.submit("hold", 4);
   CHECK(token.size() == 32);
@@ -79,7 +41,7 @@ TEST_CASE("deferred: a token, polled, waited for, fetched again and again", "[rp
 }
 
 TEST_CASE("deferred: a wait that runs out is StillRunning and the call goes on", "[rpc][deferred]") {
-  jobs_service s;
+  test::held_service s;
   rpc::client c(s.endpoint);
   std::string token = c.submit("hold", 1);
   auto start = std::chrono::steady_clock::now();
@@ -90,7 +52,7 @@ TEST_CASE("deferred: a wait that runs out is StillRunning and the call goes on",
 }
 
 TEST_CASE("deferred: cancel reaches the handler and waiters get Cancelled", "[rpc][deferred]") {
-  jobs_service s;
+  test::held_service s;
   rpc::client c(s.endpoint), other(s.endpoint);
   std::string token = c.submit("until_stopped");
   auto waiting = other.async_call("_ductrpc_wait", token, 30.0);
@@ -104,7 +66,7 @@ TEST_CASE("deferred: cancel reaches the handler and waiters get Cancelled", "[rp
 }
 
 TEST_CASE("deferred: a failing call keeps its error under the token", "[rpc][deferred]") {
-  jobs_service s;
+  test::held_service s;
   rpc::client c(s.endpoint);
   std::string token = c.submit("fail");
   try {
@@ -121,7 +83,7 @@ TEST_CASE("deferred: a failing call keeps its error under the token", "[rpc][def
 }
 
 TEST_CASE("deferred: unknown and expired tokens are clear errors", "[rpc][deferred]") {
-  jobs_service s({.keep_results = 1s});
+  test::held_service s({.keep_results = 1s});
   rpc::client c(s.endpoint);
   CHECK_THROWS_WITH(c.poll("nonsense"), Catch::Contains("UnknownToken") && Catch::Contains("nonsense"));
   CHECK_THROWS_AS(c.wait("nonsense", 1s), rpc::unknown_token_error);
@@ -140,7 +102,7 @@ TEST_CASE("deferred: unknown and expired tokens are clear errors", "[rpc][deferr
 }
 
 TEST_CASE("deferred: the number of jobs is bounded", "[rpc][deferred][limits]") {
-  jobs_service s({.max_jobs = 2});
+  test::held_service s({.max_jobs = 2});
   rpc::client c(s.endpoint);
   c.submit("hold", 1);
   c.submit("hold", 2);
@@ -149,7 +111,7 @@ TEST_CASE("deferred: the number of jobs is bounded", "[rpc][deferred][limits]") 
 
 TEST_CASE("deferred: a drain waits for running jobs, an abort cancels them", "[rpc][deferred][shutdown]") {
   SECTION("drain") {
-    jobs_service s;
+    test::held_service s;
     rpc::client c(s.endpoint);
     std::string token = c.submit("hold", 7);
     auto waiting = c.async_call("_ductrpc_wait", token, 30.0);
@@ -162,7 +124,7 @@ TEST_CASE("deferred: a drain waits for running jobs, an abort cancels them", "[r
     draining.get();
   }
   SECTION("abort") {
-    jobs_service s;
+    test::held_service s;
     rpc::client c(s.endpoint);
     std::string token = c.submit("until_stopped");
     auto waiting = c.async_call("_ductrpc_wait", token, 30.0);
@@ -215,20 +177,14 @@ TEST_CASE("budget: a call past its budget is deferred, and the caller still just
 TEST_CASE("budget: a plain zerorpc client is never sent a token", "[rpc][deferred]") {
   budget_service s;
   zmq::context_t ctx;
-  zmq::socket_t plain(ctx, zmq::socket_type::dealer);
-  plain.set(zmq::sockopt::linger, 0);
-  plain.connect(s.endpoint);
+  zmq::socket_t plain = test::plain_dealer(ctx, s.endpoint);
   rpc::id_generator ids;
-  duct::buffer request = rpc::encode_event({ids.next()}, "hold", std::make_tuple(1));  // no ductrpc_deferred key
-  plain.send(zmq::message_t(), zmq::send_flags::sndmore);
-  plain.send(zmq::buffer(request.data(), request.size()));
+  test::send_body(plain, rpc::encode_event({ids.next()}, "hold", std::make_tuple(1)).span());  // no ductrpc_deferred key
   rpc::client c(s.endpoint), observer(s.endpoint);
   auto ours = c.async_call("hold", 2);  // sent after the plain one, with the same budget
   eventually([&] { return s.jobs(observer) == 1; });  // ours became a job, so the plain call's budget passed too
   s.release.set_value();
-  std::vector<zmq::message_t> frames;
-  REQUIRE(zmq::recv_multipart(plain, std::back_inserter(frames)));
-  rpc::event reply = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+  rpc::event reply = test::recv_event(plain);
   CHECK(reply.name == "OK");
   CHECK(ours.get().as<int>() == 20);
 }
@@ -256,7 +212,7 @@ TEST_CASE("budget: a call's own time limit still holds after it was deferred", "
 }
 
 TEST_CASE("deferred: a drain keeps finished results collectable until they are fetched", "[rpc][deferred][shutdown]") {
-  jobs_service s;
+  test::held_service s;
   rpc::client c(s.endpoint);
   std::string token = c.submit("add", 2, 3);
   eventually([&] { return as_json(c.call("_ductrpc_list"))[0]["state"] == "done"; });  // listing does not collect
@@ -270,7 +226,7 @@ TEST_CASE("deferred: a drain keeps finished results collectable until they are f
 }
 
 TEST_CASE("deferred: a drain gives up on uncollected results when its grace ends", "[rpc][deferred][shutdown]") {
-  jobs_service s;
+  test::held_service s;
   rpc::client c(s.endpoint);
   std::string token = c.submit("add", 2, 3);
   eventually([&] { return as_json(c.call("_ductrpc_list"))[0]["state"] == "done"; });

@@ -15,6 +15,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "fixtures.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -241,14 +242,8 @@ TEST_CASE("the server answers captured zerorpc-python and node requests as they 
 TEST_CASE("garbage is dropped and counted while other clients are served", "[rpc][server][limits]") {
   calc c({.max_message_size = 1 << 20});
   zmq::context_t ctx;
-  zmq::socket_t bad(ctx, zmq::socket_type::dealer);
-  bad.set(zmq::sockopt::linger, 0);
-  bad.connect(c.endpoint);
-  auto send = [&](const std::string& hex) {
-    duct::buffer b = test::unhex(hex);
-    bad.send(zmq::message_t(), zmq::send_flags::sndmore);
-    bad.send(zmq::buffer(b.data(), b.size()));
-  };
+  zmq::socket_t bad = test::plain_dealer(ctx, c.endpoint);
+  auto send = [&](const std::string& hex) { test::send_body(bad, test::unhex(hex).span()); };
   send("c1");                        // not msgpack
   send("92c0c0");                    // msgpack, not an event
   send("dd7fffffff");                // claims 2^31 elements

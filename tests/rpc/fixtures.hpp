@@ -1,0 +1,90 @@
+// Shared by the rpc suites: a server with methods a test can hold, release and cancel; waiting by looking; a plain
+// ZeroMQ DEALER that speaks zerorpc without our client.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <rpc/event.hpp>
+#include <rpc/server.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+namespace test {
+
+/// Waits (bounded to 10 s, by looking, not by sleeping a fixed time) until `ready()` holds.
+template <class Pred>
+void eventually(Pred ready) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ready()) {
+    REQUIRE(std::chrono::steady_clock::now() < until);
+    std::this_thread::yield();
+  }
+}
+
+/// A running server with:
+///   add(a, b)         at once
+///   hold(x)           returns x * 10 once the test calls release.set_value()
+///   until_stopped()   runs until its stop token is stopped (counts `started` and `stopped`)
+///   fail()            throws ValueError("no good")
+struct held_service {
+  rpc::server server;
+  std::string endpoint;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> started{0};
+  std::atomic<int> stopped{0};
+
+  explicit held_service(rpc::server_options o = {}) : server(std::move(o)) {
+    server.bind("add", [](int a, int b) { return a + b; });
+    server.bind("hold", [this](int x) {
+      released.wait();
+      return x * 10;
+    });
+    server.bind("until_stopped", [this](std::stop_token stop) {
+      ++started;
+      while (!stop.stop_requested()) std::this_thread::yield();
+      ++stopped;
+      return 0;
+    });
+    server.bind("fail", []() -> int { throw rpc::remote_error("ValueError", "no good"); });
+    endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+  }
+  held_service(const held_service&) = delete;
+  held_service& operator=(const held_service&) = delete;
+  // Releases a handler still holding, then stops the server before the members its handlers use go away, so that
+  // a test failing half-way neither hangs nor leaves a handler reading freed memory.
+  ~held_service() {
+    if (released.wait_for(std::chrono::seconds(0)) != std::future_status::ready) release.set_value();
+    server.stop();
+  }
+};
+
+/// A DEALER connected to `endpoint`, as a plain zerorpc client's socket is.
+inline zmq::socket_t plain_dealer(zmq::context_t& ctx, const std::string& endpoint) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect(endpoint);
+  return s;
+}
+
+/// Sends one event body with the empty delimiter frame before it.
+inline void send_body(zmq::socket_t& s, std::span<const std::byte> body) {
+  s.send(zmq::message_t(), zmq::send_flags::sndmore);
+  s.send(zmq::buffer(body.data(), body.size()));
+}
+
+/// Receives one reply and decodes its body (the last frame).
+inline rpc::event recv_event(zmq::socket_t& s) {
+  std::vector<zmq::message_t> frames;
+  REQUIRE(zmq::recv_multipart(s, std::back_inserter(frames)));
+  return rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+}
+
+}  // namespace test
