@@ -31,8 +31,9 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 check: test test-asan
 
 demo: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS) --target duct-demo
+	cmake --build $(BUILD) -j $(JOBS) --target duct-demo rpc-demo
 	$(BUILD)/libduct/examples/duct-demo
+	$(BUILD)/librpc/examples/rpc-demo
 
 bench: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench
