@@ -5,6 +5,15 @@
 
 namespace rpc::detail {
 
+const duct::buffer& heartbeat_args() {
+  static const duct::buffer args = [] {
+    duct::pack_buffer out;
+    msgpack::pack(out, std::make_tuple(0));
+    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  }();
+  return args;
+}
+
 bool send_credit::spend() noexcept {
   if (credit_ <= 0) return false;
   --credit_;

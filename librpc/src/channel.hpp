@@ -9,6 +9,7 @@
 //   heartbeat       when our next _zpc_hb is due, and whether the peer has been silent too long (LostRemote)
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -20,6 +21,14 @@
 namespace rpc::detail {
 
 using clock = std::chrono::steady_clock;
+
+/// Milliseconds from `now` until `t`, rounded up and never negative: a poll timeout for a deadline.
+inline std::chrono::milliseconds ms_until(clock::time_point t, clock::time_point now) {
+  return std::chrono::ceil<std::chrono::milliseconds>(std::max(t - now, clock::duration(0)));
+}
+
+/// The packed args of every _zpc_hb event: [0] (the 0 is for v2 peers).
+const duct::buffer& heartbeat_args();
 
 /// Our permission to send: zerorpc starts each side with one event's credit; the peer grants more with _zpc_more.
 class send_credit {

@@ -97,15 +97,6 @@ event_header request_header(message_id id) {
   return h;
 }
 
-const duct::buffer& heartbeat_args() {
-  static const duct::buffer args = [] {
-    duct::pack_buffer out;
-    msgpack::pack(out, std::make_tuple(0));
-    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
-  }();
-  return args;
-}
-
 void send_body(zmq::socket_t& socket, const duct::buffer& body) {
   detail::send_part(socket, zmq::const_buffer(), zmq::send_flags::sndmore);
   detail::send_part(socket, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
@@ -227,9 +218,7 @@ void client::impl::loop() {
   while (running) {
     auto now = detail::clock::now();
     std::chrono::milliseconds wait(1000);
-    auto until = [&](detail::clock::time_point t) {
-      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(t - now, detail::clock::duration(0))));
-    };
+    auto until = [&](detail::clock::time_point t) { wait = std::min(wait, detail::ms_until(t, now)); };
     if (auto d = channels.next_deadline()) until(*d);
     for (const auto& [id, call] : calls)
       if (call.deadline) until(*call.deadline);
@@ -293,7 +282,7 @@ duct::value client::call_here(std::string_view method, const duct::buffer& packe
     now = detail::clock::now();
     auto until = beat.next_deadline();
     if (deadline) until = std::min(until, *deadline);
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(std::max(until - now, detail::clock::duration(0)));
+    auto wait = detail::ms_until(until, now);
     zmq::pollitem_t items[] = {{mine.socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, c.closing_signal.fd(), ZMQ_POLLIN, 0}};
     detail::poll_items(items, 2, wait);
     if (items[1].revents & ZMQ_POLLIN) throw closed_error(where + ": the client was closed");
@@ -318,7 +307,7 @@ duct::value client::call_here(std::string_view method, const duct::buffer& packe
       throw lost_remote_error(where + ": lost remote after " + std::to_string(2 * c.opts.heartbeat.count()) +
                               " ms without a heartbeat");
     if (beat.send_due(now)) {
-      send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_zpc_hb", heartbeat_args().span()));
+      send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));
       beat.sent(now);
     }
   }
@@ -403,7 +392,7 @@ void client::impl::tick(detail::clock::time_point now) {
   }
   for (detail::channel* ch : channels.heartbeats_due(now)) {
     try {
-      send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", heartbeat_args().span()));
+      send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
     } catch (const zmq::error_t&) {
       // a missed heartbeat is survivable: the next one is due in a period
     }

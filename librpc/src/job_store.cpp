@@ -34,12 +34,6 @@ job* job_store::find(const std::string& token) noexcept {
   return it == jobs_.end() ? nullptr : &it->second;
 }
 
-std::size_t job_store::running() const noexcept {
-  std::size_t n = 0;
-  for (const auto& [token, j] : jobs_) n += j.state == job_state::running;
-  return n;
-}
-
 std::size_t job_store::expire(clock::time_point now, clock::duration keep) {
   std::size_t uncollected = 0;
   std::erase_if(jobs_, [&](const auto& entry) {

@@ -51,7 +51,6 @@ class job_store {
   /// Returns: the job with that token, or nullptr (never existed, or expired).
   job* find(const std::string& token) noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return jobs_.size(); }
-  [[nodiscard]] std::size_t running() const noexcept;
   /// Drops finished jobs older than `keep`. Returns: how many of them had never been collected.
   std::size_t expire(clock::time_point now, clock::duration keep);
   /// Every job, for _ductrpc_list and for cancelling on shutdown.

@@ -101,7 +101,7 @@ struct server::impl {
   server_options opts;
   zmq::context_t ctx{1};
   zmq::socket_t router{ctx, zmq::socket_type::router};
-  std::vector<std::string> endpoints;
+  bool listening = false;  // listen() succeeded at least once
   std::map<std::string, method_entry> methods;
   detail::wakeup wake;
   std::mutex out_mu;
@@ -194,7 +194,7 @@ void server::bind_handler(const std::string& name, detail::handler h, std::strin
 std::string server::listen(std::string_view endpoint) {
   if (impl_->running) throw error("listen " + std::string(endpoint) + ": the server is already running");
   std::string bound = detail::bind_endpoint(impl_->router, endpoint);
-  impl_->endpoints.push_back(bound);
+  impl_->listening = true;
   return bound;
 }
 
@@ -202,7 +202,7 @@ void server::start() {
   if (impl_->running) throw error("the server is already running");
   if (impl_->io.joinable() || impl_->mode != serving_mode::serving)
     throw error("the server was stopped and cannot start again: make a new one");
-  if (impl_->endpoints.empty()) throw error("the server listens nowhere: call listen() first");
+  if (!impl_->listening) throw error("the server listens nowhere: call listen() first");
   impl_->pool = std::make_unique<detail::thread_pool>(impl_->opts.threads);
   impl_->running = true;
   impl_->io = std::thread([this] { impl_->loop(); });
@@ -238,9 +238,7 @@ void server::impl::loop() {
   while (running) {
     auto now = detail::clock::now();
     std::chrono::milliseconds wait(1000);
-    auto until = [&](detail::clock::time_point d) {
-      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(d - now, detail::clock::duration(0))));
-    };
+    auto until = [&](detail::clock::time_point d) { wait = std::min(wait, detail::ms_until(d, now)); };
     for (auto& [identity, table] : peers)
       if (auto d = table.next_deadline()) until(*d);
     if (auto d = jobs.next_deadline()) until(*d);
@@ -593,7 +591,6 @@ void server::impl::defer(const call_key& key, running_call& call) {
 }
 
 void server::impl::tick(detail::clock::time_point now) {
-  static const duct::buffer heartbeat_args = pack(std::make_tuple(0));
   std::vector<call_key> due;
   for (auto& [key, call] : running_calls)
     if (call.defer_at && *call.defer_at <= now) due.push_back(key);
@@ -622,7 +619,7 @@ void server::impl::tick(detail::clock::time_point now) {
       closed_one();
     }
     for (detail::channel* ch : table.heartbeats_due(now)) {
-      send(it->first, {ids.next(), ch->id}, "_zpc_hb", heartbeat_args.span());
+      send(it->first, {ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span());
       ch->beat.sent(now);
     }
     it = table.size() == 0 ? peers.erase(it) : std::next(it);
