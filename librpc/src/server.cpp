@@ -614,9 +614,10 @@ void server::impl::tick(detail::clock::time_point now) {
   for (auto it = peers.begin(); it != peers.end();) {
     detail::channel_table& table = it->second;
     for (const message_id& gone : table.lost(now)) {
-      cancel(call_key{it->first, gone});  // the client is gone: its handler may stop
+      // Closed and counted before the handler hears of it, so that whoever sees the stop sees the channel gone.
       table.close(gone);
       closed_one();
+      cancel(call_key{it->first, gone});  // the client is gone: its handler may stop
     }
     for (detail::channel* ch : table.heartbeats_due(now)) {
       send(it->first, {ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span());
