@@ -67,6 +67,12 @@ std::vector<channel*> channel_table::heartbeats_due(clock::time_point now) {
   return due;
 }
 
+std::vector<message_id> channel_table::ids() const {
+  std::vector<message_id> all;
+  for (const auto& [id, ch] : channels_) all.push_back(id);
+  return all;
+}
+
 std::vector<message_id> channel_table::lost(clock::time_point now) const {
   std::vector<message_id> gone;
   for (const auto& [id, ch] : channels_)

@@ -112,6 +112,8 @@ class channel_table {
   std::vector<channel*> heartbeats_due(clock::time_point now);
   /// The channels whose peer has gone silent for two periods at `now`.
   std::vector<message_id> lost(clock::time_point now) const;
+  /// Every open channel's id.
+  [[nodiscard]] std::vector<message_id> ids() const;
   /// When the earliest channel needs attention, or nothing if none is open.
   [[nodiscard]] std::optional<clock::time_point> next_deadline() const noexcept;
 

@@ -1,17 +1,19 @@
-// rpc::client: call methods on a zerorpc server (Python, node, ours) over ZeroMQ.
+// rpc::client: call methods on a zerorpc server (Python, node, ours) over ZeroMQ, or on an rpc::server at the
+// other end of a duct (rpc::link).
 //
 //   rpc::client c("tcp://127.0.0.1:4242");
 //   int sum = c.call("add", 1, 2).as<int>();
 //   std::future<duct::value> later = c.async_call("slow", 10);
 //
-// Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. A blocking call()
-// runs entirely on the calling thread, over a socket of that thread's own (sending, waiting and heartbeating
+// Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. Over ZeroMQ a blocking
+// call() runs entirely on the calling thread, over a socket of that thread's own (sending, waiting and heartbeating
 // itself: no hand-off to another thread); async_call() hands the call to the client's I/O thread, which keeps every
-// open asynchronous call's heartbeat. Do not destroy a client while another thread is inside call(). A call has no total time limit by default — as long as the
-// server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If the
-// server goes silent for two heartbeat periods, the call fails with lost_remote_error. When the server defers a long
-// call (answers with a token after its budget), the client waits for the token server-side; callers see only the
-// result. submit()/wait() use tokens explicitly.
+// open asynchronous call's heartbeat. Over a duct, the link's reader thread routes each reply to its caller. Do not
+// destroy a client while another thread is inside call(). A call has no total time limit by default — as long as
+// the server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If
+// the server goes silent for two heartbeat periods (or its duct closes), the call fails with lost_remote_error.
+// When the server defers a long call (answers with a token after its budget), the client waits for the token
+// server-side; callers see only the result. submit()/wait() use tokens explicitly.
 #pragma once
 
 #include <chrono>
@@ -26,6 +28,7 @@
 #include <duct/codec.hpp>
 #include <duct/msgpack.hpp>
 #include <rpc/error.hpp>
+#include <rpc/link.hpp>
 
 namespace rpc {
 
@@ -41,6 +44,9 @@ class client {
   /// starts later is found; calls made before then wait (within their time limit).
   /// Throws: error for an endpoint ZeroMQ cannot parse.
   explicit client(std::string_view endpoint, client_options opts = {});
+  /// Calls the server at the other end of `over` (see rpc::link). Several clients, and a server, may share a link.
+  /// Throws: closed_error if the link is closed.
+  explicit client(link over, client_options opts = {});
   /// Closes the client: calls still open fail with closed_error.
   ~client();
   client(const client&) = delete;
@@ -85,7 +91,7 @@ class client {
   /// Cancels the call. Returns: true if it was still running. Throws: unknown_token_error.
   bool cancel(const std::string& token) { return call("_ductrpc_cancel", token).as<bool>(); }
 
-  /// The endpoint this client connects to.
+  /// The endpoint this client connects to ("duct:" and the duct's name over a link).
   [[nodiscard]] const std::string& endpoint() const noexcept;
 
   struct impl;
@@ -100,11 +106,9 @@ class client {
     return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
   }
   std::future<duct::value> start_async(std::string_view method, duct::buffer packed_args,
-                                  std::optional<std::chrono::milliseconds> limit);
+                                       std::optional<std::chrono::milliseconds> limit);
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);
-  duct::value collect(const std::string& token, std::optional<std::chrono::steady_clock::time_point> deadline,
-                      const std::string& where, std::optional<std::chrono::milliseconds> limit);
   std::unique_ptr<impl> impl_;
 };
 

@@ -1,4 +1,5 @@
-// rpc::server: serve C++ callables to zerorpc clients (Python, node, ours) over ZeroMQ.
+// rpc::server: serve C++ callables to zerorpc clients (Python, node, ours) over ZeroMQ, and to our clients over
+// ducts (rpc::link).
 //
 //   rpc::server s({.name = "calc"});
 //   s.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.");
@@ -35,6 +36,7 @@
 
 #include <rpc/detail/bind.hpp>
 #include <rpc/error.hpp>
+#include <rpc/link.hpp>
 
 namespace rpc {
 
@@ -84,6 +86,12 @@ class server {
   /// Returns: the endpoint clients should connect to.
   /// Throws: error naming the endpoint if it cannot be bound.
   std::string listen(std::string_view endpoint);
+
+  /// Serves the peer at the other end of `over` (see rpc::link). Unlike listen(endpoint), works also while running,
+  /// so a parent can serve each worker as it spawns it.
+  /// Returns: "duct:" and the duct's name.
+  /// Throws: error if the link is closed, another server serves it, or this server was stopped.
+  std::string listen(const link& over);
 
   /// Starts the I/O thread and the pool. Throws: error if started before (a stopped server does not restart) or
   /// not listening anywhere.

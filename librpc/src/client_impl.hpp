@@ -1,0 +1,44 @@
+// Internal: what a client's transport does. The ZeroMQ client (zmq_client.cpp) and the duct link (link.cpp) each
+// implement it; rpc::client only forwards.
+#pragma once
+
+#include <chrono>
+#include <future>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <rpc/client.hpp>
+
+namespace rpc {
+
+struct client::impl {
+  impl(std::string where, client_options o) : endpoint(std::move(where)), opts(o) {}
+  virtual ~impl() = default;
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+
+  /// A blocking call: its result, or the call's error. `limit` replaces opts.timeout; a negative one means none.
+  virtual duct::value call(std::string_view method, const duct::buffer& packed_args,
+                           std::optional<std::chrono::milliseconds> limit) = 0;
+  /// Starts a call; the future throws what call() would.
+  virtual std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
+                                         std::optional<std::chrono::milliseconds> limit) = 0;
+
+  /// The call's time limit: `limit` if given (none if negative), else the client's default.
+  [[nodiscard]] std::optional<std::chrono::milliseconds> limit_of(std::optional<std::chrono::milliseconds> limit) const {
+    if (!limit) return opts.timeout;
+    if (limit->count() < 0) return std::nullopt;
+    return limit;
+  }
+
+  const std::string endpoint;
+  const client_options opts;
+};
+
+/// The ZeroMQ transport. Throws: error for an endpoint ZeroMQ cannot parse.
+std::unique_ptr<client::impl> make_zmq_client(std::string_view endpoint, client_options opts);
+/// The duct transport (link.cpp). Throws: closed_error if the link is closed.
+std::unique_ptr<client::impl> make_link_client(const link& l, client_options opts);
+
+}  // namespace rpc

@@ -1,0 +1,326 @@
+// rpc::link: zerorpc events over a duct. The reader thread reads every event, hands requests (and events on
+// channels the server has open) to the server and replies to the client call they answer, and keeps the client
+// calls' heartbeats and deadlines. See link.hpp and link_core.hpp.
+#include <rpc/link.hpp>
+
+#include <poll.h>
+
+#include <cerrno>
+
+#include <rpc/error.hpp>
+
+#include "client_impl.hpp"
+#include "link_core.hpp"
+#include "reply.hpp"
+
+namespace rpc {
+namespace detail {
+namespace {
+
+std::string next_identity() {
+  static std::atomic<std::uint64_t> counter{0};
+  // ZeroMQ routing ids never start with a zero byte unless they are its own five-byte ones: no clash with those.
+  return std::string("\0link:", 6) + std::to_string(++counter);
+}
+
+duct::buffer no_server_reply(id_generator& ids, const event& request) {
+  duct::pack_buffer out;
+  msgpack::pack(out, std::make_tuple(std::string("NoServer"),
+                                     request.name + ": no server serves this duct (start it before the peer calls)",
+                                     msgpack::type::nil_t()));
+  return encode_event_packed({ids.next(), request.header.id}, "ERR",
+                             std::as_bytes(std::span(out.data(), out.size())));
+}
+
+}  // namespace
+
+link_core::link_core(duct::connection conn)
+    : conn_(std::move(conn)), name_(conn_.name()), identity_(next_identity()) {
+  if (conn_.closed()) throw error("link: the duct is closed");
+  if (!conn_.readable() || !conn_.writable()) throw error("link " + name_ + ": the duct must go both ways");
+}
+
+link_core::~link_core() { close(); }
+
+void link_core::close() noexcept {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.signal();
+  conn_.close();  // wakes the reader even in the middle of a message
+  if (reader_.joinable()) {
+    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
+    else reader_.join();
+  }
+  gone("the link was closed", true);
+}
+
+void link_core::ensure_reader() {
+  if (!reader_.joinable() && !stopping_) reader_ = std::thread([this] { run(); });
+}
+
+void link_core::claim(link_server& s) {
+  std::lock_guard lock(server_mu_);
+  if (server_ && server_ != &s) throw error("link " + name_ + ": another server serves it already");
+  server_ = &s;
+}
+
+void link_core::attach(link_server& s) {
+  claim(s);
+  {
+    std::lock_guard lock(server_mu_);
+    serving_ = true;
+  }
+  std::lock_guard lock(mu_);
+  ensure_reader();
+}
+
+void link_core::detach(link_server& s) noexcept {
+  std::lock_guard lock(server_mu_);
+  if (server_ != &s) return;
+  server_ = nullptr;
+  serving_ = false;
+}
+
+void link_core::send(std::span<const std::byte> body) { conn_.send_bytes(body); }
+
+void link_core::flush(outbox& out) noexcept {
+  for (const duct::buffer& b : out) {
+    try {
+      conn_.send_bytes(b.span());
+    } catch (const std::exception&) {
+      break;  // the duct is closing: the reader sees it and fails the calls
+    }
+  }
+  out.clear();
+}
+
+std::future<duct::value> link_core::start_call(std::string_view method, std::span<const std::byte> packed_args,
+                                               link_call_options o) {
+  const std::string where = o.where;
+  message_id id;
+  std::future<duct::value> f;
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw closed_error(where + ": the link was closed");
+    if (closed_) throw lost_remote_error(where + ": the duct closed");
+    ensure_reader();
+    id = ids_.next();
+    auto now = clock::now();
+    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, heartbeat(o.heartbeat, now)});
+    f = it->second.result.get_future();
+    auto due = it->second.beat.next_deadline();
+    if (it->second.o.deadline) due = std::min(due, *it->second.o.deadline);
+    wake = due < reader_wakes_at_;  // the reader sleeps past this call's first deadline: wake it
+  }
+  try {
+    conn_.send_bytes(encode_event_packed(request_header(id), method, packed_args).span());
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mu_);
+    calls_.erase(id);
+    throw lost_remote_error(where + ": " + e.what());
+  }
+  if (wake) wake_.signal();
+  return f;
+}
+
+void link_core::abandon(const void* owner) noexcept {
+  std::lock_guard lock(mu_);
+  std::vector<message_id> mine;
+  for (const auto& [id, c] : calls_)
+    if (c.o.owner == owner) mine.push_back(id);
+  for (const message_id& id : mine)
+    fail(id, std::make_exception_ptr(closed_error(calls_.at(id).o.where + ": the client was closed")));
+}
+
+void link_core::fail(const message_id& id, std::exception_ptr e) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  it->second.result.set_exception(std::move(e));
+  calls_.erase(it);
+}
+
+void link_core::run() {
+  outbox out;
+  std::string why;
+  for (;;) {
+    try {
+      // Take what has arrived, but not without end: a flood must not hold up heartbeats.
+      for (int i = 0; i < 1000 && conn_.poll(duct::timeout{0}); ++i) dispatch(conn_.recv_bytes(), out);
+    } catch (const std::exception& e) {
+      why = e.what();
+      break;
+    }
+    std::chrono::milliseconds wait;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      wait = tick(clock::now(), out);
+    }
+    flush(out);
+    pollfd fds[2] = {{conn_.fileno(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake_.drain();
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;  // close() reports it
+  }
+  gone(why, false);
+}
+
+void link_core::dispatch(duct::buffer body, outbox& out) {
+  std::shared_ptr<event> ev;
+  try {
+    ev = std::make_shared<event>(decode_event(body.span()));
+  } catch (const protocol_error&) {
+    return;  // not an event: nobody to answer
+  }
+  if (ev->header.response_to) {
+    std::lock_guard lock(mu_);
+    if (calls_.count(*ev->header.response_to)) {
+      on_reply(*ev->header.response_to, *ev, out);
+      return;
+    }
+  }
+  {
+    std::lock_guard lock(server_mu_);
+    if (server_ && serving_) {
+      server_->on_link_event(*this, std::move(ev));
+      return;
+    }
+  }
+  if (!ev->header.response_to) {
+    std::lock_guard lock(mu_);
+    out.push_back(no_server_reply(ids_, *ev));
+  }
+}
+
+void link_core::on_reply(const message_id& id, const event& ev, outbox& out) {
+  auto it = calls_.find(id);
+  open_call& c = it->second;
+  c.beat.heard(clock::now());
+  try {
+    duct::value result;
+    std::string token;
+    switch (settle(ev, c.o.where, result, token)) {
+      case reply::alive: return;
+      case reply::result: c.result.set_value(std::move(result)); break;
+      case reply::deferred: wait_on_token(std::move(c), token, out); break;
+    }
+  } catch (const still_running_error&) {
+    if (c.token.empty()) {  // a StillRunning the caller asked for (its own _ductrpc_wait)
+      fail(id, std::current_exception());
+      return;
+    }
+    std::string token = c.token;
+    wait_on_token(std::move(c), token, out);  // the wait's own limit passed: ask again
+  } catch (...) {
+    fail(id, std::current_exception());
+    return;
+  }
+  calls_.erase(id);
+}
+
+// Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
+void link_core::wait_on_token(open_call c, const std::string& token, outbox& out) {
+  auto now = clock::now();
+  if (c.o.deadline && now >= *c.o.deadline) {
+    c.result.set_exception(std::make_exception_ptr(timeout_error(no_result_within(c.o.where, c.o.limit))));
+    return;
+  }
+  message_id id = ids_.next();
+  c.token = token;
+  c.beat = heartbeat(c.o.heartbeat, now);
+  out.push_back(encode_event_packed(request_header(id), "_ductrpc_wait", wait_args(token, c.o.deadline).span()));
+  calls_.emplace(std::move(id), std::move(c));
+}
+
+std::chrono::milliseconds link_core::tick(clock::time_point now, outbox& out) {
+  std::vector<std::pair<message_id, std::exception_ptr>> failed;
+  auto next = now + std::chrono::seconds(1);
+  for (auto& [id, c] : calls_) {
+    if (c.o.deadline && now >= *c.o.deadline) {
+      failed.emplace_back(id, std::make_exception_ptr(timeout_error(no_result_within(c.o.where, c.o.limit))));
+      continue;
+    }
+    if (c.beat.lost(now)) {
+      failed.emplace_back(id, std::make_exception_ptr(lost_remote_error(
+                                  c.o.where + ": lost remote after " + std::to_string(2 * c.o.heartbeat.count()) +
+                                  " ms without a heartbeat")));
+      continue;
+    }
+    if (c.beat.send_due(now)) {
+      out.push_back(encode_event_packed({ids_.next(), id}, "_zpc_hb", heartbeat_args().span()));
+      c.beat.sent(now);
+    }
+    next = std::min(next, c.beat.next_deadline());
+    if (c.o.deadline) next = std::min(next, *c.o.deadline);
+  }
+  for (auto& [id, e] : failed) fail(id, std::move(e));
+  reader_wakes_at_ = next;
+  return ms_until(next, now);
+}
+
+void link_core::gone(const std::string& why, bool by_us) noexcept {
+  if (closed_.exchange(true)) return;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, c] : calls_) {
+      if (by_us) c.result.set_exception(std::make_exception_ptr(closed_error(c.o.where + ": " + why)));
+      else c.result.set_exception(std::make_exception_ptr(lost_remote_error(c.o.where + ": the duct closed: " + why)));
+    }
+    calls_.clear();
+  }
+  std::lock_guard lock(server_mu_);
+  if (server_ && serving_) server_->on_link_closed(*this);
+}
+
+}  // namespace detail
+
+// ---- rpc::link -------------------------------------------------------------------------------------------------------
+
+link::link(duct::connection duct) : core_(std::make_shared<detail::link_core>(std::move(duct))) {}
+void link::close() noexcept { core_->close(); }
+bool link::closed() const noexcept { return core_->closed(); }
+const std::string& link::name() const noexcept { return core_->name(); }
+
+// ---- rpc::client over a link ------------------------------------------------------------------------------------------
+
+namespace {
+
+struct link_client final : client::impl {
+  link_client(const link& l, client_options o) : impl("duct:" + l.name(), o), core(l.core()) {
+    if (core->closed()) throw closed_error(endpoint + ": the link is closed");
+  }
+  ~link_client() override { core->abandon(this); }
+
+  duct::value call(std::string_view method, const duct::buffer& packed_args,
+                   std::optional<std::chrono::milliseconds> limit) override {
+    return start(method, packed_args, limit).get();
+  }
+  std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
+                                 std::optional<std::chrono::milliseconds> limit) override {
+    detail::link_call_options o;
+    o.owner = this;
+    o.where = endpoint + ": " + std::string(method);
+    o.heartbeat = opts.heartbeat;
+    if ((limit = limit_of(limit))) {
+      o.limit = *limit;
+      o.deadline = detail::clock::now() + *limit;
+    }
+    return core->start_call(method, packed_args.span(), std::move(o));
+  }
+
+  std::shared_ptr<detail::link_core> core;
+};
+
+}  // namespace
+
+std::unique_ptr<client::impl> make_link_client(const link& l, client_options opts) {
+  return std::make_unique<link_client>(l, opts);
+}
+
+}  // namespace rpc

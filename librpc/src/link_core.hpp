@@ -1,0 +1,118 @@
+// Internal: the shared state behind rpc::link — one duct, one reader thread, the client calls open on it and the
+// server (at most one) that serves it. See rpc/link.hpp.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <duct/connection.hpp>
+#include <rpc/event.hpp>
+
+#include "channel.hpp"
+#include "wakeup.hpp"
+
+namespace rpc::detail {
+
+class link_core;
+
+/// What a server serving a link does with what arrives on it; both run on the link's reader thread.
+class link_server {
+ public:
+  /// A request, or an event on a channel the server has open (or had: the server drops those).
+  virtual void on_link_event(link_core& from, std::shared_ptr<event> ev) = 0;
+  /// The duct closed: the server forgets every call from it.
+  virtual void on_link_closed(link_core& from) = 0;
+
+ protected:
+  ~link_server() = default;
+};
+
+/// How one client call over the link behaves.
+struct link_call_options {
+  const void* owner = nullptr;  ///< the client making it, for abandon()
+  std::string where;            ///< "duct:NAME: method", for error messages
+  std::optional<clock::time_point> deadline;
+  std::chrono::milliseconds limit{0};
+  std::chrono::milliseconds heartbeat{5000};
+};
+
+class link_core {
+ public:
+  explicit link_core(duct::connection conn);
+  /// Closes the duct and joins the reader.
+  ~link_core();
+  link_core(const link_core&) = delete;
+  link_core& operator=(const link_core&) = delete;
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// The key a server files this link's calls under: it cannot collide with a ZeroMQ routing id.
+  [[nodiscard]] const std::string& identity() const noexcept { return identity_; }
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(); }
+  /// Closes the duct: open calls fail with closed_error and the server forgets the link. Idempotent.
+  void close() noexcept;
+
+  // ---- the server side -------------------------------------------------------------------------------------------
+  /// Reserves the link for `s` (which hands nothing out yet). Throws: error if another server has it.
+  void claim(link_server& s);
+  /// Hands requests to `s` from now on, starting the reader if need be. Throws: error if another server has it.
+  void attach(link_server& s);
+  /// Stops handing events to `s` and releases the link; returns once no hand-off to it is running.
+  void detach(link_server& s) noexcept;
+  /// Sends one event body. Thread-safe. Throws: duct::error if the duct is closed or broken.
+  void send(std::span<const std::byte> body);
+
+  // ---- the client side -------------------------------------------------------------------------------------------
+  /// Sends a request and returns the future of its outcome. A DEFERRED reply is followed up server-side
+  /// (_ductrpc_wait) without the caller seeing it. Throws: closed_error or lost_remote_error if the duct is closed.
+  std::future<duct::value> start_call(std::string_view method, std::span<const std::byte> packed_args,
+                                      link_call_options o);
+  /// Fails every call `owner` still has open with closed_error (its client is going away).
+  void abandon(const void* owner) noexcept;
+
+ private:
+  struct open_call {
+    link_call_options o;
+    std::string token;  // set once the server deferred the call
+    std::promise<duct::value> result;
+    heartbeat beat;
+  };
+  using outbox = std::vector<duct::buffer>;
+
+  void ensure_reader();  // mu_ held
+  void run();
+  void dispatch(duct::buffer body, outbox& out);
+  void on_reply(const message_id& id, const event& ev, outbox& out);  // mu_ held
+  void wait_on_token(open_call c, const std::string& token, outbox& out);  // mu_ held
+  std::chrono::milliseconds tick(clock::time_point now, outbox& out);  // mu_ held; returns how long to sleep
+  void fail(const message_id& id, std::exception_ptr e);               // mu_ held
+  void gone(const std::string& why, bool by_us) noexcept;
+  void flush(outbox& out) noexcept;
+
+  duct::connection conn_;
+  const std::string name_;
+  const std::string identity_;
+  wakeup wake_;
+  std::atomic<bool> closed_{false};
+
+  std::mutex mu_;  // guards what follows up to server_mu_
+  std::unordered_map<message_id, open_call, message_id_hash> calls_;
+  id_generator ids_;
+  std::thread reader_;
+  bool stopping_ = false;
+  clock::time_point reader_wakes_at_ = clock::time_point::max();
+
+  std::mutex server_mu_;  // held while an event is handed to the server
+  link_server* server_ = nullptr;  // the server that claimed the link
+  bool serving_ = false;           // and has started: events go to it
+};
+
+}  // namespace rpc::detail

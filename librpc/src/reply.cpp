@@ -1,0 +1,74 @@
+// Internal: what a reply event means for the call it answers. See reply.hpp.
+#include "reply.hpp"
+
+#include <algorithm>
+
+#include <duct/msgpack.hpp>
+#include <rpc/error.hpp>
+
+namespace rpc::detail {
+namespace {
+
+std::string as_string(const msgpack::object& o) {
+  if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
+  if (o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};
+  if (o.type == msgpack::type::NIL) return {};
+  std::string json;
+  duct::write_json(o, json, true);
+  return json;
+}
+
+}  // namespace
+
+reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token) {
+  const msgpack::object& args = ev.args();
+  if (ev.name == "_zpc_hb" || ev.name == "_zpc_more") return reply::alive;
+  if (ev.name == "OK" || ev.name == "DEFERRED") {
+    if (args.type != msgpack::type::ARRAY || args.via.array.size < 1)
+      throw protocol_error(where + ": " + ev.name + " without a value");
+    if (ev.name == "OK") {
+      result = duct::value(msgpack::clone(args.via.array.ptr[0]));
+      return reply::result;
+    }
+    if (args.via.array.ptr[0].type != msgpack::type::STR) throw protocol_error(where + ": DEFERRED without a token");
+    token = args.via.array.ptr[0].as<std::string>();
+    return reply::deferred;
+  }
+  if (ev.name == "ERR") {
+    std::string name = "RemoteError", message, traceback;
+    if (args.type == msgpack::type::ARRAY) {
+      if (args.via.array.size > 0) name = as_string(args.via.array.ptr[0]);
+      if (args.via.array.size > 1) message = as_string(args.via.array.ptr[1]);
+      if (args.via.array.size > 2) traceback = as_string(args.via.array.ptr[2]);
+    }
+    if (name == "NameError") throw unknown_method_error(name, message, traceback);
+    if (name == "Cancelled") throw cancelled_error(name, message, traceback);
+    if (name == "ShuttingDown") throw shutting_down_error(name, message, traceback);
+    if (name == "StillRunning") throw still_running_error(name, message, traceback);
+    if (name == "UnknownToken") throw unknown_token_error(name, message, traceback);
+    throw remote_error(name, message, traceback);
+  }
+  if (ev.name == "STREAM" || ev.name == "STREAM_DONE")
+    throw protocol_error(where + ": the method answered with a stream, which call() cannot return");
+  throw protocol_error(where + ": unexpected event " + ev.name);
+}
+
+event_header request_header(message_id id) {
+  event_header h{std::move(id)};
+  h.accepts_deferred = true;
+  return h;
+}
+
+duct::buffer wait_args(const std::string& token, std::optional<clock::time_point> deadline) {
+  double seconds = 60.0;
+  if (deadline) seconds = std::max(0.0, std::chrono::duration<double>(*deadline - clock::now()).count());
+  duct::pack_buffer out;
+  msgpack::pack(out, std::make_tuple(token, seconds));
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
+std::string no_result_within(const std::string& where, std::chrono::milliseconds limit) {
+  return where + ": no result within " + std::to_string(limit.count()) + " ms";
+}
+
+}  // namespace rpc::detail

@@ -1,0 +1,33 @@
+// Internal: what a reply event means for the call it answers, shared by the ZeroMQ client and the duct link.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <duct/buffer.hpp>
+#include <duct/codec.hpp>
+#include <rpc/event.hpp>
+
+#include "channel.hpp"
+
+namespace rpc::detail {
+
+enum class reply { alive, result, deferred };
+
+/// What a reply event means for its call: `result` set for OK; `token` set for DEFERRED (the server answers a call
+/// that ran past its budget with a token, only because we announced we understand that); alive for events that only
+/// show the server is there (_zpc_hb, _zpc_more). `where` ("endpoint: method") prefixes error messages.
+/// Throws: the call's error for ERR (typed by its name), protocol_error for a stream or anything unexpected.
+reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token);
+
+/// A request's header: a fresh id, and the announcement that we understand DEFERRED replies.
+event_header request_header(message_id id);
+
+/// The arguments of the _ductrpc_wait that goes on waiting for `token`: the call's remaining time, or a minute at a
+/// time when it has no deadline.
+duct::buffer wait_args(const std::string& token, std::optional<clock::time_point> deadline);
+
+/// "no result within N ms", the message of a call's timeout_error.
+std::string no_result_within(const std::string& where, std::chrono::milliseconds limit);
+
+}  // namespace rpc::detail

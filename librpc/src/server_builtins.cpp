@@ -1,0 +1,182 @@
+// rpc::server's built-in methods: zerorpc's introspection (_zerorpc_*) and deferred calls (_ductrpc_*). They run on
+// whichever thread holds the server's mutex. See server.hpp.
+#include <algorithm>
+
+#include "server_impl.hpp"
+
+namespace rpc {
+
+using detail::err_args;
+using detail::pack;
+
+void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr<event> ev) {
+  const std::string& n = ev->name;
+  const msgpack::object& a = ev->args();
+  auto fail = [&](const std::string& name, const std::string& message) {
+    finish(identity, ev->header.id, "ERR", err_args(name, message));
+  };
+  auto reply = [&](const auto& value) { finish(identity, ev->header.id, "OK", pack(std::make_tuple(value))); };
+  const bool is_array = a.type == msgpack::type::ARRAY;
+  const std::uint32_t argc = is_array ? a.via.array.size : 0;
+  auto str_arg = [&](std::uint32_t i) -> std::optional<std::string> {
+    if (i >= argc || a.via.array.ptr[i].type != msgpack::type::STR) return std::nullopt;
+    return a.via.array.ptr[i].as<std::string>();
+  };
+
+  if (n == "_ductrpc_list") {
+    std::vector<std::map<std::string, std::string>> out;
+    for (const detail::job* j : jobs.all())
+      out.push_back({{"token", j->token}, {"method", j->method}, {"state", detail::to_string(j->state)}});
+    reply(out);
+    return;
+  }
+  if (n == "_ductrpc_submit") {
+    auto method = str_arg(0);
+    if (!method || argc != 2 || a.via.array.ptr[1].type != msgpack::type::ARRAY)
+      return fail("TypeError", "_ductrpc_submit(method, [args]) takes a method name and an array of arguments");
+    auto m = methods.find(*method);
+    if (m == methods.end()) return fail("NameError", *method);
+    if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
+    if (jobs.size() >= opts.max_jobs)
+      return fail("TooManyJobs", "the server keeps " + std::to_string(opts.max_jobs) + " deferred calls at most");
+    detail::job& j = jobs.create(*method);
+    ++open;  // a running job is open work: a drain waits for it
+    run_handler(m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(), detail::outbound{{}, {}, "OK", {}, j.token});
+    reply(j.token);
+    return;
+  }
+  auto token = str_arg(0);
+  detail::job* j = token ? jobs.find(*token) : nullptr;
+  if (!token) return fail("TypeError", n + "(token, ...) takes a token string first");
+  if (!j) return fail("UnknownToken", "no deferred call has token " + *token + " (or its outcome has expired)");
+  if (n == "_ductrpc_poll") {
+    duct::pack_buffer out;
+    msgpack::packer<duct::pack_buffer> p(out);
+    p.pack_array(1);
+    bool finished = j->state != detail::job_state::running;
+    p.pack_map(finished ? 2 : 1);
+    p.pack(std::string_view("state"));
+    p.pack(std::string_view(detail::to_string(j->state)));
+    if (finished) {
+      // OK args are [result]: the result follows the array's first byte. ERR args are [name, message, traceback].
+      bool ok = j->outcome_name == "OK";
+      p.pack(std::string_view(ok ? "result" : "error"));
+      auto bytes = ok ? j->outcome.span().subspan(1) : j->outcome.span();
+      out.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      collected_one(*j);
+    }
+    finish(identity, ev->header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
+  } else if (n == "_ductrpc_wait") {
+    double seconds = 0;
+    if (argc != 2) return fail("TypeError", "_ductrpc_wait(token, seconds) takes a token and a time limit");
+    try {
+      seconds = a.via.array.ptr[1].as<double>();
+    } catch (const msgpack::type_error&) {
+      return fail("TypeError", "_ductrpc_wait: the time limit must be a number of seconds");
+    }
+    detail::job_waiter w{identity, ev->header.id, detail::clock::now()};
+    if (j->state != detail::job_state::running) return answer_waiter(*j, w);
+    seconds = std::clamp(seconds, 0.0, 86400.0);
+    w.deadline += std::chrono::duration_cast<detail::clock::duration>(std::chrono::duration<double>(seconds));
+    note_deadline(w.deadline);
+    j->waiters.push_back(std::move(w));  // answered when the call finishes, or by tick() at the limit
+  } else if (n == "_ductrpc_cancel") {
+    bool was_running = j->state == detail::job_state::running;
+    if (was_running) {
+      j->stop.request_stop();
+      job_finished(*j, "ERR", err_args("Cancelled", j->method + ": cancelled by a client (token " + j->token + ")"));
+      j->state = detail::job_state::cancelled;
+      if (!j->collected) --uncollected;  // nobody needs to fetch a cancellation
+      j->collected = true;
+    }
+    reply(was_running);
+  } else {
+    fail("NameError", n);
+  }
+}
+
+// A deferred call ended (or was cancelled): keep its outcome and answer everyone waiting for it.
+void server::impl::job_finished(detail::job& j, std::string name, duct::buffer outcome) {
+  j.state = name == "OK" ? detail::job_state::done : detail::job_state::failed;
+  ++uncollected;
+  j.outcome_name = std::move(name);
+  j.outcome = std::move(outcome);
+  j.finished = detail::clock::now();
+  note_deadline(j.finished + opts.keep_results);  // when the outcome expires
+  for (const detail::job_waiter& w : j.waiters) answer_waiter(j, w);
+  j.waiters.clear();
+  closed_one();
+}
+
+void server::impl::answer_waiter(detail::job& j, const detail::job_waiter& w) {
+  finish(w.identity, w.channel, j.outcome_name, j.outcome);
+  collected_one(j);
+}
+
+bool server::impl::builtin(const std::string& identity, const event& ev) {
+  const std::string& n = ev.name;
+  if (!n.starts_with("_zerorpc_")) return false;
+  auto method_arg = [&]() -> const detail::method_entry* {
+    const msgpack::object& a = ev.args();
+    if (a.type != msgpack::type::ARRAY || a.via.array.size != 1 || a.via.array.ptr[0].type != msgpack::type::STR)
+      return nullptr;
+    auto it = methods.find(a.via.array.ptr[0].as<std::string>());
+    return it == methods.end() ? nullptr : &it->second;
+  };
+  duct::pack_buffer out;
+  msgpack::packer<duct::pack_buffer> p(out);
+  p.pack_array(1);
+  if (n == "_zerorpc_ping") {
+    p.pack(std::make_tuple(std::string("pong"), opts.name));
+  } else if (n == "_zerorpc_name") {
+    p.pack(opts.name);
+  } else if (n == "_zerorpc_list") {
+    std::vector<std::string> names;
+    for (const auto& [name, m] : methods) names.push_back(name);
+    p.pack(names);
+  } else if (n == "_zerorpc_help" || n == "_zerorpc_args") {
+    const detail::method_entry* m = method_arg();
+    if (!m) {
+      finish(identity, ev.header.id, "ERR", err_args("NameError", n + ": no such method"));
+      return true;
+    }
+    if (n == "_zerorpc_help") {
+      if (m->doc.empty()) p.pack_nil();
+      else p.pack(m->doc);
+    } else {
+      p.pack_array(4);  // [args, varargs, keywords, defaults], as Python's argspec
+      p.pack(m->arg_names);
+      p.pack_nil();
+      p.pack_nil();
+      p.pack_nil();
+    }
+  } else if (n == "_zerorpc_inspect") {
+    p.pack_map(2);
+    p.pack(std::string_view("name"));
+    p.pack(opts.name);
+    p.pack(std::string_view("methods"));
+    p.pack_map(static_cast<std::uint32_t>(methods.size()));
+    for (const auto& [name, m] : methods) {
+      p.pack(name);
+      p.pack_map(2);
+      p.pack(std::string_view("args"));
+      p.pack_array(static_cast<std::uint32_t>(m.arg_names.size()));
+      for (const auto& a : m.arg_names) {
+        p.pack_map(1);
+        p.pack(std::string_view("name"));
+        p.pack(a);
+      }
+      p.pack(std::string_view("doc"));
+      if (m.doc.empty()) p.pack_nil();
+      else p.pack(m.doc);
+    }
+  } else {
+    finish(identity, ev.header.id, "ERR", err_args("NameError", n));
+    return true;
+  }
+  finish(identity, ev.header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
+  return true;
+}
+
+
+}  // namespace rpc

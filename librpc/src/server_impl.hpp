@@ -1,0 +1,161 @@
+// Internal: the state of an rpc::server, shared by its I/O thread (the ROUTER socket, timers), the reader threads
+// of the links it serves and its handler pool, all under one mutex. Sends are queued under the mutex and leave
+// after it is released: ROUTER sends from the I/O thread (the socket is its alone), duct sends from whichever
+// thread queued them. server.cpp has the transport and the calls, server_builtins.cpp the built-in methods.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <duct/msgpack.hpp>
+#include <rpc/event.hpp>
+#include <rpc/server.hpp>
+#include <zmq.hpp>
+
+#include "channel.hpp"
+#include "job_store.hpp"
+#include "link_core.hpp"
+#include "thread_pool.hpp"
+#include "wakeup.hpp"
+
+namespace rpc {
+namespace detail {
+
+struct method_entry {
+  handler fn;
+  std::string doc;
+  std::vector<std::string> arg_names;
+  defer_policy policy;
+};
+
+// A call by client identity (a ZeroMQ routing id, or a link's identity) and channel.
+struct call_key {
+  std::string identity;
+  message_id channel;
+  bool operator==(const call_key&) const = default;
+};
+struct call_key_hash {
+  std::size_t operator()(const call_key& k) const noexcept {
+    return std::hash<std::string>()(k.identity) ^ message_id_hash()(k.channel);
+  }
+};
+
+enum class serving_mode { serving, draining, aborting };
+
+// A call whose handler is running on the pool.
+struct running_call {
+  std::stop_source stop;
+  std::string method;
+  std::optional<clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
+};
+
+// What a handler produced, for the channel it answers or (token set) for the deferred call it ran as.
+struct outbound {
+  std::string identity;
+  message_id channel;
+  std::string name;  // OK or ERR
+  duct::buffer packed_args;
+  std::string token;
+};
+
+template <class T>
+duct::buffer pack(const T& value) {
+  duct::pack_buffer out;
+  msgpack::pack(out, value);
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
+// ERR args: [name, message, traceback]; traceback nil rather than "", which zerorpc's CLI would print as a blank line.
+inline duct::buffer err_args(const std::string& name, const std::string& message) {
+  return pack(std::make_tuple(name, message, msgpack::type::nil_t()));
+}
+
+}  // namespace detail
+
+struct server::impl final : detail::link_server {
+  explicit impl(server_options o);
+
+  server_options opts;
+  zmq::context_t ctx{1};
+  zmq::socket_t router{ctx, zmq::socket_type::router};  // the I/O thread's alone once started
+  std::map<std::string, detail::method_entry> methods;   // fixed once started
+  bool listening = false;                                // listen() succeeded at least once
+  detail::wakeup wake;
+  std::unique_ptr<detail::thread_pool> pool;
+  std::thread io;
+  std::thread::id io_id;
+  std::atomic<bool> running{false};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::size_t> open{0};
+  std::atomic<detail::serving_mode> mode{detail::serving_mode::serving};
+  std::atomic<std::size_t> uncollected{0};  // deferred outcomes (done or failed) no client has fetched yet
+  std::mutex idle_mu;
+  std::condition_variable idle;  // notified whenever the last open call closes
+
+  std::mutex mu;  // guards everything below
+  std::unordered_map<std::string, detail::channel_table> peers;
+  std::unordered_map<detail::call_key, detail::running_call, detail::call_key_hash> running_calls;
+  std::unordered_map<detail::call_key, std::string, detail::call_key_hash> deferred_routes;  // channel -> token
+  detail::job_store jobs;
+  id_generator ids;
+  std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
+  std::vector<std::pair<std::string, duct::buffer>> router_out;                // for the I/O thread to send
+  std::vector<std::pair<detail::link_core*, duct::buffer>> link_out;            // sent by whoever unlocks
+  detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
+  bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
+
+  /// Holds `mu`; on release sends the queued duct events, and wakes the I/O thread if it has ROUTER sends waiting
+  /// or a deadline moved earlier.
+  class locked {
+   public:
+    explicit locked(impl& s) : s_(s), lock_(s.mu) {}
+    ~locked();
+    locked(const locked&) = delete;
+    locked& operator=(const locked&) = delete;
+
+   private:
+    impl& s_;
+    std::unique_lock<std::mutex> lock_;
+  };
+
+  // detail::link_server, on a link's reader thread.
+  void on_link_event(detail::link_core& from, std::shared_ptr<event> ev) override;
+  void on_link_closed(detail::link_core& from) override;
+
+  // The rest runs with `mu` held.
+  void note_deadline(detail::clock::time_point t) {
+    if (t < io_wakes_at) wake_io = true;
+  }
+  void closed_one();
+  void collected_one(detail::job& j);
+  bool wait_idle(std::optional<detail::clock::time_point> until, bool collected = false);  // without `mu`
+  void cancel(const detail::call_key& key);
+  void abort_running();
+  void defer(const detail::call_key& key, detail::running_call& call);
+  void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
+                   std::stop_token stop, detail::outbound o);
+  void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
+  void job_finished(detail::job& j, std::string name, duct::buffer outcome);
+  void answer_waiter(detail::job& j, const detail::job_waiter& w);
+  void loop();  // the I/O thread; takes `mu` itself
+  void on_event(const std::string& identity, std::shared_ptr<event> ev, detail::clock::time_point now);
+  void on_request(const std::string& identity, std::shared_ptr<event> ev);
+  bool builtin(const std::string& identity, const event& ev);
+  void send(const std::string& identity, const event_header& h, std::string_view name, std::span<const std::byte> args);
+  void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
+  void complete(detail::outbound o);
+  void drop_peer(const std::string& identity);
+  void tick(detail::clock::time_point now);
+  std::chrono::milliseconds next_wait(detail::clock::time_point now);
+};
+
+}  // namespace rpc

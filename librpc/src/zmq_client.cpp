@@ -1,0 +1,341 @@
+// rpc::client over ZeroMQ. A blocking call runs on the calling thread over a DEALER of that thread's own; an
+// asynchronous call goes to an I/O thread that owns another DEALER, keeps each open call's heartbeat and routes
+// replies to their futures. See client.hpp.
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <rpc/event.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "channel.hpp"
+#include "client_impl.hpp"
+#include "reply.hpp"
+#include "wakeup.hpp"
+#include "zmq_util.hpp"
+
+namespace rpc {
+namespace {
+
+using detail::reply;
+
+struct open_call {
+  std::string method;
+  std::string token;  // set once the server deferred the call: we are now waiting on this token
+  std::promise<duct::value> result;
+  std::optional<detail::clock::time_point> deadline;
+  std::chrono::milliseconds limit{0};
+};
+
+struct request {
+  message_id id;
+  duct::buffer body;
+  open_call call;
+};
+
+void send_body(zmq::socket_t& socket, const duct::buffer& body) {
+  detail::send_part(socket, zmq::const_buffer(), zmq::send_flags::sndmore);
+  detail::send_part(socket, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+}
+
+std::optional<event> decode_reply(const zmq::message_t& body) {
+  try {
+    return decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())));
+  } catch (const protocol_error&) {
+    return std::nullopt;  // not an event: nothing to route it to
+  }
+}
+
+// A calling thread's own socket, for blocking calls.
+struct direct_socket {
+  zmq::socket_t socket;
+  id_generator ids;
+};
+
+struct zmq_client final : client::impl {
+  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), o), dealer(make_socket()) {
+    io = std::thread([this] { loop(); });
+  }
+  ~zmq_client() override;
+
+  duct::value call(std::string_view method, const duct::buffer& packed_args,
+                   std::optional<std::chrono::milliseconds> limit) override;
+  std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
+                                 std::optional<std::chrono::milliseconds> limit) override;
+
+  zmq::context_t ctx{1};
+  zmq::socket_t dealer;
+  detail::wakeup wake;
+  detail::wakeup closing_signal;  // written once on close and never drained: wakes every blocked call()
+  std::mutex sockets_mu;
+  std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
+  std::mutex mu;
+  std::vector<request> inbox;  // guarded by mu
+  id_generator ids;            // guarded by mu
+  bool closing = false;        // guarded by mu
+  std::atomic<bool> running{true};
+  std::thread io;
+
+  // Owned by the I/O thread.
+  detail::channel_table channels{opts.heartbeat};
+  std::unordered_map<message_id, open_call, message_id_hash> calls;
+  id_generator hb_ids;
+
+  void loop();
+  zmq::socket_t make_socket();
+  direct_socket& my_socket();
+  duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
+                      const std::string& where, std::optional<std::chrono::milliseconds> limit);
+  void on_reply(const zmq::message_t& body, detail::clock::time_point now);
+  void fail(const message_id& id, std::exception_ptr e);
+  void wait_on_token(open_call call, const std::string& token);
+  void tick(detail::clock::time_point now);
+};
+
+zmq_client::~zmq_client() {
+  {
+    std::lock_guard lock(mu);
+    closing = true;
+  }
+  running = false;
+  closing_signal.signal();
+  wake.signal();
+  io.join();
+  auto closed = [&](const std::string& method) {
+    return std::make_exception_ptr(closed_error(endpoint + ": " + method + ": the client was closed"));
+  };
+  for (auto& [id, c] : calls) c.result.set_exception(closed(c.method));
+  for (auto& r : inbox) r.call.result.set_exception(closed(r.call.method));
+}
+
+std::future<duct::value> zmq_client::start(std::string_view method, const duct::buffer& packed_args,
+                                           std::optional<std::chrono::milliseconds> limit) {
+  limit = limit_of(limit);
+  request r;
+  r.call.method = std::string(method);
+  if (limit) {
+    r.call.deadline = detail::clock::now() + *limit;
+    r.call.limit = *limit;
+  }
+  std::future<duct::value> f = r.call.result.get_future();
+  {
+    std::lock_guard lock(mu);
+    if (closing) throw closed_error(endpoint + ": " + r.call.method + ": the client is closing");
+    r.id = ids.next();
+    r.body = encode_event_packed(detail::request_header(r.id), method, packed_args.span());
+    inbox.push_back(std::move(r));
+  }
+  wake.signal();
+  return f;
+}
+
+zmq::socket_t zmq_client::make_socket() {
+  zmq::socket_t socket(ctx, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
+  try {
+    socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw error("cannot connect to " + endpoint + ": " + e.what());
+  }
+  return socket;
+}
+
+direct_socket& zmq_client::my_socket() {
+  std::lock_guard lock(sockets_mu);
+  auto& slot = sockets[std::this_thread::get_id()];
+  if (!slot) slot = std::make_unique<direct_socket>(direct_socket{make_socket(), {}});
+  return *slot;
+}
+
+void zmq_client::loop() {
+  std::vector<zmq::message_t> frames;
+  while (running) {
+    auto now = detail::clock::now();
+    std::chrono::milliseconds wait(1000);
+    auto until = [&](detail::clock::time_point t) { wait = std::min(wait, detail::ms_until(t, now)); };
+    if (auto d = channels.next_deadline()) until(*d);
+    for (const auto& [id, c] : calls)
+      if (c.deadline) until(*c.deadline);
+    zmq::pollitem_t items[] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    detail::poll_items(items, 2, wait);
+    if (items[1].revents & ZMQ_POLLIN) wake.drain();
+
+    std::vector<request> fresh;
+    {
+      std::lock_guard lock(mu);
+      fresh.swap(inbox);
+    }
+    for (auto& r : fresh) {
+      try {
+        send_body(dealer, r.body);
+      } catch (const zmq::error_t& e) {
+        r.call.result.set_exception(std::make_exception_ptr(error(endpoint + ": " + r.call.method + ": " + e.what())));
+        continue;
+      }
+      channels.open(r.id, detail::clock::now());
+      calls.emplace(r.id, std::move(r.call));
+    }
+    for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
+      if (!frames.empty()) on_reply(frames.back(), detail::clock::now());
+    tick(detail::clock::now());
+  }
+}
+
+// A blocking call the server deferred: wait on its token, a held _ductrpc_wait at a time, until the outcome or the
+// call's own deadline.
+duct::value zmq_client::collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
+                                const std::string& where, std::optional<std::chrono::milliseconds> limit) {
+  for (;;) {
+    if (deadline && detail::clock::now() >= *deadline) throw timeout_error(detail::no_result_within(where, *limit));
+    try {
+      // No client-side limit on the wait itself: the server answers at the wait's limit, and heartbeats cover the rest.
+      return call("_ductrpc_wait", detail::wait_args(token, deadline), std::chrono::milliseconds(-1));
+    } catch (const still_running_error&) {
+      // the wait's limit passed before the call ended: ask again, or give up at our deadline (checked above)
+    }
+  }
+}
+
+duct::value zmq_client::call(std::string_view method, const duct::buffer& packed_args,
+                             std::optional<std::chrono::milliseconds> limit) {
+  limit = limit_of(limit);
+  const std::string where = endpoint + ": " + std::string(method);
+  if (!running) throw closed_error(where + ": the client is closing");
+  direct_socket& mine = my_socket();
+  const message_id id = mine.ids.next();
+  auto now = detail::clock::now();
+  std::optional<detail::clock::time_point> deadline;
+  if (limit) deadline = now + *limit;
+  detail::heartbeat beat(opts.heartbeat, now);
+  send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span()));
+  std::vector<zmq::message_t> frames;
+  for (;;) {
+    now = detail::clock::now();
+    auto until = beat.next_deadline();
+    if (deadline) until = std::min(until, *deadline);
+    auto wait = detail::ms_until(until, now);
+    zmq::pollitem_t items[] = {{mine.socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, closing_signal.fd(), ZMQ_POLLIN, 0}};
+    detail::poll_items(items, 2, wait);
+    if (items[1].revents & ZMQ_POLLIN) throw closed_error(where + ": the client was closed");
+    while (detail::try_recv(mine.socket, frames)) {
+      if (frames.empty()) continue;
+      std::optional<event> ev = decode_reply(frames.back());
+      // Replies to earlier calls of this thread that timed out are ignored, like any event of an unknown channel.
+      if (!ev || ev->header.response_to != id) continue;
+      beat.heard(detail::clock::now());
+      duct::value result;
+      std::string token;
+      switch (detail::settle(*ev, where, result, token)) {
+        case reply::alive: break;
+        case reply::result: return result;
+        case reply::deferred: return collect(token, deadline, where, limit);
+      }
+    }
+    now = detail::clock::now();
+    if (deadline && now >= *deadline) throw timeout_error(detail::no_result_within(where, *limit));
+    if (beat.lost(now))
+      throw lost_remote_error(where + ": lost remote after " + std::to_string(2 * opts.heartbeat.count()) +
+                              " ms without a heartbeat");
+    if (beat.send_due(now)) {
+      send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));
+      beat.sent(now);
+    }
+  }
+}
+
+void zmq_client::fail(const message_id& id, std::exception_ptr e) {
+  auto it = calls.find(id);
+  if (it == calls.end()) return;
+  it->second.result.set_exception(std::move(e));
+  calls.erase(it);
+  channels.close(id);
+}
+
+void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point now) {
+  std::optional<event> ev = decode_reply(body);
+  if (!ev || !ev->header.response_to) return;
+  const message_id& id = *ev->header.response_to;
+  detail::channel* ch = channels.find(id);
+  auto c = calls.find(id);
+  if (!ch || c == calls.end()) return;  // a late reply to a call that timed out
+  ch->beat.heard(now);
+  try {
+    duct::value result;
+    std::string token;
+    switch (detail::settle(*ev, endpoint + ": " + c->second.method, result, token)) {
+      case reply::alive: return;
+      case reply::result:
+        c->second.result.set_value(std::move(result));
+        break;
+      case reply::deferred: wait_on_token(std::move(c->second), token); break;
+    }
+  } catch (const still_running_error&) {
+    if (c->second.token.empty()) {  // a StillRunning the caller asked for (its own _ductrpc_wait)
+      fail(id, std::current_exception());
+      return;
+    }
+    std::string token = c->second.token;
+    wait_on_token(std::move(c->second), token);  // the wait's own limit passed: ask again
+  } catch (...) {
+    fail(id, std::current_exception());
+    return;
+  }
+  calls.erase(id);
+  channels.close(id);
+}
+
+// Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
+void zmq_client::wait_on_token(open_call c, const std::string& token) {
+  if (c.deadline && detail::clock::now() >= *c.deadline) {
+    c.result.set_exception(
+        std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
+    return;
+  }
+  message_id id = hb_ids.next();
+  c.token = token;
+  try {
+    send_body(dealer, encode_event_packed(detail::request_header(id), "_ductrpc_wait",
+                                          detail::wait_args(token, c.deadline).span()));
+  } catch (const zmq::error_t& e) {
+    c.result.set_exception(std::make_exception_ptr(error(endpoint + ": " + c.method + ": " + e.what())));
+    return;
+  }
+  channels.open(id, detail::clock::now());
+  calls.emplace(std::move(id), std::move(c));
+}
+
+void zmq_client::tick(detail::clock::time_point now) {
+  std::vector<message_id> expired;
+  for (const auto& [id, c] : calls)
+    if (c.deadline && now >= *c.deadline) expired.push_back(id);
+  for (const auto& id : expired) {
+    const open_call& c = calls.at(id);
+    fail(id, std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
+  }
+  for (const message_id& id : channels.lost(now)) {
+    auto it = calls.find(id);
+    std::string method = it == calls.end() ? "?" : it->second.method;
+    fail(id, std::make_exception_ptr(lost_remote_error(endpoint + ": " + method + ": lost remote after " +
+                                                       std::to_string(2 * opts.heartbeat.count()) +
+                                                       " ms without a heartbeat")));
+  }
+  for (detail::channel* ch : channels.heartbeats_due(now)) {
+    try {
+      send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
+    } catch (const zmq::error_t&) {
+      // a missed heartbeat is survivable: the next one is due in a period
+    }
+    ch->beat.sent(now);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<client::impl> make_zmq_client(std::string_view endpoint, client_options opts) {
+  return std::make_unique<zmq_client>(endpoint, opts);
+}
+
+}  // namespace rpc
