@@ -1,7 +1,7 @@
 // rpc-bench: our zerorpc client and server against a raw cppzmq DEALER/ROUTER + msgpack echo loop (the ceiling)
-// and against the zerorpc-node server when it is installed, side by side in one run. Servers run in forked
-// processes (node in its own), clients here; raw and ours alternate over three rounds, best of each. Prints a table;
-// writes the rows as JSON with --json.
+// and against the zerorpc-node server when it is installed, side by side in one run; and the same client and server
+// over a duct to a forked worker (rpc::link). Servers run in forked processes (node in its own), clients here; raw,
+// ours and the duct alternate over three rounds, best of each. Prints a table; writes the rows as JSON with --json.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,10 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include <duct/connection.hpp>
 #include <duct/spawn.hpp>
 #include <nlohmann/json.hpp>
 #include <rpc/client.hpp>
 #include <rpc/event.hpp>
+#include <rpc/link.hpp>
 #include <rpc/server.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -42,6 +44,22 @@ pid_t fork_server(const std::string& endpoint, void (*serve)(const std::string&)
     serve(endpoint);
     ::_exit(0);
   }
+  return pid;
+}
+
+// Runs our server in a child process serving the other end of a duct, until killed.
+pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    parent_end.close();
+    rpc::link up(std::move(child_end));
+    rpc::server s({.name = "bench", .threads = 2});
+    s.bind("add", [](int a, int b) { return a + b; });
+    s.listen(up);
+    s.start();
+    for (;;) ::pause();
+  }
+  child_end.close();
   return pid;
 }
 
@@ -130,8 +148,7 @@ result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
   return r;
 }
 
-result run_our_client(const std::string& endpoint, int n, int inflight_n) {
-  rpc::client c(endpoint);
+result run_our_client(rpc::client&& c, int n, int inflight_n) {
   for (int i = 0; i < 200; ++i) (void)c.call("add", 1, 2);
   result r;
   std::vector<double> lat;
@@ -189,20 +206,27 @@ int main(int argc, char** argv) {
       into.p99_us = r.p99_us;
     }
   };
-  result raw_best, ours_best;
+  auto [parent_end, child_end] = duct::pair();
+  rpc::link down(std::move(parent_end));
+  pid_t worker = fork_link_server(down, std::move(child_end));
+  result raw_best, ours_best, duct_best;
   for (int r = 0; r < rounds; ++r) {
     best(raw_best, run_raw_client(raw_ep, n, inflight));
-    best(ours_best, run_our_client(ours_ep, n, inflight));
+    best(ours_best, run_our_client(rpc::client(ours_ep), n, inflight));
+    best(duct_best, run_our_client(rpc::client(down), n, inflight));
   }
   stop(raw);
   stop(ours);
+  down.close();
+  stop(worker);
   rows.emplace_back("raw DEALER/ROUTER loop", raw_best);
   rows.emplace_back("ductrpc client+server", ours_best);
+  rows.emplace_back("ductrpc over a duct (forked worker)", duct_best);
 
   if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {
     std::string node_ep = private_ipc("node.ipc");
     duct::child node = duct::spawn({"node", node_peer, "server", node_ep});
-    rows.emplace_back("ductrpc client, zerorpc-node server", run_our_client(node_ep, quick ? 200 : 5000, quick ? 200 : 5000));
+    rows.emplace_back("ductrpc client, zerorpc-node server", run_our_client(rpc::client(node_ep), quick ? 200 : 5000, quick ? 200 : 5000));
     node.kill(SIGKILL);
     node.wait();
   }
@@ -218,6 +242,8 @@ int main(int argc, char** argv) {
     out.push_back({{"case", name}, {"calls_per_s", r.calls_per_s}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us},
                    {"inflight16_calls_per_s", r.inflight_calls_per_s}});
   }
+  std::printf("\nRPC over a duct vs over ZeroMQ (ours): %.2fx sequential, %.2fx with 16 in flight\n",
+              duct_best.calls_per_s / ours_best.calls_per_s, duct_best.inflight_calls_per_s / ours_best.inflight_calls_per_s);
   if (!json_path.empty()) std::ofstream(json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
   return 0;
 }
