@@ -48,8 +48,8 @@ void link_core::close() noexcept {
     if (stopping_) return;
     stopping_ = true;
   }
-  wake_.signal();
-  conn_.close();  // wakes the reader even in the middle of a message
+  closing_.signal();
+  conn_.close();  // wakes a reader even in the middle of a message
   if (reader_.joinable()) {
     if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
     else reader_.join();
@@ -58,7 +58,7 @@ void link_core::close() noexcept {
 }
 
 void link_core::ensure_reader() {
-  if (!reader_.joinable() && !stopping_) reader_ = std::thread([this] { run(); });
+  if (!reader_.joinable() && !stopping_) reader_ = std::thread([this] { pump([] { return false; }); });
 }
 
 void link_core::claim(link_server& s) {
@@ -98,7 +98,7 @@ void link_core::flush(outbox& out) noexcept {
 }
 
 std::future<duct::value> link_core::start_call(std::string_view method, std::span<const std::byte> packed_args,
-                                               link_call_options o) {
+                                               link_call_options o, bool with_reader) {
   const std::string where = o.where;
   message_id id;
   std::future<duct::value> f;
@@ -107,7 +107,7 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
     std::lock_guard lock(mu_);
     if (stopping_) throw closed_error(where + ": the link was closed");
     if (closed_) throw lost_remote_error(where + ": the duct closed");
-    ensure_reader();
+    if (with_reader) ensure_reader();
     id = ids_.next();
     auto now = clock::now();
     auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, heartbeat(o.heartbeat, now)});
@@ -143,17 +143,31 @@ void link_core::fail(const message_id& id, std::exception_ptr e) {
   calls_.erase(it);
 }
 
-void link_core::run() {
+template <class Done>
+void link_core::pump(Done done) {
   outbox out;
-  std::string why;
   for (;;) {
     try {
       // Take what has arrived, but not without end: a flood must not hold up heartbeats.
-      for (int i = 0; i < 1000 && conn_.poll(duct::timeout{0}); ++i) dispatch(conn_.recv_bytes(), out);
+      for (int i = 0; i < 1000 && !done(); ++i) {
+        std::optional<duct::buffer> body;
+        {
+          std::lock_guard lock(read_mu_);
+          if (conn_.poll(duct::timeout{0})) body = conn_.recv_bytes();
+        }
+        if (!body) break;
+        dispatch(std::move(*body), out);
+      }
     } catch (const std::exception& e) {
-      why = e.what();
-      break;
+      {
+        std::lock_guard lock(mu_);
+        if (stopping_) return;  // close() reports it
+      }
+      gone(e.what(), false);
+      return;
     }
+    flush(out);
+    if (done()) return;
     std::chrono::milliseconds wait;
     {
       std::lock_guard lock(mu_);
@@ -161,14 +175,28 @@ void link_core::run() {
       wait = tick(clock::now(), out);
     }
     flush(out);
-    pollfd fds[2] = {{conn_.fileno(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
-    if (::poll(fds, 2, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake_.drain();
+    pollfd fds[3] = {{conn_.fileno(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}, {closing_.fd(), POLLIN, 0}};
+    if (::poll(fds, 3, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake_.drain();
   }
-  {
+}
+
+bool link_core::read_here() {
+  std::lock_guard lock(mu_);
+  return !reader_.joinable() && !stopping_;
+}
+
+duct::value link_core::call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o) {
+  std::future<duct::value> f = start_call(method, packed_args, std::move(o), false);
+  // No reader thread (a link used only for blocking calls so far): read the reply here, and save a thread hand-off.
+  // A second caller meanwhile finds direct_mu_ taken and starts the reader thread; both then read.
+  if (read_here() && direct_mu_.try_lock()) {
+    std::lock_guard hold(direct_mu_, std::adopt_lock);
+    pump([&] { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+  } else {
     std::lock_guard lock(mu_);
-    if (stopping_) return;  // close() reports it
+    ensure_reader();
   }
-  gone(why, false);
+  return f.get();
 }
 
 void link_core::dispatch(duct::buffer body, outbox& out) {
@@ -299,10 +327,13 @@ struct link_client final : client::impl {
 
   duct::value call(std::string_view method, const duct::buffer& packed_args,
                    std::optional<std::chrono::milliseconds> limit) override {
-    return start(method, packed_args, limit).get();
+    return core->call(method, packed_args.span(), options(method, limit));
   }
   std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
                                  std::optional<std::chrono::milliseconds> limit) override {
+    return core->start_call(method, packed_args.span(), options(method, limit));
+  }
+  detail::link_call_options options(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
     detail::link_call_options o;
     o.owner = this;
     o.where = endpoint + ": " + std::string(method);
@@ -311,7 +342,7 @@ struct link_client final : client::impl {
       o.limit = *limit;
       o.deadline = detail::clock::now() + *limit;
     }
-    return core->start_call(method, packed_args.span(), std::move(o));
+    return o;
   }
 
   std::shared_ptr<detail::link_core> core;

@@ -74,7 +74,9 @@ class link_core {
   /// Sends a request and returns the future of its outcome. A DEFERRED reply is followed up server-side
   /// (_ductrpc_wait) without the caller seeing it. Throws: closed_error or lost_remote_error if the duct is closed.
   std::future<duct::value> start_call(std::string_view method, std::span<const std::byte> packed_args,
-                                      link_call_options o);
+                                      link_call_options o, bool with_reader = true);
+  /// A blocking call: as start_call, then waits for the outcome. Returns: the result. Throws: the call's error.
+  duct::value call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o);
   /// Fails every call `owner` still has open with closed_error (its client is going away).
   void abandon(const void* owner) noexcept;
 
@@ -88,7 +90,12 @@ class link_core {
   using outbox = std::vector<duct::buffer>;
 
   void ensure_reader();  // mu_ held
-  void run();
+  /// Reads and hands out events until `done()` holds, the duct closes (then gone()) or the link is closing.
+  /// Any number of threads may pump at once: each event goes to exactly one of them.
+  template <class Done>
+  void pump(Done done);
+  /// Whether the calling thread should read the duct itself: no reader thread runs and no other caller reads.
+  bool read_here();
   void dispatch(duct::buffer body, outbox& out);
   void on_reply(const message_id& id, const event& ev, outbox& out);  // mu_ held
   void wait_on_token(open_call c, const std::string& token, outbox& out);  // mu_ held
@@ -100,8 +107,11 @@ class link_core {
   duct::connection conn_;
   const std::string name_;
   const std::string identity_;
-  wakeup wake_;
+  wakeup wake_;     // a reader should look again (an earlier deadline); drained by whoever sees it
+  wakeup closing_;  // written once by close(), never drained: wakes every reader
   std::atomic<bool> closed_{false};
+  std::mutex read_mu_;    // held from "is a whole event there?" to taking it
+  std::mutex direct_mu_;  // held by a blocking caller that reads its reply itself
 
   std::mutex mu_;  // guards what follows up to server_mu_
   std::unordered_map<message_id, open_call, message_id_hash> calls_;

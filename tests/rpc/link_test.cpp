@@ -154,6 +154,8 @@ TEST_CASE("link: the worker calls back over the same duct while the parent's cal
 TEST_CASE("link: a worker that dies fails the open call with lost remote at once, not after heartbeats", "[rpc][link]") {
   auto w = forked_worker::start();
   rpc::client c(w.link, {.heartbeat = 60s});
+  // One blocking call reading its reply itself, one through the reader thread.
+  auto blocking = std::async(std::launch::async, [&] { return c.call("hang"); });
   auto pending = c.async_call("hang");
   CHECK(c.call("add", 1, 1).as<int>() == 2);  // the worker is up and "hang" is running
   ::kill(w.pid, SIGKILL);
@@ -165,6 +167,8 @@ TEST_CASE("link: a worker that dies fails the open call with lost remote at once
   } catch (const rpc::lost_remote_error& e) {
     CHECK_THAT(e.what(), Catch::Contains("hang") && Catch::Contains("the duct closed"));
   }
+  REQUIRE(blocking.wait_for(10s) == std::future_status::ready);
+  CHECK_THROWS_WITH(blocking.get(), Catch::Contains("hang"));
   CHECK(w.link.closed());
   CHECK_THROWS_AS(c.call("add", 1, 1), rpc::lost_remote_error);
 }
@@ -212,6 +216,27 @@ TEST_CASE("link: errors, unknown methods and time limits behave as over ZeroMQ",
   CHECK(std::chrono::steady_clock::now() - start < 5s);
   CHECK(c.call("add", 20, 22).as<int>() == 42);  // the timed-out call disturbed nothing
   CHECK(c.call("_zerorpc_name").as<std::string>() == "ductrpc");
+}
+
+TEST_CASE("link: blocking calls from several threads do not wait for each other", "[rpc][link]") {
+  local_pair p;
+  rpc::client c(p.client_end);
+  // The first blocking call on a link without a reader thread reads its reply itself; the others must still get
+  // theirs while it waits.
+  auto held = std::async(std::launch::async, [&] { return c.call("hold", 4).as<int>(); });
+  eventually([&] { return p.server.open_channels() == 1; });
+  for (int i = 0; i < 50; ++i) REQUIRE(c.call("add", i, 1).as<int>() == i + 1);
+  std::vector<std::future<int>> many;
+  for (int t = 0; t < 4; ++t)
+    many.push_back(std::async(std::launch::async, [&, t] {
+      int sum = 0;
+      for (int i = 0; i < 50; ++i) sum += c.call("add", t, i).as<int>();
+      return sum;
+    }));
+  for (int t = 0; t < 4; ++t) CHECK(many[t].get() == 50 * t + 1225);
+  CHECK(held.wait_for(0s) == std::future_status::timeout);
+  p.release.set_value();
+  CHECK(held.get() == 40);
 }
 
 TEST_CASE("link: a long call is deferred past its budget and collected without the caller noticing", "[rpc][link]") {
