@@ -3,6 +3,7 @@
 #include <rpc/server.hpp>
 
 #include <cxxabi.h>
+#include <poll.h>
 
 #include <typeinfo>
 
@@ -49,9 +50,10 @@ server::impl::impl(server_options o) : opts(std::move(o)) {
 
 server::impl::locked::~locked() {
   std::vector<std::pair<detail::link_core*, duct::buffer>> duct_sends;
+  std::vector<std::pair<std::string, duct::buffer>> router_sends;
   duct_sends.swap(s_.link_out);
-  bool off_io = std::this_thread::get_id() != s_.io_id;
-  bool wake = off_io && (s_.wake_io || !s_.router_out.empty());
+  router_sends.swap(s_.router_out);
+  bool wake = s_.wake_io && std::this_thread::get_id() != s_.io_id;
   s_.wake_io = false;
   lock_.unlock();
   for (auto& [l, body] : duct_sends) {
@@ -61,7 +63,25 @@ server::impl::locked::~locked() {
       ++s_.dropped;  // the duct broke: its reader tells the server, which forgets the calls from there
     }
   }
+  if (!router_sends.empty()) {
+    std::lock_guard lock(s_.router_mu);
+    wake = s_.send_router(router_sends) || wake;
+  }
   if (wake) s_.wake.signal();
+}
+
+bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends) {
+  for (auto& [identity, body] : sends) {
+    try {
+      detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
+      detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
+      detail::send_part(router, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+    } catch (const zmq::error_t&) {
+      ++dropped;  // the socket refused it: this event is lost, the server goes on
+    }
+  }
+  sends.clear();
+  return (router.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
 }
 
 void server::impl::closed_one() {
@@ -198,33 +218,28 @@ std::chrono::milliseconds server::impl::next_wait(detail::clock::time_point now)
   return detail::ms_until(next, now);
 }
 
+// The I/O thread. It sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever touches the
+// socket may consume one, so the loop looks at ZMQ_EVENTS before sleeping, and a handler thread that sends and then
+// sees input waiting wakes it (send_router()).
 void server::impl::loop() {
   io_id = std::this_thread::get_id();
+  const int router_fd = router.get(zmq::sockopt::fd);
   std::vector<zmq::message_t> frames;
-  std::vector<std::pair<std::string, duct::buffer>> sends;
-  auto send_all = [&] {
-    for (auto& [identity, body] : sends) {
-      try {
-        detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
-        detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
-        detail::send_part(router, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
-      } catch (const zmq::error_t&) {
-        ++dropped;  // the socket refused it: this event is lost, the server goes on
-      }
-    }
-    sends.clear();
-  };
   while (running) {
     std::chrono::milliseconds wait;
     {
       locked g(*this);
       wait = next_wait(detail::clock::now());
     }
-    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-    detail::poll_items(items, 2, wait);
-    if (items[1].revents & ZMQ_POLLIN) wake.drain();
     {
-      locked g(*this);
+      std::lock_guard lock(router_mu);
+      if (router.get(zmq::sockopt::events) & ZMQ_POLLIN) wait = std::chrono::milliseconds(0);
+    }
+    pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake.drain();
+    locked g(*this);
+    {
+      std::lock_guard lock(router_mu);
       // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats.
       for (int i = 0; i < 1000 && detail::try_recv(router, frames); ++i) {
         if (frames.size() < 2) {
@@ -240,17 +255,10 @@ void server::impl::loop() {
           ++dropped;
         }
       }
-      if (mode == serving_mode::aborting) abort_running();
-      tick(detail::clock::now());
-      sends.swap(router_out);
     }
-    send_all();
+    if (mode == serving_mode::aborting) abort_running();
+    tick(detail::clock::now());
   }
-  {
-    std::lock_guard lock(mu);  // replies queued as the server stopped (a drain's last ones) still leave
-    sends.swap(router_out);
-  }
-  send_all();
 }
 
 void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev) {

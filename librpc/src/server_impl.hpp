@@ -86,7 +86,8 @@ struct server::impl final : detail::link_server {
 
   server_options opts;
   zmq::context_t ctx{1};
-  zmq::socket_t router{ctx, zmq::socket_type::router};  // the I/O thread's alone once started
+  std::mutex router_mu;  // guards router: the I/O thread receives, handler threads send their replies themselves
+  zmq::socket_t router{ctx, zmq::socket_type::router};
   std::map<std::string, detail::method_entry> methods;   // fixed once started
   bool listening = false;                                // listen() succeeded at least once
   detail::wakeup wake;
@@ -108,13 +109,13 @@ struct server::impl final : detail::link_server {
   detail::job_store jobs;
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
-  std::vector<std::pair<std::string, duct::buffer>> router_out;                // for the I/O thread to send
+  std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
   std::vector<std::pair<detail::link_core*, duct::buffer>> link_out;            // sent by whoever unlocks
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
 
-  /// Holds `mu`; on release sends the queued duct events, and wakes the I/O thread if it has ROUTER sends waiting
-  /// or a deadline moved earlier.
+  /// Holds `mu`; on release sends what was queued (ROUTER events under router_mu, duct events on their links) and
+  /// wakes the I/O thread if a deadline moved earlier or the socket has input the I/O thread may not have seen.
   class locked {
    public:
     explicit locked(impl& s) : s_(s), lock_(s.mu) {}
@@ -151,6 +152,9 @@ struct server::impl final : detail::link_server {
   void on_request(const std::string& identity, std::shared_ptr<event> ev);
   bool builtin(const std::string& identity, const event& ev);
   void send(const std::string& identity, const event_header& h, std::string_view name, std::span<const std::byte> args);
+  /// Sends on the ROUTER (router_mu held). Returns: whether input is waiting, which ZeroMQ may have taken the
+  /// edge of the I/O thread's descriptor for.
+  bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends);
   void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);

@@ -26,7 +26,7 @@ namespace {
 // same duct), hang (until the duct closes) and bye; returns once bye was called.
 int worker_main(duct::connection up) {
   rpc::link parent_link(std::move(up));
-  rpc::server s({.threads = 2});
+  rpc::server s({.threads = 4});  // two "hang" calls at once must leave room for others
   rpc::client parent(parent_link);  // its first call comes after the server starts, as link.hpp asks
   std::promise<void> done;
   s.bind("add", [](int a, int b) { return a + b; });
