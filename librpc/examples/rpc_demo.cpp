@@ -4,14 +4,40 @@
 //   2. a call that outlives the server's budget is answered with a token; the client waits on it server-side,
 //      so the caller just gets its result
 //   3. an explicit token: submit, poll, collect (from here, or from any other client of the server)
+//   4. the same API over a duct: a forked worker serves the parent, and calls back over the same duct
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <thread>
 
+#include <duct/connection.hpp>
 #include <rpc/client.hpp>
+#include <rpc/link.hpp>
 #include <rpc/server.hpp>
 
 using namespace std::chrono_literals;
+
+namespace {
+
+// The worker: serves "square", which reports to the parent's "log" method over the same duct before answering.
+int worker(duct::connection up) {
+  rpc::link parent_link(std::move(up));
+  rpc::server s({.name = "worker"});
+  rpc::client parent(parent_link);
+  s.bind("square", [&](int n) {
+    parent.call("log", "worker " + std::to_string(::getpid()) + " squares " + std::to_string(n));
+    return n * n;
+  });
+  s.listen(parent_link);
+  s.start();
+  parent_link.wait_closed();  // serve until the parent closes its end
+  return 0;
+}
+
+}  // namespace
 
 int main() try {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -49,7 +75,32 @@ int main() try {
 
   server.shutdown(rpc::shutdown_mode::drain, 5s);
   std::printf("   server drained and stopped\n");
-  return 0;
+
+  std::printf("== 4. the same over a duct, to a forked worker that calls back\n");
+  auto [parent_end, child_end] = duct::pair();
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    parent_end.close();
+    ::_exit(worker(std::move(child_end)));
+  }
+  child_end.close();
+  rpc::link down(std::move(parent_end));
+  rpc::server callbacks;
+  callbacks.bind("log", [](const std::string& line) {
+    std::printf("   (callback) %s\n", line.c_str());
+    return true;
+  });
+  callbacks.listen(down);
+  callbacks.start();
+  rpc::client to_worker(down);
+  std::printf("   over %s: square(12) = %d\n", to_worker.endpoint().c_str(), to_worker.call("square", 12).as<int>());
+  callbacks.stop();
+  down.close();
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::printf("   worker exited with status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "rpc-demo: %s\n", e.what());
   return 1;

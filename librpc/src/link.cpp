@@ -292,10 +292,21 @@ std::chrono::milliseconds link_core::tick(clock::time_point now, outbox& out) {
   return ms_until(next, now);
 }
 
+bool link_core::wait_closed(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mu_);
+  auto is_closed = [&] { return closed_.load(); };
+  if (limit == std::chrono::milliseconds::max()) {
+    closed_cv_.wait(lock, is_closed);
+    return true;
+  }
+  return closed_cv_.wait_for(lock, limit, is_closed);
+}
+
 void link_core::gone(const std::string& why, bool by_us) noexcept {
-  if (closed_.exchange(true)) return;
   {
     std::lock_guard lock(mu_);
+    if (closed_.exchange(true)) return;
+    closed_cv_.notify_all();
     for (auto& [id, c] : calls_) {
       if (by_us) c.result.set_exception(std::make_exception_ptr(closed_error(c.o.where + ": " + why)));
       else c.result.set_exception(std::make_exception_ptr(lost_remote_error(c.o.where + ": the duct closed: " + why)));
@@ -313,6 +324,7 @@ void link_core::gone(const std::string& why, bool by_us) noexcept {
 link::link(duct::connection duct) : core_(std::make_shared<detail::link_core>(std::move(duct))) {}
 void link::close() noexcept { core_->close(); }
 bool link::closed() const noexcept { return core_->closed(); }
+bool link::wait_closed(std::chrono::milliseconds limit) { return core_->wait_closed(limit); }
 const std::string& link::name() const noexcept { return core_->name(); }
 
 // ---- rpc::client over a link ------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,8 @@ class link_core {
   /// The key a server files this link's calls under: it cannot collide with a ZeroMQ routing id.
   [[nodiscard]] const std::string& identity() const noexcept { return identity_; }
   [[nodiscard]] bool closed() const noexcept { return closed_.load(); }
+  /// Waits until closed(). Returns: false if `limit` passed first.
+  bool wait_closed(std::chrono::milliseconds limit);
   /// Closes the duct: open calls fail with closed_error and the server forgets the link. Idempotent.
   void close() noexcept;
 
@@ -118,6 +121,7 @@ class link_core {
   id_generator ids_;
   std::thread reader_;
   bool stopping_ = false;
+  std::condition_variable closed_cv_;  // notified when closed_ becomes true
   clock::time_point reader_wakes_at_ = clock::time_point::max();
 
   std::mutex server_mu_;  // held while an event is handed to the server

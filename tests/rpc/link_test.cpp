@@ -170,6 +170,7 @@ TEST_CASE("link: a worker that dies fails the open call with lost remote at once
   REQUIRE(blocking.wait_for(10s) == std::future_status::ready);
   CHECK_THROWS_WITH(blocking.get(), Catch::Contains("hang"));
   CHECK(w.link.closed());
+  CHECK(w.link.wait_closed(0ms));
   CHECK_THROWS_AS(c.call("add", 1, 1), rpc::lost_remote_error);
 }
 
@@ -185,6 +186,7 @@ TEST_CASE("link: a client whose duct closes has its calls dropped and handlers s
   rpc::link server_end(std::move(a));
   s.listen(server_end);
   s.start();
+  CHECK_FALSE(server_end.wait_closed(10ms));
   {
     rpc::link client_end(std::move(b));
     rpc::client c(client_end, {.heartbeat = 60s});
@@ -195,7 +197,7 @@ TEST_CASE("link: a client whose duct closes has its calls dropped and handlers s
   }
   eventually([&] { return stopped == 1; });
   CHECK(s.open_channels() == 0);
-  CHECK(server_end.closed());
+  CHECK(server_end.wait_closed(10s));
 }
 
 TEST_CASE("link: errors, unknown methods and time limits behave as over ZeroMQ", "[rpc][link]") {

@@ -26,6 +26,7 @@
 // when the last copy (and every server and client using it) is gone, or at close().
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,10 @@ class link {
   void close() noexcept;
   /// Whether the duct has closed, by close() or because the peer went away.
   [[nodiscard]] bool closed() const noexcept;
+  /// Waits until the duct closes (a worker serving its parent returns when the parent goes away). Needs the reader
+  /// running: a server started on the link, or a client that called.
+  /// Returns: false if `limit` passed first.
+  bool wait_closed(std::chrono::milliseconds limit = std::chrono::milliseconds::max());
   /// The duct's name, as errors show it.
   [[nodiscard]] const std::string& name() const noexcept;
 
