@@ -58,7 +58,7 @@ void link_core::close() noexcept {
 }
 
 void link_core::ensure_reader() {
-  if (!reader_.joinable() && !stopping_) reader_ = std::thread([this] { pump([] { return false; }); });
+  if (!reader_.joinable() && !stopping_) reader_ = std::thread([this] { pump([] { return false; }, false); });
 }
 
 void link_core::claim(link_server& s) {
@@ -109,8 +109,8 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
     if (closed_) throw lost_remote_error(where + ": the duct closed");
     if (with_reader) ensure_reader();
     id = ids_.next();
-    auto now = clock::now();
-    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, heartbeat(o.heartbeat, now)});
+    heartbeat beat(o.heartbeat, clock::now());
+    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, beat});
     f = it->second.result.get_future();
     auto due = it->second.beat.next_deadline();
     if (it->second.o.deadline) due = std::min(due, *it->second.o.deadline);
@@ -134,6 +134,7 @@ void link_core::abandon(const void* owner) noexcept {
     if (c.o.owner == owner) mine.push_back(id);
   for (const message_id& id : mine)
     fail(id, std::make_exception_ptr(closed_error(calls_.at(id).o.where + ": the client was closed")));
+  settled();
 }
 
 void link_core::fail(const message_id& id, std::exception_ptr e) {
@@ -144,12 +145,17 @@ void link_core::fail(const message_id& id, std::exception_ptr e) {
 }
 
 template <class Done>
-void link_core::pump(Done done) {
+void link_core::pump(Done done, bool direct) {
   outbox out;
   for (;;) {
+    bool more = false;  // events may still be buffered in the duct, where poll() on its socket cannot see them
     try {
       // Take what has arrived, but not without end: a flood must not hold up heartbeats.
-      for (int i = 0; i < 1000 && !done(); ++i) {
+      for (int i = 0;; ++i) {
+        if (done() || i == 1000) {
+          more = true;
+          break;
+        }
         std::optional<duct::buffer> body;
         {
           std::lock_guard lock(read_mu_);
@@ -167,16 +173,32 @@ void link_core::pump(Done done) {
       return;
     }
     flush(out);
-    if (done()) return;
+    if (done()) {
+      if (more && read_mu_.try_lock()) {  // leave nothing buffered behind for a reader asleep on the socket
+        std::lock_guard hold(read_mu_, std::adopt_lock);
+        try {
+          if (conn_.poll(duct::timeout{0})) wake_.signal();
+        } catch (const std::exception&) {
+          wake_.signal();  // let the reader find out
+        }
+      }
+      return;
+    }
     std::chrono::milliseconds wait;
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
-      wait = tick(clock::now(), out);
+      wait = more ? std::chrono::milliseconds(0) : tick(clock::now(), out);
     }
     flush(out);
-    pollfd fds[3] = {{conn_.fileno(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}, {closing_.fd(), POLLIN, 0}};
-    if (::poll(fds, 3, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake_.drain();
+    pollfd fds[4] = {{conn_.fileno(), POLLIN, 0},
+                     {wake_.fd(), POLLIN, 0},
+                     {closing_.fd(), POLLIN, 0},
+                     {direct ? direct_wake_.fd() : -1, POLLIN, 0}};
+    if (::poll(fds, 4, static_cast<int>(wait.count())) > 0) {
+      if (fds[1].revents & POLLIN) wake_.drain();
+      if (fds[3].revents & POLLIN) direct_wake_.drain();
+    }
   }
 }
 
@@ -191,7 +213,9 @@ duct::value link_core::call(std::string_view method, std::span<const std::byte> 
   // A second caller meanwhile finds direct_mu_ taken and starts the reader thread; both then read.
   if (read_here() && direct_mu_.try_lock()) {
     std::lock_guard hold(direct_mu_, std::adopt_lock);
-    pump([&] { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+    direct_active_ = true;
+    pump([&] { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }, true);
+    direct_active_ = false;
   } else {
     std::lock_guard lock(mu_);
     ensure_reader();
@@ -210,6 +234,7 @@ void link_core::dispatch(duct::buffer body, outbox& out) {
     std::lock_guard lock(mu_);
     if (calls_.count(*ev->header.response_to)) {
       on_reply(*ev->header.response_to, *ev, out);
+      settled();
       return;
     }
   }
@@ -288,6 +313,7 @@ std::chrono::milliseconds link_core::tick(clock::time_point now, outbox& out) {
     if (c.o.deadline) next = std::min(next, *c.o.deadline);
   }
   for (auto& [id, e] : failed) fail(id, std::move(e));
+  if (!failed.empty()) settled();
   reader_wakes_at_ = next;
   return ms_until(next, now);
 }
@@ -312,6 +338,7 @@ void link_core::gone(const std::string& why, bool by_us) noexcept {
       else c.result.set_exception(std::make_exception_ptr(lost_remote_error(c.o.where + ": the duct closed: " + why)));
     }
     calls_.clear();
+    settled();
   }
   std::lock_guard lock(server_mu_);
   if (server_ && serving_) server_->on_link_closed(*this);

@@ -94,9 +94,14 @@ class link_core {
 
   void ensure_reader();  // mu_ held
   /// Reads and hands out events until `done()` holds, the duct closes (then gone()) or the link is closing.
-  /// Any number of threads may pump at once: each event goes to exactly one of them.
+  /// Any number of threads may pump at once: each event goes to exactly one of them. `direct`: the pump of a
+  /// blocking caller reading its own reply, which direct_wake_ wakes when another reader settles a call.
   template <class Done>
-  void pump(Done done);
+  void pump(Done done, bool direct);
+  /// Wakes a blocking caller that reads its own reply, in case another reader has just settled its call.
+  void settled() noexcept {
+    if (direct_active_) direct_wake_.signal();
+  }
   /// Whether the calling thread should read the duct itself: no reader thread runs and no other caller reads.
   bool read_here();
   void dispatch(duct::buffer body, outbox& out);
@@ -115,6 +120,8 @@ class link_core {
   std::atomic<bool> closed_{false};
   std::mutex read_mu_;    // held from "is a whole event there?" to taking it
   std::mutex direct_mu_;  // held by a blocking caller that reads its reply itself
+  std::atomic<bool> direct_active_{false};
+  wakeup direct_wake_;
 
   std::mutex mu_;  // guards what follows up to server_mu_
   std::unordered_map<message_id, open_call, message_id_hash> calls_;
