@@ -5,8 +5,6 @@
 
 #include <poll.h>
 
-#include <cerrno>
-
 #include <rpc/error.hpp>
 
 #include "client_impl.hpp"

@@ -1,4 +1,4 @@
-// Internal: an eventfd that other threads signal to wake an I/O thread blocked in zmq_poll.
+// Internal: an eventfd that other threads signal to wake a thread blocked in poll() or zmq_poll().
 #pragma once
 
 #include <sys/eventfd.h>

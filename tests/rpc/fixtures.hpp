@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <rpc/event.hpp>
+#include <rpc/link.hpp>
 #include <rpc/server.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -27,7 +28,7 @@ void eventually(Pred ready) {
   }
 }
 
-/// A running server with:
+/// A running server, on tcp://127.0.0.1 (port 0) or on `over` (a duct), with:
 ///   add(a, b)         at once
 ///   hold(x)           returns x * 10 once the test calls release.set_value()
 ///   until_stopped()   runs until its stop token is stopped (counts `started` and `stopped`)
@@ -40,7 +41,7 @@ struct held_service {
   std::atomic<int> started{0};
   std::atomic<int> stopped{0};
 
-  explicit held_service(rpc::server_options o = {}) : server(std::move(o)) {
+  explicit held_service(rpc::server_options o = {}, const rpc::link* over = nullptr) : server(std::move(o)) {
     server.bind("add", [](int a, int b) { return a + b; });
     server.bind("hold", [this](int x) {
       released.wait();
@@ -53,7 +54,7 @@ struct held_service {
       return 0;
     });
     server.bind("fail", []() -> int { throw rpc::remote_error("ValueError", "no good"); });
-    endpoint = server.listen("tcp://127.0.0.1:0");
+    endpoint = over ? server.listen(*over) : server.listen("tcp://127.0.0.1:0");
     server.start();
   }
   held_service(const held_service&) = delete;

@@ -87,29 +87,16 @@ struct forked_worker {
   }
 };
 
-// A server and a client in this process, on the two ends of one socketpair.
+// The shared test service (fixtures.hpp) and a client end, in this process, on the two ends of one socketpair.
 struct local_pair {
-  rpc::server server;
-  rpc::link server_end;
-  rpc::link client_end;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  std::pair<duct::connection, duct::connection> ends = duct::pair();
+  rpc::link server_end{std::move(ends.first)};
+  rpc::link client_end{std::move(ends.second)};
+  test::held_service service;  // declared last: it stops its server before the links go
+  rpc::server& server = service.server;
+  std::promise<void>& release = service.release;
 
-  explicit local_pair(rpc::server_options o = {}, std::pair<duct::connection, duct::connection> ends = duct::pair())
-      : server(std::move(o)), server_end(std::move(ends.first)), client_end(std::move(ends.second)) {
-    server.bind("add", [](int a, int b) { return a + b; });
-    server.bind("hold", [this](int x) {
-      released.wait();
-      return x * 10;
-    });
-    server.bind("fail", []() -> int { throw rpc::remote_error("ValueError", "no good"); });
-    server.listen(server_end);
-    server.start();
-  }
-  ~local_pair() {
-    if (released.wait_for(0s) != std::future_status::ready) release.set_value();
-    server.stop();
-  }
+  explicit local_pair(rpc::server_options o = {}) : service(std::move(o), &server_end) {}
 };
 
 }  // namespace
