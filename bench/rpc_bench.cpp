@@ -1,6 +1,8 @@
 // rpc-bench: our zerorpc client and server against a raw cppzmq DEALER/ROUTER + msgpack echo loop (the ceiling)
 // and against the zerorpc-node server when it is installed, side by side in one run; and the same client and server
-// over a duct to a forked worker (rpc::link). Servers run in forked processes (node in its own), clients here; raw,
+// over a duct to a forked worker (rpc::link). Our server runs add on its pool (the default) and, as a second row,
+// on the receiving thread (run_on::receiver); two mixed rows (raw client with our server, ours with the raw server)
+// show which side a gap comes from. Servers run in forked processes (node in its own), clients here; raw,
 // ours and the duct alternate over three rounds, best of each. Prints a table; writes the rows as JSON with --json.
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,13 +70,15 @@ void stop(pid_t pid) {
   ::waitpid(pid, nullptr, 0);
 }
 
-void serve_ours(const std::string& endpoint) {
+void serve_ours(const std::string& endpoint, rpc::run_on where) {
   rpc::server s({.name = "bench", .threads = 2});
-  s.bind("add", [](int a, int b) { return a + b; });
+  s.bind("add", [](int a, int b) { return a + b; }, {.where = where});
   s.listen(endpoint);
   s.start();
   for (;;) ::pause();
 }
+void serve_ours_pool(const std::string& endpoint) { serve_ours(endpoint, rpc::run_on::pool); }
+void serve_ours_inline(const std::string& endpoint) { serve_ours(endpoint, rpc::run_on::receiver); }
 
 // The ceiling: a ROUTER that decodes each request and answers OK [a + b], all on one thread.
 void serve_raw(const std::string& endpoint) {
@@ -195,9 +199,10 @@ int main(int argc, char** argv) {
 
   // Both servers stay up for the whole run; client rounds alternate (raw, ours, raw, ours, ...) and the best of each
   // is kept, so that a passing slowdown of the machine hits both alike.
-  std::string raw_ep = private_ipc("raw.ipc"), ours_ep = private_ipc("ours.ipc");
+  std::string raw_ep = private_ipc("raw.ipc"), ours_ep = private_ipc("ours.ipc"), inline_ep = private_ipc("inline.ipc");
   pid_t raw = fork_server(raw_ep, serve_raw);
-  pid_t ours = fork_server(ours_ep, serve_ours);
+  pid_t ours = fork_server(ours_ep, serve_ours_pool);
+  pid_t ours_inline = fork_server(inline_ep, serve_ours_inline);
   auto best = [](result& into, const result& r) {
     into.calls_per_s = std::max(into.calls_per_s, r.calls_per_s);
     into.inflight_calls_per_s = std::max(into.inflight_calls_per_s, r.inflight_calls_per_s);
@@ -206,10 +211,14 @@ int main(int argc, char** argv) {
       into.p99_us = r.p99_us;
     }
   };
-  result raw_best, ours_best, duct_best;
+  // The two mixed rows split the gap to the raw loop into the server's share and the client's.
+  result raw_best, ours_best, inline_best, raw_to_ours_best, ours_to_raw_best, duct_best;
   for (int r = 0; r < rounds; ++r) {
     best(raw_best, run_raw_client(raw_ep, n, inflight));
     best(ours_best, run_our_client(rpc::client(ours_ep), n, inflight));
+    best(inline_best, run_our_client(rpc::client(inline_ep), n, inflight));
+    best(raw_to_ours_best, run_raw_client(inline_ep, n, inflight));
+    best(ours_to_raw_best, run_our_client(rpc::client(raw_ep), n, inflight));
     // A fresh worker each round: its parent makes only blocking calls at first (reading replies itself), then the
     // calls in flight start the link's reader thread, as they would in a real program.
     auto [parent_end, child_end] = duct::pair();
@@ -221,8 +230,12 @@ int main(int argc, char** argv) {
   }
   stop(raw);
   stop(ours);
+  stop(ours_inline);
   rows.emplace_back("raw DEALER/ROUTER loop", raw_best);
   rows.emplace_back("ductrpc client+server", ours_best);
+  rows.emplace_back("ductrpc, add on run_on::receiver", inline_best);
+  rows.emplace_back("raw client, ductrpc server (receiver)", raw_to_ours_best);
+  rows.emplace_back("ductrpc client, raw server", ours_to_raw_best);
   rows.emplace_back("ductrpc over a duct (forked worker)", duct_best);
 
   if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {
@@ -234,11 +247,11 @@ int main(int argc, char** argv) {
   }
 
   const result& ceiling = rows[0].second;
-  std::printf("%-36s %12s %9s %9s %14s %7s %7s\n", "case (add(1,2) over ipc)", "calls/s", "p50 us", "p99 us",
+  std::printf("%-38s %12s %9s %9s %14s %7s %7s\n", "case (add(1,2) over ipc)", "calls/s", "p50 us", "p99 us",
               "16 in flight/s", "seq", "16 fl");
   nlohmann::json out = nlohmann::json::array();
   for (auto& [name, r] : rows) {
-    std::printf("%-36s %12.0f %9.1f %9.1f %14.0f %6.2fx %6.2fx\n", name.c_str(), r.calls_per_s, r.p50_us, r.p99_us,
+    std::printf("%-38s %12.0f %9.1f %9.1f %14.0f %6.2fx %6.2fx\n", name.c_str(), r.calls_per_s, r.p50_us, r.p99_us,
                 r.inflight_calls_per_s, r.calls_per_s / ceiling.calls_per_s,
                 r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
     out.push_back({{"case", name}, {"calls_per_s", r.calls_per_s}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us},

@@ -39,6 +39,22 @@ duct::buffer ok_args(const duct::buffer& packed_result) {
   return out;
 }
 
+// Runs a handler into `o`: OK [result], or the ERR its exception makes.
+void execute(const detail::handler& fn, const msgpack::object& args, std::stop_token stop, outbound& o) {
+  try {
+    o.packed_args = ok_args(fn(args, std::move(stop)));
+  } catch (const remote_error& e) {
+    o.name = "ERR";
+    o.packed_args = err_args(e.name(), e.message());
+  } catch (const std::exception& e) {
+    o.name = "ERR";
+    o.packed_args = err_args(type_name_of(e), e.what());
+  } catch (...) {
+    o.name = "ERR";
+    o.packed_args = err_args("UnknownError", "the handler threw something that is not a std::exception");
+  }
+}
+
 }  // namespace
 
 // ---- the shared state -------------------------------------------------------------------------------------------------
@@ -81,7 +97,7 @@ bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>
     }
   }
   sends.clear();
-  return (router.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+  return detail::has_input(router);
 }
 
 void server::impl::closed_one() {
@@ -126,14 +142,16 @@ server::~server() {
   for (auto& [identity, l] : impl_->links) l->detach(*impl_);  // release links claimed by a server never started
 }
 
-void server::bind_handler(const std::string& name, detail::handler h, std::string doc,
-                          std::vector<std::string> arg_names, std::size_t arity, defer_policy policy) {
+void server::bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity) {
   if (impl_->running) throw error("bind '" + name + "': the server is already running");
   if (name.empty() || name.front() == '_') throw error("bind '" + name + "': method names must not be empty or start with '_'");
   if (impl_->methods.count(name)) throw error("bind '" + name + "': a method of that name is bound already");
-  if (arg_names.empty())
-    for (std::size_t i = 0; i < arity; ++i) arg_names.push_back("a" + std::to_string(i));
-  impl_->methods.emplace(name, detail::method_entry{std::move(h), std::move(doc), std::move(arg_names), policy});
+  if (how.where == run_on::receiver && how.defer == defer_policy::always)
+    throw error("bind '" + name + "': a method run on the receiving thread answers at once and cannot be deferred");
+  if (how.arg_names.empty())
+    for (std::size_t i = 0; i < arity; ++i) how.arg_names.push_back("a" + std::to_string(i));
+  impl_->methods.emplace(name, detail::method_entry{std::move(h), std::move(how.doc), std::move(how.arg_names),
+                                                    how.defer, how.where});
 }
 
 std::string server::listen(std::string_view endpoint) {
@@ -225,6 +243,7 @@ void server::impl::loop() {
   io_id = std::this_thread::get_id();
   const int router_fd = router.get(zmq::sockopt::fd);
   std::vector<zmq::message_t> frames;
+  std::vector<detail::inline_call> calls;
   while (running) {
     std::chrono::milliseconds wait;
     {
@@ -233,12 +252,12 @@ void server::impl::loop() {
     }
     {
       std::lock_guard lock(router_mu);
-      if (router.get(zmq::sockopt::events) & ZMQ_POLLIN) wait = std::chrono::milliseconds(0);
+      if (detail::has_input(router)) wait = std::chrono::milliseconds(0);
     }
     pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
     if (::poll(fds, 2, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake.drain();
-    locked g(*this);
     {
+      locked g(*this);
       std::lock_guard lock(router_mu);
       // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats.
       for (int i = 0; i < 1000 && detail::try_recv(router, frames); ++i) {
@@ -255,15 +274,23 @@ void server::impl::loop() {
           ++dropped;
         }
       }
+      calls.swap(inline_calls);
     }
+    run_inline(calls);  // the replies leave together, in one pass over the socket
+    locked g(*this);
     if (mode == serving_mode::aborting) abort_running();
     tick(detail::clock::now());
   }
 }
 
 void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev) {
-  locked g(*this);
-  on_event(from.identity(), std::move(ev), detail::clock::now());
+  std::vector<detail::inline_call> calls;
+  {
+    locked g(*this);
+    on_event(from.identity(), std::move(ev), detail::clock::now());
+    calls.swap(inline_calls);
+  }
+  run_inline(calls);
 }
 
 void server::impl::on_link_closed(detail::link_core& from) {
@@ -346,6 +373,11 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
   }
   running_call& call = running_calls[call_key{identity, ev->header.id}];
   call.method = ev->name;
+  if (m->second.where == run_on::receiver) {
+    outbound o{identity, ev->header.id, "OK", {}, {}};
+    inline_calls.push_back({&m->second.fn, std::move(ev), call.stop.get_token(), std::move(o)});
+    return;
+  }
   if (ev->header.accepts_deferred && m->second.policy != defer_policy::immediate) {
     call.defer_at = detail::clock::now();
     if (m->second.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
@@ -356,27 +388,26 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
   run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}});
 }
 
-// Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) comes back to the I/O
-// thread under the lock. `ev` keeps `args` alive.
+// Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) is completed under the
+// lock and sent by the handler's thread. `ev` keeps `args` alive.
 void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                                std::stop_token stop, outbound o) {
   o.channel = ev->header.id;
   pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o)]() mutable {
-    try {
-      o.packed_args = ok_args(fn(args, stop));
-    } catch (const remote_error& e) {
-      o.name = "ERR";
-      o.packed_args = err_args(e.name(), e.message());
-    } catch (const std::exception& e) {
-      o.name = "ERR";
-      o.packed_args = err_args(type_name_of(e), e.what());
-    } catch (...) {
-      o.name = "ERR";
-      o.packed_args = err_args("UnknownError", "the handler threw something that is not a std::exception");
-    }
+    execute(fn, args, std::move(stop), o);
     locked g(*this);
     complete(std::move(o));
   });
+}
+
+// Runs run_on::receiver calls on this thread, then completes them all under one lock, so their replies leave in
+// one batch.
+void server::impl::run_inline(std::vector<detail::inline_call>& calls) {
+  if (calls.empty()) return;
+  for (auto& c : calls) execute(*c.fn, c.ev->args(), std::move(c.stop), c.o);
+  locked g(*this);
+  for (auto& c : calls) complete(std::move(c.o));
+  calls.clear();
 }
 
 void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,

@@ -35,6 +35,7 @@ struct method_entry {
   std::string doc;
   std::vector<std::string> arg_names;
   defer_policy policy;
+  run_on where;
 };
 
 // A call by client identity (a ZeroMQ routing id, or a link's identity) and channel.
@@ -65,6 +66,14 @@ struct outbound {
   std::string name;  // OK or ERR
   duct::buffer packed_args;
   std::string token;
+};
+
+// A call to a run_on::receiver method, run by the thread that received it once it has let go of the lock.
+struct inline_call {
+  const handler* fn;
+  std::shared_ptr<event> ev;  // keeps the args alive
+  std::stop_token stop;
+  outbound o;
 };
 
 template <class T>
@@ -111,6 +120,7 @@ struct server::impl final : detail::link_server {
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
   std::vector<std::pair<detail::link_core*, duct::buffer>> link_out;            // sent by whoever unlocks
+  std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
 
@@ -144,6 +154,7 @@ struct server::impl final : detail::link_server {
   void defer(const detail::call_key& key, detail::running_call& call);
   void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, detail::outbound o);
+  void run_inline(std::vector<detail::inline_call>& calls);  // without `mu`
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);
   void answer_waiter(detail::job& j, const detail::job_waiter& w);

@@ -1,6 +1,6 @@
-// rpc::client over ZeroMQ. A blocking call runs on the calling thread over a DEALER of that thread's own; an
-// asynchronous call goes to an I/O thread that owns another DEALER, keeps each open call's heartbeat and routes
-// replies to their futures. See client.hpp.
+// rpc::client over ZeroMQ. A blocking call runs on the calling thread over a DEALER of that thread's own. An
+// asynchronous call is registered and sent by the calling thread over a shared DEALER (under a lock); an I/O thread
+// receives on it, keeps each open call's heartbeat and time limit, and settles the futures. See client.hpp.
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -29,10 +29,15 @@ struct open_call {
   std::chrono::milliseconds limit{0};
 };
 
-struct request {
-  message_id id;
-  duct::buffer body;
-  open_call call;
+// A future to settle once the lock is released, so that its waiter does not wake into a held lock.
+struct settled {
+  std::promise<duct::value> promise;
+  duct::value value;
+  std::exception_ptr error;
+  void now() {
+    if (error) promise.set_exception(error);
+    else promise.set_value(std::move(value));
+  }
 };
 
 void send_body(zmq::socket_t& socket, const duct::buffer& body) {
@@ -66,24 +71,26 @@ struct zmq_client final : client::impl {
                                  std::optional<std::chrono::milliseconds> limit) override;
 
   zmq::context_t ctx{1};
+  std::mutex dealer_mu;  // guards dealer: callers send on it, the I/O thread receives. Taken after `mu`, never before.
   zmq::socket_t dealer;
   detail::wakeup wake;
   detail::wakeup closing_signal;  // written once on close and never drained: wakes every blocked call()
   std::mutex sockets_mu;
   std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
-  std::mutex mu;
-  std::vector<request> inbox;  // guarded by mu
-  id_generator ids;            // guarded by mu
-  bool closing = false;        // guarded by mu
   std::atomic<bool> running{true};
   std::thread io;
 
-  // Owned by the I/O thread.
+  std::mutex mu;  // guards what follows
+  bool closing = false;
+  id_generator ids;
   detail::channel_table channels{opts.heartbeat};
   std::unordered_map<message_id, open_call, message_id_hash> calls;
-  id_generator hb_ids;
+  std::vector<settled> done;  // settled after `mu` is released (release())
+  detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
 
   void loop();
+  void release(std::unique_lock<std::mutex>& lock);
+  bool send_async(const duct::buffer& body);
   zmq::socket_t make_socket();
   direct_socket& my_socket();
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
@@ -106,28 +113,56 @@ zmq_client::~zmq_client() {
   auto closed = [&](const std::string& method) {
     return std::make_exception_ptr(closed_error(endpoint + ": " + method + ": the client was closed"));
   };
+  for (auto& d : done) d.now();
   for (auto& [id, c] : calls) c.result.set_exception(closed(c.method));
-  for (auto& r : inbox) r.call.result.set_exception(closed(r.call.method));
+}
+
+// Unlocks `mu`, then settles the futures that were decided under it.
+void zmq_client::release(std::unique_lock<std::mutex>& lock) {
+  std::vector<settled> now;
+  now.swap(done);
+  lock.unlock();
+  for (auto& d : now) d.now();
+}
+
+// Sends on the shared DEALER. Returns: whether input is waiting, which ZeroMQ may have taken the edge of the I/O
+// thread's descriptor for (the I/O thread must then be woken). Throws: zmq::error_t.
+bool zmq_client::send_async(const duct::buffer& body) {
+  std::lock_guard lock(dealer_mu);
+  send_body(dealer, body);
+  return detail::has_input(dealer);
 }
 
 std::future<duct::value> zmq_client::start(std::string_view method, const duct::buffer& packed_args,
                                            std::optional<std::chrono::milliseconds> limit) {
   limit = limit_of(limit);
-  request r;
-  r.call.method = std::string(method);
+  open_call call;
+  call.method = std::string(method);
   if (limit) {
-    r.call.deadline = detail::clock::now() + *limit;
-    r.call.limit = *limit;
+    call.deadline = detail::clock::now() + *limit;
+    call.limit = *limit;
   }
-  std::future<duct::value> f = r.call.result.get_future();
+  std::future<duct::value> f = call.result.get_future();
+  message_id id;
+  bool wake_io = false;
   {
+    // Registered before it is sent, so that the I/O thread knows the reply when it comes.
     std::lock_guard lock(mu);
-    if (closing) throw closed_error(endpoint + ": " + r.call.method + ": the client is closing");
-    r.id = ids.next();
-    r.body = encode_event_packed(detail::request_header(r.id), method, packed_args.span());
-    inbox.push_back(std::move(r));
+    if (closing) throw closed_error(endpoint + ": " + call.method + ": the client is closing");
+    id = ids.next();
+    detail::channel* ch = channels.open(id, detail::clock::now());
+    wake_io = (ch && ch->beat.next_deadline() < io_wakes_at) || (call.deadline && *call.deadline < io_wakes_at);
+    calls.emplace(id, std::move(call));
   }
-  wake.signal();
+  duct::buffer body = encode_event_packed(detail::request_header(id), method, packed_args.span());
+  try {
+    wake_io = send_async(body) || wake_io;
+  } catch (const zmq::error_t& e) {
+    std::unique_lock lock(mu);
+    fail(id, std::make_exception_ptr(error(endpoint + ": " + std::string(method) + ": " + e.what())));
+    release(lock);
+  }
+  if (wake_io) wake.signal();
   return f;
 }
 
@@ -150,37 +185,41 @@ direct_socket& zmq_client::my_socket() {
   return *slot;
 }
 
+// The I/O thread. It sleeps in poll() on the DEALER's descriptor, which ZeroMQ signals by edges that any thread
+// touching the socket may consume: so it looks at ZMQ_EVENTS before sleeping, and a sender that sees input waiting
+// wakes it (send_async()).
 void zmq_client::loop() {
-  std::vector<zmq::message_t> frames;
+  const int dealer_fd = dealer.get(zmq::sockopt::fd);
+  std::vector<zmq::message_t> frames, bodies;
   while (running) {
     auto now = detail::clock::now();
     std::chrono::milliseconds wait(1000);
-    auto until = [&](detail::clock::time_point t) { wait = std::min(wait, detail::ms_until(t, now)); };
-    if (auto d = channels.next_deadline()) until(*d);
-    for (const auto& [id, c] : calls)
-      if (c.deadline) until(*c.deadline);
-    zmq::pollitem_t items[] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-    detail::poll_items(items, 2, wait);
-    if (items[1].revents & ZMQ_POLLIN) wake.drain();
-
-    std::vector<request> fresh;
     {
       std::lock_guard lock(mu);
-      fresh.swap(inbox);
+      auto next = now + wait;
+      if (auto d = channels.next_deadline()) next = std::min(next, *d);
+      for (const auto& [id, c] : calls)
+        if (c.deadline) next = std::min(next, *c.deadline);
+      io_wakes_at = next;
+      wait = detail::ms_until(next, now);
     }
-    for (auto& r : fresh) {
-      try {
-        send_body(dealer, r.body);
-      } catch (const zmq::error_t& e) {
-        r.call.result.set_exception(std::make_exception_ptr(error(endpoint + ": " + r.call.method + ": " + e.what())));
-        continue;
-      }
-      channels.open(r.id, detail::clock::now());
-      calls.emplace(r.id, std::move(r.call));
+    {
+      std::lock_guard lock(dealer_mu);
+      if (detail::has_input(dealer)) wait = std::chrono::milliseconds(0);
     }
-    for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
-      if (!frames.empty()) on_reply(frames.back(), detail::clock::now());
+    zmq::pollitem_t items[] = {{nullptr, dealer_fd, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
+    detail::poll_items(items, 2, wait);
+    if (items[1].revents & ZMQ_POLLIN) wake.drain();
+    {
+      std::lock_guard lock(dealer_mu);
+      for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
+        if (!frames.empty()) bodies.push_back(std::move(frames.back()));
+    }
+    std::unique_lock lock(mu);
+    for (const auto& body : bodies) on_reply(body, detail::clock::now());
+    bodies.clear();
     tick(detail::clock::now());
+    release(lock);
   }
 }
 
@@ -249,7 +288,7 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
 void zmq_client::fail(const message_id& id, std::exception_ptr e) {
   auto it = calls.find(id);
   if (it == calls.end()) return;
-  it->second.result.set_exception(std::move(e));
+  done.push_back({std::move(it->second.result), {}, std::move(e)});
   calls.erase(it);
   channels.close(id);
 }
@@ -268,7 +307,7 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
     switch (detail::settle(*ev, endpoint + ": " + c->second.method, result, token)) {
       case reply::alive: return;
       case reply::result:
-        c->second.result.set_value(std::move(result));
+        done.push_back({std::move(c->second.result), std::move(result), nullptr});
         break;
       case reply::deferred: wait_on_token(std::move(c->second), token); break;
     }
@@ -290,17 +329,18 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
 // Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
 void zmq_client::wait_on_token(open_call c, const std::string& token) {
   if (c.deadline && detail::clock::now() >= *c.deadline) {
-    c.result.set_exception(
-        std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
+    done.push_back({std::move(c.result), {},
+                    std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit)))});
     return;
   }
-  message_id id = hb_ids.next();
+  message_id id = ids.next();
   c.token = token;
   try {
+    std::lock_guard lock(dealer_mu);
     send_body(dealer, encode_event_packed(detail::request_header(id), "_ductrpc_wait",
                                           detail::wait_args(token, c.deadline).span()));
   } catch (const zmq::error_t& e) {
-    c.result.set_exception(std::make_exception_ptr(error(endpoint + ": " + c.method + ": " + e.what())));
+    done.push_back({std::move(c.result), {}, std::make_exception_ptr(error(endpoint + ": " + c.method + ": " + e.what()))});
     return;
   }
   channels.open(id, detail::clock::now());
@@ -324,7 +364,8 @@ void zmq_client::tick(detail::clock::time_point now) {
   }
   for (detail::channel* ch : channels.heartbeats_due(now)) {
     try {
-      send_body(dealer, encode_event_packed({hb_ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
+      std::lock_guard lock(dealer_mu);
+      send_body(dealer, encode_event_packed({ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
     } catch (const zmq::error_t&) {
       // a missed heartbeat is survivable: the next one is due in a period
     }

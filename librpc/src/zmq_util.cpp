@@ -37,6 +37,16 @@ void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags fl
   }
 }
 
+bool has_input(zmq::socket_t& socket) {
+  for (;;) {
+    try {
+      return (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+
 bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
   frames.clear();
   try {

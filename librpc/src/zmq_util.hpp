@@ -24,6 +24,10 @@ void poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::millisec
 /// retrying a part never duplicates one). Throws: zmq::error_t for anything else.
 void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);
 
+/// Whether a message is waiting (ZMQ_EVENTS), going round again when a signal interrupts the question.
+/// Throws: zmq::error_t for anything else.
+bool has_input(zmq::socket_t& socket);
+
 /// recv_multipart without waiting. Returns: false when nothing is there, or when a signal interrupted the call.
 bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames);
 

@@ -149,8 +149,8 @@ struct budget_service {
       return x * 10;
     };
     server.bind("hold", hold);
-    server.bind("hold_open", hold, {}, {}, rpc::defer_policy::immediate);
-    server.bind("add_token", [](int a, int b) { return a + b; }, {}, {}, rpc::defer_policy::always);
+    server.bind("hold_open", hold, {.defer = rpc::defer_policy::immediate});
+    server.bind("add_token", [](int a, int b) { return a + b; }, {.defer = rpc::defer_policy::always});
     endpoint = server.listen("tcp://127.0.0.1:0");
     server.start();
   }

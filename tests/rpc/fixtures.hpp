@@ -33,6 +33,7 @@ void eventually(Pred ready) {
 ///   hold(x)           returns x * 10 once the test calls release.set_value()
 ///   until_stopped()   runs until its stop token is stopped (counts `started` and `stopped`)
 ///   fail()            throws ValueError("no good")
+///   quick(x)          x + 1 on the receiving thread (run_on::receiver), ValueError if x < 0
 struct held_service {
   rpc::server server;
   std::string endpoint;
@@ -54,6 +55,13 @@ struct held_service {
       return 0;
     });
     server.bind("fail", []() -> int { throw rpc::remote_error("ValueError", "no good"); });
+    server.bind(
+        "quick",
+        [](int x) {
+          if (x < 0) throw rpc::remote_error("ValueError", "negative");
+          return x + 1;
+        },
+        {.doc = "Adds one, inline.", .where = rpc::run_on::receiver});
     endpoint = over ? server.listen(*over) : server.listen("tcp://127.0.0.1:0");
     server.start();
   }

@@ -207,6 +207,18 @@ TEST_CASE("link: errors, unknown methods and time limits behave as over ZeroMQ",
   CHECK(c.call("_zerorpc_name").as<std::string>() == "ductrpc");
 }
 
+TEST_CASE("link: a method run on the receiving thread answers while every pool thread is busy", "[rpc][link][inline]") {
+  local_pair p({.threads = 1});
+  rpc::client c(p.client_end);
+  auto busy = c.async_call("until_stopped");
+  test::eventually([&] { return p.service.started.load() == 1; });
+  CHECK(c.call_for(5s, "quick", 1).as<int>() == 2);
+  CHECK_THROWS_AS(c.call_for(5s, "quick", -1), rpc::remote_error);
+  CHECK_THROWS_AS(c.call_for(100ms, "add", 1, 2), rpc::timeout_error);  // the pool really is busy
+  p.server.shutdown(rpc::shutdown_mode::abort, 0s);
+  CHECK_THROWS_AS(busy.get(), rpc::cancelled_error);
+}
+
 TEST_CASE("link: blocking calls from several threads do not wait for each other", "[rpc][link]") {
   local_pair p;
   rpc::client c(p.client_end);

@@ -261,11 +261,36 @@ TEST_CASE("garbage is dropped and counted while other clients are served", "[rpc
   CHECK(good.call("add", 3, 4).as<int>() == 7);
 }
 
+TEST_CASE("a method run on the receiving thread answers while every pool thread is busy", "[rpc][server][inline]") {
+  // One pool thread, held by a handler that runs until cancelled: a pool method would wait behind it, an inline
+  // one must not.
+  test::held_service s({.threads = 1});
+  rpc::client c(s.endpoint);
+  auto busy = c.async_call("until_stopped");
+  test::eventually([&] { return s.started.load() == 1; });
+  CHECK(c.call_for(5s, "quick", 41).as<int>() == 42);
+  try {
+    c.call_for(5s, "quick", -1);
+    FAIL("no exception");
+  } catch (const rpc::remote_error& e) {
+    CHECK(e.name() == "ValueError");
+    CHECK(e.message() == "negative");
+  }
+  CHECK_THROWS_WITH(c.call_for(5s, "quick", "x"), Catch::Contains("TypeError"));
+  CHECK_THROWS_AS(c.call_for(100ms, "add", 1, 2), rpc::timeout_error);  // the pool really is busy
+  CHECK(nlohmann::json::parse(c.call("_zerorpc_inspect").to_json())["methods"]["quick"]["doc"] == "Adds one, inline.");
+  s.server.shutdown(rpc::shutdown_mode::abort, 0s);
+  CHECK_THROWS_AS(busy.get(), rpc::cancelled_error);
+  CHECK(s.stopped.load() == 1);
+}
+
 TEST_CASE("bind and listen refuse misuse with clear errors", "[rpc][server]") {
   rpc::server s;
   s.bind("x", [] { return 1; });
   CHECK_THROWS_WITH(s.bind("x", [] { return 2; }), Catch::Contains("bound already"));
   CHECK_THROWS_WITH(s.bind("_hidden", [] { return 2; }), Catch::Contains("must not"));
+  CHECK_THROWS_WITH(s.bind("z", [] { return 2; }, {.defer = rpc::defer_policy::always, .where = rpc::run_on::receiver}),
+                    Catch::Contains("'z'") && Catch::Contains("cannot be deferred"));
   CHECK_THROWS_WITH(s.start(), Catch::Contains("listen"));
   CHECK_THROWS_WITH(s.listen("bogus://nowhere"), Catch::Contains("bogus://nowhere"));
   s.listen("tcp://127.0.0.1:0");
