@@ -2,6 +2,7 @@
 #include <rpc/client.hpp>
 
 #include "client_impl.hpp"
+#include "stream_state.hpp"
 
 namespace rpc {
 
@@ -14,6 +15,10 @@ const std::string& client::endpoint() const noexcept { return impl_->endpoint; }
 std::future<duct::value> client::start_async(std::string_view method, duct::buffer packed_args,
                                              std::optional<std::chrono::milliseconds> limit) {
   return impl_->start(method, packed_args, limit);
+}
+
+source client::start_stream(std::string_view method, const duct::buffer& packed_args) {
+  return source(impl_->stream(method, packed_args));
 }
 
 duct::value client::call_here(std::string_view method, const duct::buffer& packed_args,

@@ -11,6 +11,9 @@
 #include <rpc/client.hpp>
 
 namespace rpc {
+namespace detail {
+class stream_state;
+}
 
 struct client::impl {
   impl(std::string where, client_options o) : endpoint(std::move(where)), opts(o) {}
@@ -24,6 +27,9 @@ struct client::impl {
   /// Starts a call; the future throws what call() would.
   virtual std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
                                          std::optional<std::chrono::milliseconds> limit) = 0;
+
+  /// Starts a streamed call: its items arrive into the returned state, which the transport has attach()ed.
+  virtual std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args) = 0;
 
   /// The call's time limit: `limit` if given (none if negative), else the client's default.
   [[nodiscard]] std::optional<std::chrono::milliseconds> limit_of(std::optional<std::chrono::milliseconds> limit) const {

@@ -125,6 +125,72 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
   return f;
 }
 
+std::shared_ptr<stream_state> link_core::start_stream(std::string_view method, std::span<const std::byte> packed_args,
+                                                      link_call_options o, std::size_t window) {
+  auto state = std::make_shared<stream_state>(o.where, window);
+  const std::string where = o.where;
+  message_id id;
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw closed_error(where + ": the link was closed");
+    if (closed_) throw lost_remote_error(where + ": the duct closed");
+    ensure_reader();
+    id = ids_.next();
+    state->attach(
+        [core = weak_from_this(), id](std::size_t n) {
+          if (auto c = core.lock()) c->grant(id, n);
+        },
+        [core = weak_from_this(), id] {
+          if (auto c = core.lock()) c->stop_stream(id);
+        });
+    heartbeat beat(o.heartbeat, clock::now());
+    o.deadline.reset();  // a stream has no total limit: its consumer limits the wait for each item
+    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, beat, state});
+    wake = it->second.beat.next_deadline() < reader_wakes_at_;
+  }
+  try {
+    conn_.send_bytes(encode_event_packed(request_header(id), method, packed_args).span());
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mu_);
+    calls_.erase(id);
+    throw lost_remote_error(where + ": " + e.what());
+  }
+  if (wake) wake_.signal();
+  return state;
+}
+
+void link_core::grant(const message_id& id, std::size_t n) {
+  duct::buffer body;
+  {
+    std::lock_guard lock(mu_);
+    if (!calls_.count(id)) return;  // it ended meanwhile
+    duct::pack_buffer args;
+    msgpack::pack(args, std::make_tuple(n));
+    body = encode_event_packed({ids_.next(), id}, "_zpc_more", std::as_bytes(std::span(args.data(), args.size())));
+  }
+  outbox out;
+  out.push_back(std::move(body));
+  flush(out);
+}
+
+void link_core::stop_stream(const message_id& id) {
+  outbox out;
+  {
+    std::lock_guard lock(mu_);
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    if (!it->second.heard) {  // whether the server understands _ductrpc_stop shows on its first event
+      it->second.dropped = true;
+      return;
+    }
+    if (it->second.can_stop)
+      out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+    calls_.erase(it);
+  }
+  flush(out);
+}
+
 void link_core::abandon(const void* owner) noexcept {
   std::lock_guard lock(mu_);
   std::vector<message_id> mine;
@@ -138,8 +204,13 @@ void link_core::abandon(const void* owner) noexcept {
 void link_core::fail(const message_id& id, std::exception_ptr e) {
   auto it = calls_.find(id);
   if (it == calls_.end()) return;
-  it->second.result.set_exception(std::move(e));
+  fail_call(it->second, std::move(e));
   calls_.erase(it);
+}
+
+void link_core::fail_call(open_call& c, std::exception_ptr e) {
+  if (c.stream) c.stream->fail(std::move(e));
+  else c.result.set_exception(std::move(e));
 }
 
 template <class Done>
@@ -253,6 +324,12 @@ void link_core::on_reply(const message_id& id, const event& ev, outbox& out) {
   auto it = calls_.find(id);
   open_call& c = it->second;
   c.beat.heard(clock::now());
+  if (c.stream) {
+    on_stream_event(id, ev, out);
+    return;
+  }
+  if (ev.name == "STREAM" && ev.header.accepts_stop)  // call() cannot take a stream: stop it at once
+    out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
   try {
     duct::value result;
     std::string token;
@@ -271,6 +348,39 @@ void link_core::on_reply(const message_id& id, const event& ev, outbox& out) {
   } catch (...) {
     fail(id, std::current_exception());
     return;
+  }
+  calls_.erase(id);
+}
+
+// An event on a streamed call: an item, the clean end, or the error that ends it.
+void link_core::on_stream_event(const message_id& id, const event& ev, outbox& out) {
+  open_call& c = calls_.at(id);
+  stream_state& st = *c.stream;
+  if (ev.header.accepts_stop) c.can_stop = true;
+  c.heard = true;
+  if (c.dropped) {  // the consumer dropped it before this first event: stop it now
+    if (ev.name == "STREAM" && ev.header.accepts_stop)
+      out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+    calls_.erase(id);
+    return;
+  }
+  if (ev.name == "STREAM") {
+    st.push(duct::value(msgpack::clone(ev.args())));
+    return;
+  }
+  try {
+    duct::value result;
+    std::string token;
+    if (ev.name != "STREAM_DONE") {
+      switch (settle(ev, st.where(), result, token)) {
+        case reply::alive: return;
+        case reply::result: st.push(std::move(result)); break;  // one result: the stream's only item
+        case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
+      }
+    }
+    st.end();
+  } catch (...) {
+    st.fail(std::current_exception());
   }
   calls_.erase(id);
 }
@@ -332,8 +442,8 @@ void link_core::gone(const std::string& why, bool by_us) noexcept {
     if (closed_.exchange(true)) return;
     closed_cv_.notify_all();
     for (auto& [id, c] : calls_) {
-      if (by_us) c.result.set_exception(std::make_exception_ptr(closed_error(c.o.where + ": " + why)));
-      else c.result.set_exception(std::make_exception_ptr(lost_remote_error(c.o.where + ": the duct closed: " + why)));
+      if (by_us) fail_call(c, std::make_exception_ptr(closed_error(c.o.where + ": " + why)));
+      else fail_call(c, std::make_exception_ptr(lost_remote_error(c.o.where + ": the duct closed: " + why)));
     }
     calls_.clear();
     settled();
@@ -369,6 +479,10 @@ struct link_client final : client::impl {
   std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
                                  std::optional<std::chrono::milliseconds> limit) override {
     return core->start_call(method, packed_args.span(), options(method, limit));
+  }
+  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args) override {
+    auto state = core->start_stream(method, packed_args.span(), options(method, std::nullopt), opts.stream_window);
+    return state;
   }
   detail::link_call_options options(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
     detail::link_call_options o;

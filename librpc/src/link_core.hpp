@@ -19,6 +19,7 @@
 #include <rpc/event.hpp>
 
 #include "channel.hpp"
+#include "stream_state.hpp"
 #include "wakeup.hpp"
 
 namespace rpc::detail {
@@ -46,7 +47,7 @@ struct link_call_options {
   std::chrono::milliseconds heartbeat{5000};
 };
 
-class link_core {
+class link_core : public std::enable_shared_from_this<link_core> {
  public:
   explicit link_core(duct::connection conn);
   /// Closes the duct and joins the reader.
@@ -80,6 +81,13 @@ class link_core {
                                       link_call_options o, bool with_reader = true);
   /// A blocking call: as start_call, then waits for the outcome. Returns: the result. Throws: the call's error.
   duct::value call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o);
+  /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
+  std::shared_ptr<stream_state> start_stream(std::string_view method, std::span<const std::byte> packed_args,
+                                             link_call_options o, std::size_t window);
+  /// The consumer of stream `id` took items: the server may send `n` more.
+  void grant(const message_id& id, std::size_t n);
+  /// The consumer dropped stream `id`: forget it, and tell the server if it listens.
+  void stop_stream(const message_id& id);
   /// Fails every call `owner` still has open with closed_error (its client is going away).
   void abandon(const void* owner) noexcept;
 
@@ -89,6 +97,10 @@ class link_core {
     std::string token;  // set once the server deferred the call
     std::promise<duct::value> result;
     heartbeat beat;
+    std::shared_ptr<stream_state> stream = nullptr;  // a streamed call: its events go here, not to `result`
+    bool can_stop = false;                           // the server said it understands _ductrpc_stop
+    bool heard = false;                              // an event of the stream has arrived
+    bool dropped = false;                            // dropped before any did: stop it once we know how
   };
   using outbox = std::vector<duct::buffer>;
 
@@ -106,6 +118,8 @@ class link_core {
   bool read_here();
   void dispatch(duct::buffer body, outbox& out);
   void on_reply(const message_id& id, const event& ev, outbox& out);  // mu_ held
+  void on_stream_event(const message_id& id, const event& ev, outbox& out);  // mu_ held
+  void fail_call(open_call& c, std::exception_ptr e);                   // mu_ held; leaves it in calls_
   void wait_on_token(open_call c, const std::string& token, outbox& out);  // mu_ held
   std::chrono::milliseconds tick(clock::time_point now, outbox& out);  // mu_ held; returns how long to sleep
   void fail(const message_id& id, std::exception_ptr e);               // mu_ held

@@ -40,9 +40,9 @@ duct::buffer ok_args(const duct::buffer& packed_result) {
 }
 
 // Runs a handler into `o`: OK [result], or the ERR its exception makes.
-void execute(const detail::handler& fn, const msgpack::object& args, std::stop_token stop, outbound& o) {
+void execute(const detail::handler& fn, const msgpack::object& args, detail::call_context& ctx, outbound& o) {
   try {
-    o.packed_args = ok_args(fn(args, std::move(stop)));
+    o.packed_args = ok_args(fn(args, ctx));
   } catch (const remote_error& e) {
     o.name = "ERR";
     o.packed_args = err_args(e.name(), e.message());
@@ -56,6 +56,56 @@ void execute(const detail::handler& fn, const msgpack::object& args, std::stop_t
 }
 
 }  // namespace
+
+// ---- streams ----------------------------------------------------------------------------------------------------------
+
+namespace detail {
+
+// A streaming handler's sink: each write waits for the client's credit on the call's channel, then queues a STREAM.
+class server_sink final : public sink {
+ public:
+  server_sink(server::impl& s, std::string identity, message_id channel, std::string method, std::stop_token stop,
+              std::shared_ptr<std::atomic<bool>> lost, bool announce_stop)
+      : s_(s), identity_(std::move(identity)), channel_(std::move(channel)), method_(std::move(method)),
+        stop_(std::move(stop)), lost_(std::move(lost)), announce_stop_(announce_stop) {}
+
+  void write_packed(std::span<const std::byte> item) override {
+    server::impl::locked g(s_);
+    if (!take_credit(g)) {
+      if (lost_->load()) throw lost_remote_error(method_ + ": the client was lost: the stream cannot go on");
+      throw cancelled_error("Cancelled", method_ + ": the stream was cancelled");
+    }
+    event_header h{s_.ids.next(), channel_};
+    h.accepts_stop = announce_stop_;
+    s_.send(identity_, h, "STREAM", item);
+  }
+
+  [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
+
+  /// Waits until the client has granted credit for one more event on the channel, and spends it (`mu` held).
+  /// Returns: false if the call is gone meanwhile (cancelled, its client lost, the server stopping).
+  bool take_credit(server::impl::locked& g) {
+    for (;;) {
+      if (stop_.stop_requested() || !s_.running) return false;
+      auto peer = s_.peers.find(identity_);
+      channel* ch = peer == s_.peers.end() ? nullptr : peer->second.find(channel_);
+      if (!ch) return false;
+      if (ch->credit.spend()) return true;
+      g.wait(s_.credit_cv);
+    }
+  }
+
+ private:
+  server::impl& s_;
+  const std::string identity_;
+  const message_id channel_;
+  const std::string method_;
+  const std::stop_token stop_;
+  const std::shared_ptr<std::atomic<bool>> lost_;
+  const bool announce_stop_;  // our client: it may stop the stream with _ductrpc_stop
+};
+
+}  // namespace detail
 
 // ---- the shared state -------------------------------------------------------------------------------------------------
 
@@ -127,11 +177,13 @@ bool server::impl::wait_idle(std::optional<detail::clock::time_point> until, boo
   return idle.wait_until(lock, *until, drained);
 }
 
-void server::impl::cancel(const call_key& key) {
+void server::impl::cancel(const call_key& key, bool lost) {
   auto it = running_calls.find(key);
   if (it == running_calls.end()) return;
+  it->second.lost->store(lost);
   it->second.stop.request_stop();
   running_calls.erase(it);
+  credit_cv.notify_all();  // a stream waiting for credit gives up
 }
 
 // ---- the public API -------------------------------------------------------------------------------------------------
@@ -142,16 +194,19 @@ server::~server() {
   for (auto& [identity, l] : impl_->links) l->detach(*impl_);  // release links claimed by a server never started
 }
 
-void server::bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity) {
+void server::bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity,
+                          bool streaming) {
   if (impl_->running) throw error("bind '" + name + "': the server is already running");
   if (name.empty() || name.front() == '_') throw error("bind '" + name + "': method names must not be empty or start with '_'");
   if (impl_->methods.count(name)) throw error("bind '" + name + "': a method of that name is bound already");
   if (how.where == run_on::receiver && how.defer == defer_policy::always)
     throw error("bind '" + name + "': a method run on the receiving thread answers at once and cannot be deferred");
+  if (how.where == run_on::receiver && streaming)
+    throw error("bind '" + name + "': a streaming method waits for credit and cannot run on the receiving thread");
   if (how.arg_names.empty())
     for (std::size_t i = 0; i < arity; ++i) how.arg_names.push_back("a" + std::to_string(i));
   impl_->methods.emplace(name, detail::method_entry{std::move(h), std::move(how.doc), std::move(how.arg_names),
-                                                    how.defer, how.where});
+                                                    how.defer, how.where, streaming});
 }
 
 std::string server::listen(std::string_view endpoint) {
@@ -206,6 +261,10 @@ void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
 void server::stop() noexcept {
   if (!impl_ || !impl_->running.exchange(false)) return;
   impl_->wake.signal();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->credit_cv.notify_all();  // streams waiting for credit give up
+  }
   impl_->io.join();
   std::vector<std::shared_ptr<detail::link_core>> links;
   {
@@ -321,6 +380,13 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     if (ev->name == "_zpc_more" && ev->args().type == msgpack::type::ARRAY && ev->args().via.array.size == 1 &&
         ev->args().via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER) {
       ch->credit.grant(static_cast<std::int64_t>(std::min<std::uint64_t>(ev->args().via.array.ptr[0].via.u64, INT64_MAX)));
+      credit_cv.notify_all();
+    } else if (ev->name == "_ductrpc_stop") {  // our client dropped the stream: end the call, no reply
+      const message_id channel = ch->id;
+      table.close(channel);
+      closed_one();
+      cancel(call_key{identity, channel});
+      if (table.size() == 0) peers.erase(it);
     }
     return;  // _zpc_hb and anything else on an open call only prove the client is alive
   }
@@ -378,6 +444,14 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
     inline_calls.push_back({&m->second.fn, std::move(ev), call.stop.get_token(), std::move(o)});
     return;
   }
+  if (m->second.streams) {  // never deferred: the items are the reply
+    auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, ev->name, call.stop.get_token(),
+                                                     call.lost, ev->header.accepts_deferred);
+    const msgpack::object& args = ev->args();
+    run_handler(m->second.fn, std::move(ev), args, call.stop.get_token(), outbound{identity, {}, "OK", {}, {}, true},
+                std::move(out));
+    return;
+  }
   if (ev->header.accepts_deferred && m->second.policy != defer_policy::immediate) {
     call.defer_at = detail::clock::now();
     if (m->second.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
@@ -391,11 +465,20 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
 // Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) is completed under the
 // lock and sent by the handler's thread. `ev` keeps `args` alive.
 void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
-                               std::stop_token stop, outbound o) {
+                               std::stop_token stop, outbound o, std::shared_ptr<detail::server_sink> out) {
   o.channel = ev->header.id;
-  pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o)]() mutable {
-    execute(fn, args, std::move(stop), o);
+  pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o),
+                out = std::move(out)]() mutable {
+    detail::call_context context{std::move(stop), out.get()};
+    execute(fn, args, context, o);
     locked g(*this);
+    if (o.stream) {
+      if (o.name == "OK") {  // the handler returned: the clean end
+        o.name = "STREAM_DONE";
+        o.packed_args = pack(msgpack::type::nil_t());
+      }
+      if (!out->take_credit(g)) return;  // the call is gone: there is nothing left to end
+    }
     complete(std::move(o));
   });
 }
@@ -404,7 +487,10 @@ void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event>
 // one batch.
 void server::impl::run_inline(std::vector<detail::inline_call>& calls) {
   if (calls.empty()) return;
-  for (auto& c : calls) execute(*c.fn, c.ev->args(), std::move(c.stop), c.o);
+  for (auto& c : calls) {
+    detail::call_context context{std::move(c.stop), nullptr};
+    execute(*c.fn, c.ev->args(), context, c.o);
+  }
   locked g(*this);
   for (auto& c : calls) complete(std::move(c.o));
   calls.clear();
@@ -446,7 +532,7 @@ void server::impl::drop_peer(const std::string& identity) {
   for (const message_id& id : it->second.ids()) {
     it->second.close(id);
     closed_one();
-    cancel(call_key{identity, id});
+    cancel(call_key{identity, id}, true);
   }
   peers.erase(it);
 }
@@ -492,7 +578,7 @@ void server::impl::tick(detail::clock::time_point now) {
       // Closed and counted before the handler hears of it, so that whoever sees the stop sees the channel gone.
       table.close(gone);
       closed_one();
-      cancel(call_key{it->first, gone});  // the client is gone: its handler may stop
+      cancel(call_key{it->first, gone}, true);  // the client is gone: its handler may stop
     }
     for (detail::channel* ch : table.heartbeats_due(now)) {
       send(it->first, {ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span());

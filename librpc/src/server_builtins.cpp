@@ -36,6 +36,7 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
       return fail("TypeError", "_ductrpc_submit(method, [args]) takes a method name and an array of arguments");
     auto m = methods.find(*method);
     if (m == methods.end()) return fail("NameError", *method);
+    if (m->second.streams) return fail("TypeError", *method + " streams its reply, which a token cannot hold");
     if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
     if (jobs.size() >= opts.max_jobs)
       return fail("TooManyJobs", "the server keeps " + std::to_string(opts.max_jobs) + " deferred calls at most");

@@ -36,6 +36,7 @@ struct method_entry {
   std::vector<std::string> arg_names;
   defer_policy policy;
   run_on where;
+  bool streams;
 };
 
 // A call by client identity (a ZeroMQ routing id, or a link's identity) and channel.
@@ -55,6 +56,7 @@ enum class serving_mode { serving, draining, aborting };
 // A call whose handler is running on the pool.
 struct running_call {
   std::stop_source stop;
+  std::shared_ptr<std::atomic<bool>> lost = std::make_shared<std::atomic<bool>>(false);  // why it was stopped
   std::string method;
   std::optional<clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
 };
@@ -66,7 +68,10 @@ struct outbound {
   std::string name;  // OK or ERR
   duct::buffer packed_args;
   std::string token;
+  bool stream = false;  // a streamed reply: success ends it with STREAM_DONE
 };
+
+class server_sink;
 
 // A call to a run_on::receiver method, run by the thread that received it once it has let go of the lock.
 struct inline_call {
@@ -112,6 +117,7 @@ struct server::impl final : detail::link_server {
   std::condition_variable idle;  // notified whenever the last open call closes
 
   std::mutex mu;  // guards everything below
+  std::condition_variable credit_cv;  // with `mu`: a stream's credit grew, or a call was stopped
   std::unordered_map<std::string, detail::channel_table> peers;
   std::unordered_map<detail::call_key, detail::running_call, detail::call_key_hash> running_calls;
   std::unordered_map<detail::call_key, std::string, detail::call_key_hash> deferred_routes;  // channel -> token
@@ -132,6 +138,8 @@ struct server::impl final : detail::link_server {
     ~locked();
     locked(const locked&) = delete;
     locked& operator=(const locked&) = delete;
+    /// Waits on `cv`, letting go of `mu` meanwhile (nothing queued is sent by this).
+    void wait(std::condition_variable& cv) { cv.wait(lock_); }
 
    private:
     impl& s_;
@@ -149,11 +157,11 @@ struct server::impl final : detail::link_server {
   void closed_one();
   void collected_one(detail::job& j);
   bool wait_idle(std::optional<detail::clock::time_point> until, bool collected = false);  // without `mu`
-  void cancel(const detail::call_key& key);
+  void cancel(const detail::call_key& key, bool lost = false);
   void abort_running();
   void defer(const detail::call_key& key, detail::running_call& call);
   void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
-                   std::stop_token stop, detail::outbound o);
+                   std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr);
   void run_inline(std::vector<detail::inline_call>& calls);  // without `mu`
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);

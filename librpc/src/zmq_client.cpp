@@ -13,6 +13,7 @@
 #include "channel.hpp"
 #include "client_impl.hpp"
 #include "reply.hpp"
+#include "stream_state.hpp"
 #include "wakeup.hpp"
 #include "zmq_util.hpp"
 
@@ -27,6 +28,18 @@ struct open_call {
   std::promise<duct::value> result;
   std::optional<detail::clock::time_point> deadline;
   std::chrono::milliseconds limit{0};
+  std::shared_ptr<detail::stream_state> stream;  // a streamed call: its events go here, not to `result`
+  bool can_stop = false;                         // the server said it understands _ductrpc_stop
+  bool heard = false;                            // an event of the stream has arrived
+  bool dropped = false;                          // dropped before any did: stop it once we know how
+};
+
+struct zmq_client;
+// How a stream's callbacks reach the client; the client empties it before it goes away.
+struct back_ref {
+  explicit back_ref(zmq_client* c) : client(c) {}
+  std::mutex mu;
+  zmq_client* client;
 };
 
 // A future to settle once the lock is released, so that its waiter does not wake into a held lock.
@@ -69,6 +82,10 @@ struct zmq_client final : client::impl {
                    std::optional<std::chrono::milliseconds> limit) override;
   std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
                                  std::optional<std::chrono::milliseconds> limit) override;
+  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args) override;
+  void grant(const message_id& id, std::size_t n);
+  void stop_stream(const message_id& id);
+  std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
 
   zmq::context_t ctx{1};
   std::mutex dealer_mu;  // guards dealer: callers send on it, the I/O thread receives. Taken after `mu`, never before.
@@ -96,12 +113,17 @@ struct zmq_client final : client::impl {
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                       const std::string& where, std::optional<std::chrono::milliseconds> limit);
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
+  void on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c, const event& ev);
   void fail(const message_id& id, std::exception_ptr e);
   void wait_on_token(open_call call, const std::string& token);
   void tick(detail::clock::time_point now);
 };
 
 zmq_client::~zmq_client() {
+  {
+    std::lock_guard lock(self->mu);
+    self->client = nullptr;  // sources outliving the client no longer reach it
+  }
   {
     std::lock_guard lock(mu);
     closing = true;
@@ -114,7 +136,87 @@ zmq_client::~zmq_client() {
     return std::make_exception_ptr(closed_error(endpoint + ": " + method + ": the client was closed"));
   };
   for (auto& d : done) d.now();
-  for (auto& [id, c] : calls) c.result.set_exception(closed(c.method));
+  for (auto& [id, c] : calls) {
+    if (c.stream) c.stream->fail(closed(c.method));
+    else c.result.set_exception(closed(c.method));
+  }
+}
+
+std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args) {
+  const std::string where = endpoint + ": " + std::string(method);
+  open_call call;
+  call.method = std::string(method);
+  call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window);
+  auto state = call.stream;
+  message_id id;
+  bool wake_io = false;
+  {
+    std::lock_guard lock(mu);
+    if (closing) throw closed_error(where + ": the client is closing");
+    id = ids.next();
+    state->attach(
+        [ref = self, id](std::size_t n) {
+          std::lock_guard hold(ref->mu);
+          if (ref->client) ref->client->grant(id, n);
+        },
+        [ref = self, id] {
+          std::lock_guard hold(ref->mu);
+          if (ref->client) ref->client->stop_stream(id);
+        });
+    detail::channel* ch = channels.open(id, detail::clock::now());
+    wake_io = ch && ch->beat.next_deadline() < io_wakes_at;
+    calls.emplace(id, std::move(call));
+  }
+  try {
+    wake_io = send_async(encode_event_packed(detail::request_header(id), method, packed_args.span())) || wake_io;
+  } catch (const zmq::error_t& e) {
+    std::unique_lock lock(mu);
+    fail(id, std::make_exception_ptr(error(where + ": " + e.what())));
+    release(lock);
+  }
+  if (wake_io) wake.signal();
+  return state;
+}
+
+// The consumer took items: the server may send `n` more.
+void zmq_client::grant(const message_id& id, std::size_t n) {
+  duct::buffer body;
+  {
+    std::lock_guard lock(mu);
+    if (!calls.count(id)) return;  // it ended meanwhile
+    duct::pack_buffer args;
+    msgpack::pack(args, std::make_tuple(n));
+    body = encode_event_packed({ids.next(), id}, "_zpc_more", std::as_bytes(std::span(args.data(), args.size())));
+  }
+  try {
+    if (send_async(body)) wake.signal();
+  } catch (const zmq::error_t&) {
+    // the socket refused it: the stream stalls and ends with the heartbeat or the consumer's time limit
+  }
+}
+
+// The consumer dropped the stream: forget it, and tell the server if it listens.
+void zmq_client::stop_stream(const message_id& id) {
+  duct::buffer body;
+  {
+    std::lock_guard lock(mu);
+    auto it = calls.find(id);
+    if (it == calls.end()) return;
+    if (!it->second.heard) {  // whether the server understands _ductrpc_stop shows on its first event
+      it->second.dropped = true;
+      return;
+    }
+    if (it->second.can_stop) body = encode_event_packed({ids.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1)));
+    calls.erase(it);
+    channels.close(id);
+  }
+  if (!body.empty()) {
+    try {
+      (void)send_async(body);
+    } catch (const zmq::error_t&) {
+      // the server then notices the silence instead
+    }
+  }
 }
 
 // Unlocks `mu`, then settles the futures that were decided under it.
@@ -265,6 +367,8 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
       // Replies to earlier calls of this thread that timed out are ignored, like any event of an unknown channel.
       if (!ev || ev->header.response_to != id) continue;
       beat.heard(detail::clock::now());
+      if (ev->name == "STREAM" && ev->header.accepts_stop)  // call() cannot take a stream: stop it at once
+        send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
       duct::value result;
       std::string token;
       switch (detail::settle(*ev, where, result, token)) {
@@ -288,7 +392,8 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
 void zmq_client::fail(const message_id& id, std::exception_ptr e) {
   auto it = calls.find(id);
   if (it == calls.end()) return;
-  done.push_back({std::move(it->second.result), {}, std::move(e)});
+  if (it->second.stream) it->second.stream->fail(std::move(e));
+  else done.push_back({std::move(it->second.result), {}, std::move(e)});
   calls.erase(it);
   channels.close(id);
 }
@@ -301,6 +406,10 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
   auto c = calls.find(id);
   if (!ch || c == calls.end()) return;  // a late reply to a call that timed out
   ch->beat.heard(now);
+  if (c->second.stream) {
+    on_stream_event(c, *ev);
+    return;
+  }
   try {
     duct::value result;
     std::string token;
@@ -321,6 +430,48 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
   } catch (...) {
     fail(id, std::current_exception());
     return;
+  }
+  calls.erase(id);
+  channels.close(id);
+}
+
+// An event on a streamed call: an item, the clean end, or the error that ends it.
+void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c,
+                                 const event& ev) {
+  detail::stream_state& st = *c->second.stream;
+  if (ev.header.accepts_stop) c->second.can_stop = true;
+  c->second.heard = true;
+  if (c->second.dropped) {  // the consumer dropped it before this first event: stop it now
+    if (ev.name == "STREAM" && ev.header.accepts_stop) {
+      try {
+        std::lock_guard lock(dealer_mu);
+        send_body(dealer, encode_event_packed({ids.next(), c->first}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+      } catch (const zmq::error_t&) {
+        // the server then notices the silence instead
+      }
+    }
+    channels.close(c->first);
+    calls.erase(c);
+    return;
+  }
+  if (ev.name == "STREAM") {
+    st.push(duct::value(msgpack::clone(ev.args())));
+    return;
+  }
+  const message_id id = c->first;
+  try {
+    duct::value result;
+    std::string token;
+    if (ev.name != "STREAM_DONE") {
+      switch (detail::settle(ev, st.where(), result, token)) {
+        case reply::alive: return;
+        case reply::result: st.push(std::move(result)); break;  // one result: the stream's only item
+        case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
+      }
+    }
+    st.end();
+  } catch (...) {
+    st.fail(std::current_exception());
   }
   calls.erase(id);
   channels.close(id);

@@ -29,6 +29,7 @@
 #include <duct/msgpack.hpp>
 #include <rpc/error.hpp>
 #include <rpc/link.hpp>
+#include <rpc/stream.hpp>
 
 namespace rpc {
 
@@ -36,6 +37,7 @@ struct client_options {
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   std::optional<std::chrono::milliseconds> timeout;               ///< default limit for every call; none if empty
   std::size_t max_message_size = std::size_t{64} << 20;
+  std::size_t stream_window = 100;  ///< stream items buffered or on their way, at most (the credit we grant)
 };
 
 class client {
@@ -71,6 +73,14 @@ class client {
   template <class... Args>
   std::future<duct::value> async_call(std::string_view method, const Args&... args) {
     return start_async(method, pack_args(args...), std::nullopt);
+  }
+
+  /// Calls a method that streams its reply (see rpc/stream.hpp). A method that answers with one result instead
+  /// yields that result as the stream's only item. Returns: the source to read the items from; errors come from
+  /// its next(). Throws: closed_error if the client (or its link) is closed.
+  template <class... Args>
+  source stream(std::string_view method, const Args&... args) {
+    return start_stream(method, pack_args(args...));
   }
 
   // ---- deferred calls (the server's _ductrpc_* built-ins) ----------------------------------------------------------
@@ -109,6 +119,7 @@ class client {
                                        std::optional<std::chrono::milliseconds> limit);
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);
+  source start_stream(std::string_view method, const duct::buffer& packed_args);
   std::unique_ptr<impl> impl_;
 };
 

@@ -86,11 +86,16 @@ class id_generator {
 /// a token). A plain zerorpc peer never sends it, so it is never sent a DEFERRED.
 inline constexpr std::string_view deferred_header_key = "ductrpc_deferred";
 
+/// The header key with which our server tells our client, on a streamed reply, that it may stop the stream early with
+/// a `_ductrpc_stop` event on the channel (a plain zerorpc server only notices a client that goes silent).
+inline constexpr std::string_view stop_header_key = "ductrpc_stop";
+
 struct event_header {
   message_id id;                           ///< this event's own id ("message_id")
   std::optional<message_id> response_to;   ///< the channel it belongs to, on every event after the first
   int version = protocol_version;          ///< "v"
   bool accepts_deferred = false;           ///< deferred_header_key: true
+  bool accepts_stop = false;               ///< stop_header_key: true
 };
 
 /// A decoded event. It owns the memory `args()` points into.

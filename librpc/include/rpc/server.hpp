@@ -37,6 +37,7 @@
 #include <rpc/detail/bind.hpp>
 #include <rpc/error.hpp>
 #include <rpc/link.hpp>
+#include <rpc/stream.hpp>
 
 namespace rpc {
 
@@ -90,11 +91,14 @@ class server {
   /// get the result on the open call), and which thread runs it. Bind before start(). If `f`'s first parameter is
   /// a std::stop_token it receives the call's cancellation (shutdown(abort), a drain whose grace ran out, a lost
   /// client) and is not an argument on the wire: check it, and return or throw soon after it is stopped.
+  /// If its first parameter is rpc::sink&, `f` streams its reply (see rpc/stream.hpp): it writes items there and
+  /// returns void; such a method is never deferred.
   /// Throws: error if the server is running, `name` is empty, starts with '_' or is bound already, or `how` asks
-  /// for a run_on::receiver method to be deferred always.
+  /// for a run_on::receiver method to be deferred always or to stream.
   template <class F>
   void bind(std::string name, F f, method_options how) {
-    bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how), detail::wire_arity<F>());
+    bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how), detail::wire_arity<F>(),
+                 detail::streams<F>());
   }
   /// Serves `f` as `name` on the pool, deferred after the budget; `doc` and `arg_names` as in method_options.
   template <class F>
@@ -138,7 +142,7 @@ class server {
   struct impl;
 
  private:
-  void bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity);
+  void bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity, bool streaming);
   std::unique_ptr<impl> impl_;
 };
 

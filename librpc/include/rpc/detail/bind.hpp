@@ -12,6 +12,7 @@
 #include <duct/codec.hpp>
 #include <duct/msgpack.hpp>
 #include <rpc/error.hpp>
+#include <rpc/stream.hpp>
 
 namespace rpc::detail {
 
@@ -30,24 +31,46 @@ struct callable_traits<R (C::*)(A...)> : callable_traits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct callable_traits<R (C::*)(A...) const> : callable_traits<R (*)(A...)> {};
 
-/// A method as the server runs it: positional args and the call's stop token in, the packed result out.
-/// Throws remote_error for the ERR.
-using handler = std::function<duct::buffer(const msgpack::object& args, std::stop_token stop)>;
+/// What a handler gets besides its wire arguments: the call's cancellation, and for a streaming method its sink.
+struct call_context {
+  std::stop_token stop;
+  sink* out = nullptr;
+};
 
-/// Whether a callable's parameters start with std::stop_token (the call's cancellation), which is not an argument
-/// on the wire.
-template <class Args>
-constexpr bool takes_stop_token() {
+/// A method as the server runs it: positional args and the call's context in, the packed result out (nil for a
+/// stream). Throws remote_error for the ERR.
+using handler = std::function<duct::buffer(const msgpack::object& args, call_context& ctx)>;
+
+/// Whether a callable's first parameter is of type T (std::stop_token, or rpc::sink& for a stream), which is not
+/// an argument on the wire.
+template <class Args, class T>
+constexpr bool first_is() {
   if constexpr (std::tuple_size_v<Args> == 0) return false;
-  else return std::is_same_v<std::tuple_element_t<0, Args>, std::stop_token>;
+  else return std::is_same_v<std::tuple_element_t<0, Args>, T>;
+}
+template <class F>
+constexpr bool takes_stop_token() {
+  return first_is<typename callable_traits<std::decay_t<F>>::args, std::stop_token>();
+}
+/// Whether a callable streams its reply: its first parameter is rpc::sink&.
+template <class F>
+constexpr bool streams() {
+  return first_is<typename callable_traits<std::decay_t<F>>::args, sink>();
 }
 
 /// The number of arguments a callable takes on the wire.
 template <class F>
 constexpr std::size_t wire_arity() {
-  using traits = callable_traits<std::decay_t<F>>;
-  return traits::arity - (takes_stop_token<typename traits::args>() ? 1 : 0);
+  return callable_traits<std::decay_t<F>>::arity - (takes_stop_token<F>() || streams<F>() ? 1 : 0);
 }
+
+/// The tuple T without its first N elements.
+template <std::size_t N, class T, class Seq = std::make_index_sequence<std::tuple_size_v<T> - N>>
+struct drop_front;
+template <std::size_t N, class T, std::size_t... I>
+struct drop_front<N, T, std::index_sequence<I...>> {
+  using type = std::tuple<std::tuple_element_t<I + N, T>...>;
+};
 
 /// A short name for what a C++ parameter wants, for TypeError messages.
 template <class T>
@@ -59,8 +82,8 @@ std::string wanted_type() {
   else return "a value of another shape";
 }
 
-// Converts wire argument I into slot I + Offset of `out` (Offset 1 skips a leading stop token).
-template <std::size_t Offset, class Tuple, std::size_t... I>
+// Converts wire argument I into slot I of `out`.
+template <class Tuple, std::size_t... I>
 void convert_args(const std::string& method, const msgpack::object& args, Tuple& out, std::index_sequence<I...>) {
   [[maybe_unused]] auto one = [&](auto& slot, std::size_t index) {  // unused for methods without arguments
     const msgpack::object& o = args.via.array.ptr[index];
@@ -72,16 +95,19 @@ void convert_args(const std::string& method, const msgpack::object& args, Tuple&
                                           duct::value::type_name(o));
     }
   };
-  (one(std::get<I + Offset>(out), I), ...);
+  (one(std::get<I>(out), I), ...);
 }
 
 template <class F>
 handler make_handler(std::string method, F f) {
   using traits = callable_traits<std::decay_t<F>>;
-  constexpr bool stoppable = takes_stop_token<typename traits::args>();
+  constexpr bool stoppable = takes_stop_token<F>();
+  constexpr bool streaming = streams<F>();
   constexpr std::size_t arity = wire_arity<F>();
+  static_assert(!streaming || std::is_void_v<typename traits::result>,
+                "a streaming handler (first parameter rpc::sink&) returns void: its items go to the sink");
   return [method = std::move(method), f = std::move(f)](const msgpack::object& args,
-                                                        std::stop_token stop) mutable -> duct::buffer {
+                                                        call_context& ctx) mutable -> duct::buffer {
     if (args.type != msgpack::type::ARRAY)
       throw remote_error("TypeError", method + "() arguments must be an array, not " + duct::value::type_name(args));
     if (args.via.array.size != arity) {
@@ -89,15 +115,23 @@ handler make_handler(std::string method, F f) {
                                           (arity == 1 ? "" : "s") + " but " + std::to_string(args.via.array.size) +
                                           " were given");
     }
-    typename traits::args values;
-    if constexpr (stoppable) std::get<0>(values) = std::move(stop);
-    convert_args<stoppable ? 1 : 0>(method, args, values, std::make_index_sequence<arity>{});
+    typename drop_front<stoppable || streaming ? 1 : 0, typename traits::args>::type values;
+    convert_args(method, args, values, std::make_index_sequence<arity>{});
+    auto run = [&] {
+      return std::apply(
+          [&](auto&&... a) {
+            if constexpr (stoppable) return f(ctx.stop, std::move(a)...);
+            else if constexpr (streaming) return f(*ctx.out, std::move(a)...);
+            else return f(std::move(a)...);
+          },
+          std::move(values));
+    };
     duct::pack_buffer out;
     if constexpr (std::is_void_v<typename traits::result>) {
-      std::apply(f, std::move(values));
+      run();
       msgpack::pack(out, msgpack::type::nil_t());
     } else {
-      msgpack::pack(out, std::apply(f, std::move(values)));
+      msgpack::pack(out, run());
     }
     return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
   };

@@ -1,0 +1,82 @@
+// Streams: a method that answers with many items instead of one result (zerorpc's STREAM / STREAM_DONE, with
+// _zpc_more credit), so zerorpc-python and zerorpc-node clients iterate it as they iterate their own streams.
+//
+// Server side: a handler whose first parameter is rpc::sink& streams. Each write() sends one item; returning ends
+// the stream cleanly; throwing ends it with that error, which the client sees as an error, never as a clean end.
+//
+//   server.bind("count", [](rpc::sink& out, int n) { for (int i = 0; i < n; ++i) out.write(i); });
+//
+// Client side: client.stream() starts the call and returns an rpc::source; next() returns the next item, or an
+// empty optional once the stream has ended cleanly.
+//
+//   rpc::source items = client.stream("count", 3);
+//   while (auto item = items.next()) use(item->as<int>());
+//
+// Flow control: the client grants credit as its consumer reads (client_options::stream_window items at most are
+// buffered or on their way), and the handler's write() waits while it has none: memory stays bounded on both sides
+// however fast the producer is. Dropping a source before its end stops the producer: its next write() throws
+// cancelled_error (at once with our server; a zerorpc server notices when the heartbeats stop).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stop_token>
+
+#include <duct/buffer.hpp>
+#include <duct/codec.hpp>
+#include <duct/msgpack.hpp>
+#include <rpc/error.hpp>
+
+namespace rpc {
+
+/// Where a streaming handler writes its items. Only the handler's own thread may use it.
+class sink {
+ public:
+  virtual ~sink() = default;
+
+  /// Sends one item, waiting while the client has granted no credit.
+  /// Throws: cancelled_error if the call was cancelled (the client dropped its source or the server shuts down),
+  /// lost_remote_error if the client went silent or its connection closed. Either way, stop producing.
+  template <class T>
+  void write(const T& item) {
+    duct::pack_buffer out;
+    msgpack::pack(out, item);
+    write_packed(std::as_bytes(std::span(out.data(), out.size())));
+  }
+  /// As write(), with an item that is already packed msgpack (one value).
+  virtual void write_packed(std::span<const std::byte> item) = 0;
+
+  /// The call's cancellation, also stopped when the client is lost: check it between expensive steps.
+  [[nodiscard]] virtual std::stop_token stop_token() const = 0;
+};
+
+namespace detail {
+class stream_state;
+}
+
+/// The client's end of a streamed reply. Move-only. Destroying it before the end stops the producer.
+class source {
+ public:
+  explicit source(std::shared_ptr<detail::stream_state> state) noexcept;
+  source(source&&) noexcept;
+  source& operator=(source&&) noexcept;
+  ~source();
+
+  /// Waits for the next item. Returns: the item, or nothing once the stream has ended cleanly (and on every call
+  /// after that). Throws: the error that ended the stream — remote_error (the producer's exception),
+  /// lost_remote_error (the server went silent or its connection closed), cancelled_error, closed_error — again on
+  /// every later call.
+  std::optional<duct::value> next();
+  /// As next(), waiting at most `limit` for the item. Throws also: timeout_error if none came within `limit`, which
+  /// ends the stream (the producer is stopped) — a stalled stream does not hang its consumer.
+  std::optional<duct::value> next_for(std::chrono::milliseconds limit);
+  /// Stops the stream now (as destroying the source does); next() then throws cancelled_error. Idempotent.
+  void cancel() noexcept;
+
+ private:
+  std::shared_ptr<detail::stream_state> state_;
+};
+
+}  // namespace rpc

@@ -1,0 +1,68 @@
+// Internal: the client's side of one streamed reply, shared by the rpc::source its consumer holds and the transport
+// (ZeroMQ client or link) that receives the events. Items wait here for the consumer; credit goes back to the server
+// as the consumer takes them (receive_window), so no more than the window is ever buffered or on its way.
+//
+// Locking: the transport calls push/end/fail under its own lock; the consumer never holds this state's lock while it
+// calls into the transport (grant, stop), so the two never wait for each other in opposite orders. The transport
+// detach()es before it goes away; callbacks are never called after that.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <duct/codec.hpp>
+
+#include "channel.hpp"
+
+namespace rpc::detail {
+
+class stream_state {
+ public:
+  using grant_fn = std::function<void(std::size_t)>;  // sends _zpc_more [n] on the call's channel
+  using stop_fn = std::function<void()>;              // forgets the call, telling the server if it understands
+
+  stream_state(std::string where, std::size_t window) : where_(std::move(where)), window_(window) {}
+
+  /// Connects the transport. Called once, before any event can arrive.
+  void attach(grant_fn grant, stop_fn stop);
+  /// The transport is going away: no callback is made after this returns.
+  void detach() noexcept;
+
+  // ---- the transport, on arrival -----------------------------------------------------------------------------------
+  void push(duct::value item);
+  /// STREAM_DONE: the clean end.
+  void end();
+  /// The stream ended with `e` (ERR, lost remote, closed).
+  void fail(std::exception_ptr e);
+  [[nodiscard]] const std::string& where() const noexcept { return where_; }
+
+  // ---- the consumer ---------------------------------------------------------------------------------------------
+  /// The next item, nothing at the clean end; throws the error that ended the stream, or timeout_error at
+  /// `deadline` (which also stops the stream).
+  std::optional<duct::value> next(std::optional<clock::time_point> deadline);
+  /// Ends the stream from the consumer's side with `why` (cancelled_error unless given), and stops the producer.
+  void cancel(std::exception_ptr why = nullptr) noexcept;
+
+ private:
+  void call_grant(std::size_t n);
+  void call_stop() noexcept;
+
+  const std::string where_;
+  std::mutex mu_;
+  std::condition_variable ready_;
+  std::deque<duct::value> items_;
+  receive_window window_;
+  bool ended_ = false;
+  std::exception_ptr error_;
+
+  std::mutex cb_mu_;  // held while a callback runs, and by detach()
+  grant_fn grant_;
+  stop_fn stop_;
+};
+
+}  // namespace rpc::detail

@@ -1,0 +1,250 @@
+// Streamed replies (rpc::sink on the server, rpc::source on the client), over ZeroMQ and over a duct: order, the
+// clean end, errors as the final chunk, credit, cancellation by dropping the source, a time limit between items,
+// and a peer lost mid-stream on either side.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include <duct/connection.hpp>
+#include <rpc/client.hpp>
+#include <rpc/link.hpp>
+#include <rpc/server.hpp>
+#include <rpc/stream.hpp>
+
+#include "fixtures.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// A server with streaming methods, and a client of it: over tcp://127.0.0.1:0, or over a socketpair duct.
+struct streams {
+  std::atomic<int> written{0};    // items endless() wrote
+  std::atomic<int> cancelled{0};  // producers stopped with cancelled_error
+  std::atomic<int> lost{0};       // producers stopped with lost_remote_error
+  std::atomic<int> stalled{0};    // stall() calls that got their stop
+  std::optional<rpc::link> server_end, client_end;
+  rpc::server server;
+  std::unique_ptr<rpc::client> client;
+
+  explicit streams(bool over_duct, rpc::client_options co = {}) : server({.threads = 2}) {
+    server.bind("count", [](rpc::sink& out, int n) {
+      for (int i = 0; i < n; ++i) out.write(i);
+    });
+    server.bind("count_then_fail", [](rpc::sink& out, int n) {
+      for (int i = 0; i < n; ++i) out.write(i);
+      throw rpc::remote_error("ValueError", "broke after " + std::to_string(n));
+    });
+    server.bind("endless", [this](rpc::sink& out) {
+      try {
+        for (int i = 0;; ++i) {
+          out.write(i);
+          ++written;
+        }
+      } catch (const rpc::cancelled_error&) {
+        ++cancelled;
+        throw;
+      } catch (const rpc::lost_remote_error&) {
+        ++lost;
+        throw;
+      }
+    });
+    server.bind("stall", [this](rpc::sink& out) {
+      out.write(std::string("first"));
+      while (!out.stop_token().stop_requested()) std::this_thread::yield();
+      ++stalled;
+    });
+    server.bind("add", [](int a, int b) { return a + b; });
+    if (over_duct) {
+      auto [a, b] = duct::pair();
+      server_end.emplace(std::move(a));
+      client_end.emplace(std::move(b));
+      server.listen(*server_end);
+      server.start();
+      client = std::make_unique<rpc::client>(*client_end, co);
+    } else {
+      std::string endpoint = server.listen("tcp://127.0.0.1:0");
+      server.start();
+      client = std::make_unique<rpc::client>(endpoint, co);
+    }
+  }
+  ~streams() {
+    client.reset();
+    server.stop();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("streams: items arrive in order past many credit windows, then a clean end", "[rpc][stream]") {
+  bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  streams s(over_duct, {.stream_window = 16});
+  rpc::source items = s.client->stream("count", 1000);
+  for (int i = 0; i < 1000; ++i) {
+    auto item = items.next();
+    REQUIRE(item);
+    REQUIRE(item->as<int>() == i);
+  }
+  CHECK_FALSE(items.next());
+  CHECK_FALSE(items.next());  // and again: the end stays the end
+  rpc::source empty = s.client->stream("count", 0);
+  CHECK_FALSE(empty.next());
+  // A method that answers with one result yields it as the only item.
+  rpc::source one = s.client->stream("add", 2, 3);
+  CHECK(one.next()->as<int>() == 5);
+  CHECK_FALSE(one.next());
+  // call() on a streaming method fails clearly instead of returning a part.
+  CHECK_THROWS_WITH(s.client->call("count", 3), Catch::Contains("stream"));
+  test::eventually([&] { return s.server.open_channels() == 0; });
+}
+
+TEST_CASE("streams: the producer's exception is the final chunk, an error distinct from the end", "[rpc][stream]") {
+  bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  streams s(over_duct);
+  rpc::source items = s.client->stream("count_then_fail", 3);
+  for (int i = 0; i < 3; ++i) CHECK(items.next()->as<int>() == i);
+  for (int again = 0; again < 2; ++again) {
+    try {
+      (void)items.next();
+      FAIL("no exception");
+    } catch (const rpc::remote_error& e) {
+      CHECK(e.name() == "ValueError");
+      CHECK(e.message() == "broke after 3");
+    }
+  }
+  rpc::source unknown = s.client->stream("nope");
+  CHECK_THROWS_AS(unknown.next(), rpc::unknown_method_error);
+  rpc::source wrong = s.client->stream("count", "three");
+  CHECK_THROWS_WITH(wrong.next(), Catch::Contains("TypeError"));
+}
+
+TEST_CASE("streams: credit keeps a fast producer within the consumer's window", "[rpc][stream][credit]") {
+  bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  const int window = 8;
+  streams s(over_duct, {.stream_window = window});
+  rpc::source items = s.client->stream("endless");
+  int read = 0;
+  for (; read < 50; ++read) {
+    REQUIRE(items.next()->as<int>() == read);
+    // What the producer has written can never run ahead of what was read by more than the window (plus the one
+    // event every peer may send unasked): look many times while the producer runs.
+    for (int look = 0; look < 200; ++look) {
+      REQUIRE(s.written.load() <= read + 1 + window + 1);
+      std::this_thread::yield();
+    }
+  }
+  // The producer is blocked, waiting for credit, not finished: reading on gets the next items in order.
+  CHECK(items.next()->as<int>() == read);
+}
+
+TEST_CASE("streams: dropping the source mid-stream stops the producer", "[rpc][stream][cancel]") {
+  bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  streams s(over_duct, {.stream_window = 4});
+  {
+    rpc::source items = s.client->stream("endless");
+    for (int i = 0; i < 3; ++i) CHECK(items.next()->as<int>() == i);
+  }  // dropped here: its producer's next write fails with Cancelled
+  test::eventually([&] { return s.cancelled.load() == 1; });
+  test::eventually([&] { return s.server.open_channels() == 0; });
+  rpc::source again = s.client->stream("endless");
+  again.cancel();
+  CHECK_THROWS_AS(again.next(), rpc::cancelled_error);
+  test::eventually([&] { return s.cancelled.load() == 2; });
+  CHECK(s.lost.load() == 0);
+  CHECK(s.client->call("add", 1, 1).as<int>() == 2);  // the client and server carry on
+}
+
+TEST_CASE("streams: a time limit between items ends a stalled stream and stops its producer", "[rpc][stream][timeout]") {
+  bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  streams s(over_duct);
+  rpc::source items = s.client->stream("stall");
+  CHECK(items.next_for(10s)->as<std::string>() == "first");
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(items.next_for(100ms), rpc::timeout_error);
+  CHECK(std::chrono::steady_clock::now() - start >= 100ms);
+  CHECK_THROWS_AS(items.next(), rpc::timeout_error);  // the stream stays ended
+  test::eventually([&] { return s.stalled.load() == 1; });
+}
+
+TEST_CASE("streams: a connection lost mid-stream ends it with lost remote, on both sides", "[rpc][stream][lost]") {
+  SECTION("the server's end of the duct closes: the consumer gets lost_remote_error, not a hang or an end") {
+    streams s(true);
+    rpc::source items = s.client->stream("endless");
+    CHECK(items.next()->as<int>() == 0);
+    s.server_end->close();
+    bool ended_with_loss = false;
+    try {
+      while (items.next_for(10s)) {
+      }
+    } catch (const rpc::lost_remote_error&) {
+      ended_with_loss = true;
+    }
+    CHECK(ended_with_loss);
+  }
+  SECTION("the client's end closes: the producer's write fails with lost_remote_error") {
+    streams s(true, {.stream_window = 4});
+    rpc::source items = s.client->stream("endless");
+    CHECK(items.next()->as<int>() == 0);
+    s.client_end->close();
+    test::eventually([&] { return s.lost.load() == 1; });
+    CHECK(s.cancelled.load() == 0);
+  }
+  SECTION("the client goes silent over ZeroMQ: the server stops the producer after two heartbeat periods") {
+    rpc::server server({.threads = 2, .heartbeat = 100ms});
+    std::atomic<int> lost{0};
+    server.bind("endless", [&](rpc::sink& out) {
+      try {
+        for (int i = 0;; ++i) out.write(i);
+      } catch (const rpc::lost_remote_error&) {
+        ++lost;
+        throw;
+      }
+    });
+    std::string endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+    // A plain DEALER that asks for the stream, takes the first item and then says nothing more.
+    zmq::context_t ctx;
+    zmq::socket_t dealer = test::plain_dealer(ctx, endpoint);
+    rpc::id_generator ids;
+    test::send_body(dealer, rpc::encode_event({ids.next()}, "endless", std::make_tuple()).span());
+    rpc::event first = test::recv_event(dealer);
+    CHECK(first.name == "STREAM");
+    CHECK_FALSE(first.header.accepts_stop);  // a plain zerorpc client is never told of our extension
+    test::eventually([&] { return lost.load() == 1; });
+    CHECK(server.open_channels() == 0);
+  }
+}
+
+TEST_CASE("streams: a plain zerorpc client gets STREAM items and STREAM_DONE as zerorpc-python sends them",
+          "[rpc][stream][wire]") {
+  rpc::server server;
+  server.bind("count", [](rpc::sink& out, int n) {
+    for (int i = 0; i < n; ++i) out.write(i);
+  });
+  std::string endpoint = server.listen("tcp://127.0.0.1:0");
+  server.start();
+  zmq::context_t ctx;
+  zmq::socket_t dealer = test::plain_dealer(ctx, endpoint);
+  rpc::id_generator ids;
+  rpc::message_id call = ids.next();
+  test::send_body(dealer, rpc::encode_event({call}, "count", std::make_tuple(3)).span());
+  // One credit to start with: the first item, then nothing until we grant more, as zerorpc-python does.
+  rpc::event e = test::recv_event(dealer);
+  CHECK(e.name == "STREAM");
+  CHECK(e.args().as<int>() == 0);  // the item itself, not wrapped in an array
+  CHECK(e.header.response_to == call);
+  test::send_body(dealer, rpc::encode_event({ids.next(), call}, "_zpc_more", std::make_tuple(100)).span());
+  CHECK(test::recv_event(dealer).args().as<int>() == 1);
+  CHECK(test::recv_event(dealer).args().as<int>() == 2);
+  rpc::event done = test::recv_event(dealer);
+  CHECK(done.name == "STREAM_DONE");
+  CHECK(done.args().type == msgpack::type::NIL);
+}
