@@ -13,6 +13,7 @@
 #include <rpc/client.hpp>
 #include <rpc/server.hpp>
 
+#include "fixtures.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -58,9 +59,12 @@ struct run_result {
   std::string out;
 };
 
-// Runs the node client; `args_json` is a JSON array without single quotes.
-run_result node_call(const std::string& endpoint, const std::string& method, const std::string& args_json) {
-  std::string cmd = "node " + node_dir + "/peer.js client " + endpoint + " " + method + " '" + args_json + "' 2>&1";
+// Runs the node client; `args_json` is a JSON array without single quotes. `mode` "stream" iterates a stream,
+// `extra` its item count to stop after.
+run_result node_call(const std::string& endpoint, const std::string& method, const std::string& args_json,
+                     const std::string& mode = "client", const std::string& extra = "") {
+  std::string cmd = "node " + node_dir + "/peer.js " + mode + " " + endpoint + " " + method + " '" + args_json + "' " +
+                    extra + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p);
   std::string out;
@@ -145,4 +149,60 @@ TEST_CASE("node: a plain zerorpc client in another process collects a deferred r
   go.set_value();
   CHECK(node_call(endpoint, "_ductrpc_wait", "[\"" + token + "\", 10]").out == "144");
   CHECK(node_call(endpoint, "_ductrpc_wait", "[\"" + token + "\", 10]").out == "144");
+}
+
+TEST_CASE("node: our client iterates a zerorpc-node stream", "[rpc][node][stream]") {
+  require_node();
+  test::temp_dir dir;
+  node_server server(dir);
+  rpc::client c(server.endpoint, {.heartbeat = 500ms, .stream_window = 4});
+  rpc::source items = c.stream("count", 10);
+  for (int i = 0; i < 10; ++i) {
+    auto item = items.next_for(20s);
+    REQUIRE(item);
+    CHECK(item->as<int>() == i);
+  }
+  CHECK_FALSE(items.next_for(20s));
+  rpc::source failing = c.stream("boom", std::string("no stream today"));
+  CHECK_THROWS_WITH(failing.next_for(20s), Catch::Contains("no stream today"));
+  // Dropping a node stream midway: node cannot be told, so the client just forgets it; the next calls still work.
+  {
+    rpc::source dropped = c.stream("count", 1000);
+    CHECK(dropped.next_for(20s)->as<int>() == 0);
+  }
+  CHECK(c.call("add", 1, 2).as<int>() == 3);
+}
+
+TEST_CASE("node: a zerorpc-node client iterates our stream, and one that stops midway stops the producer",
+          "[rpc][node][stream]") {
+  require_node();
+  rpc::server s({.heartbeat = 200ms});
+  std::atomic<int> lost{0};
+  s.bind("count", [](rpc::sink& out, int n) {
+    for (int i = 0; i < n; ++i) out.write(i);
+  });
+  s.bind("count_then_fail", [](rpc::sink& out, int n) {
+    for (int i = 0; i < n; ++i) out.write(i);
+    throw rpc::remote_error("ValueError", "broke");
+  });
+  s.bind("endless", [&](rpc::sink& out) {
+    try {
+      for (int i = 0;; ++i) out.write(i);
+    } catch (const rpc::lost_remote_error&) {
+      ++lost;
+      throw;
+    }
+  });
+  std::string endpoint = s.listen("tcp://127.0.0.1:0");
+  s.start();
+  // 250 items: past zerorpc-node's own buffer, so its _zpc_more credit is what keeps the stream going.
+  std::string expected;
+  for (int i = 0; i < 250; ++i) expected += std::to_string(i) + "\n";
+  CHECK(node_call(endpoint, "count", "[250]", "stream").out == expected + "END");
+  run_result failed = node_call(endpoint, "count_then_fail", "[2]", "stream");
+  CHECK(failed.status == 1);
+  CHECK(failed.out == "0\n1\nERR ValueError: broke");
+  CHECK(node_call(endpoint, "endless", "[]", "stream", "5").out == "0\n1\n2\n3\n4\nSTOPPED");
+  test::eventually([&] { return lost.load() == 1; });  // two heartbeat periods after node went quiet
+  test::eventually([&] { return s.open_channels() == 0; });
 }

@@ -2,10 +2,14 @@
 //   node peer.js server ENDPOINT              serve add, echo, boom, count (a stream) and slow until killed
 //   node peer.js client ENDPOINT METHOD JSON  call METHOD with the JSON array of arguments; print the result as
 //                                             JSON, or "ERR <name>: <message>" and exit 1
+//   node peer.js stream ENDPOINT METHOD JSON [N]
+//                                             iterate a stream: one JSON line per item, then "END" (or the ERR
+//                                             line and exit 1); with N, close the client after N items instead
+//                                             and print "STOPPED"
 "use strict";
 const zerorpc = require("zerorpc");
 
-const [mode, endpoint, method, argsJson] = process.argv.slice(2);
+const [mode, endpoint, method, argsJson, stopAfter] = process.argv.slice(2);
 
 if (mode === "server") {
   // zerorpc reads parameter names from each function's source, so these must be plain function expressions.
@@ -37,7 +41,34 @@ if (mode === "server") {
     client.close();
     process.exit(0);
   });
+} else if (mode === "stream") {
+  const client = new zerorpc.Client({ timeout: 20, heartbeatInterval: 500 });
+  client.connect(endpoint);
+  let seen = 0;
+  let finished = false;
+  client.invoke(method, ...JSON.parse(argsJson || "[]"), (error, item, more) => {
+    if (finished) return;
+    if (error) {
+      finished = true;
+      console.log(`ERR ${error.name}: ${error.message}`);
+      client.close();
+      process.exit(1);
+    }
+    if (!more) {
+      finished = true;
+      console.log("END");
+      client.close();
+      process.exit(0);
+    }
+    console.log(JSON.stringify(item));
+    if (stopAfter !== undefined && ++seen === Number(stopAfter)) {
+      finished = true;
+      console.log("STOPPED");
+      client.close();
+      process.exit(0);
+    }
+  });
 } else {
-  console.error("usage: peer.js server ENDPOINT | client ENDPOINT METHOD JSON");
+  console.error("usage: peer.js server ENDPOINT | client ENDPOINT METHOD JSON | stream ENDPOINT METHOD JSON [N]");
   process.exit(2);
 }
