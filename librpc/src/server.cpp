@@ -256,6 +256,9 @@ void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
   }
   impl_->wait_idle(std::nullopt);  // the I/O thread cancels every open call as soon as it wakes
   stop();
+  // The last replies (results, Cancelled, a stream's end) may still sit in ZeroMQ's queues: give them a bounded
+  // time to reach clients that are still connected when the socket closes, instead of dropping them.
+  impl_->router.set(zmq::sockopt::linger, 1000);
 }
 
 void server::stop() noexcept {

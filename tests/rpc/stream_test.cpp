@@ -1,20 +1,24 @@
 // Streamed replies (rpc::sink on the server, rpc::source on the client), over ZeroMQ and over a duct: order, the
 // clean end, errors as the final chunk, credit, cancellation by dropping the source, a time limit between items,
-// and a peer lost mid-stream on either side.
+// a peer lost mid-stream on either side, memory bounded by credit, and fairness to other calls.
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
 
 #include <duct/connection.hpp>
+#include <duct/spawn.hpp>
 #include <rpc/client.hpp>
 #include <rpc/link.hpp>
 #include <rpc/server.hpp>
 #include <rpc/stream.hpp>
 
 #include "fixtures.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -247,4 +251,69 @@ TEST_CASE("streams: a plain zerorpc client gets STREAM items and STREAM_DONE as 
   rpc::event done = test::recv_event(dealer);
   CHECK(done.name == "STREAM_DONE");
   CHECK(done.args().type == msgpack::type::NIL);
+}
+
+TEST_CASE("streams: 1 GiB in 64 KiB chunks to a slower consumer keeps each process under 64 MiB resident",
+          "[rpc][stream][memory][process]") {
+  // Both sides are fresh processes (rpc-stream-peer), so that each one's peak resident memory is its own. Without
+  // credit the producer would run ahead into ZeroMQ's queues (1000 messages each way: 64 MiB per queue).
+  test::temp_dir dir;
+  const std::string endpoint = "ipc://" + dir.file("s.ipc"), rss_file = dir.file("server.rss");
+  duct::child server = duct::spawn({RPC_STREAM_PEER, "serve", endpoint, rss_file});
+  const int chunks = 16384, size = 65536;  // 1 GiB
+  std::string cmd = std::string(RPC_STREAM_PEER) + " consume " + endpoint + " " + std::to_string(chunks) + " " +
+                    std::to_string(size) + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int status = ::pclose(p);
+  INFO(out);
+  REQUIRE(status == 0);
+  std::size_t bytes = 0;
+  long consumer_kib = 0;
+  REQUIRE(std::sscanf(out.c_str(), "bytes=%zu peak_kib=%ld", &bytes, &consumer_kib) == 2);
+  CHECK(bytes == std::size_t{1} << 30);
+  CHECK(consumer_kib < 64 * 1024);
+  REQUIRE(server.wait(std::chrono::seconds(60)) == std::optional<int>(0));
+  std::ifstream rss(rss_file);
+  long server_kib = 0;
+  REQUIRE(rss >> server_kib);
+  CHECK(server_kib < 64 * 1024);
+  std::printf("1 GiB stream: consumer peak %ld KiB, server peak %ld KiB\n", consumer_kib, server_kib);
+}
+
+TEST_CASE("streams: a fast producer starves neither other calls nor heartbeats", "[rpc][stream][fairness]") {
+  // zerorpc-python #61: a long stream held up every other call on the server. Here one client drains an endless
+  // stream as fast as it can while another makes calls with a short time limit, both heartbeating every 100 ms.
+  rpc::server server({.threads = 2, .heartbeat = 100ms});
+  std::atomic<bool> stop{false};
+  server.bind("endless", [&](rpc::sink& out) {
+    for (int i = 0; !stop; ++i) out.write(std::string(1024, 'x'));
+  });
+  server.bind("add", [](int a, int b) { return a + b; });
+  std::string endpoint = server.listen("tcp://127.0.0.1:0");
+  server.start();
+  rpc::client streaming(endpoint, {.heartbeat = 100ms});
+  rpc::client calling(endpoint, {.heartbeat = 100ms});
+  std::atomic<long> items{0};
+  std::exception_ptr stream_error;
+  std::thread consumer([&] {
+    try {
+      rpc::source s = streaming.stream("endless");
+      while (s.next_for(5s)) ++items;
+    } catch (...) {
+      stream_error = std::current_exception();
+    }
+  });
+  test::eventually([&] { return items.load() > 1000; });
+  int answered = 0;
+  for (int i = 0; i < 300; ++i) answered += calling.call_for(1s, "add", i, 1).as<int>() == i + 1;
+  CHECK(answered == 300);
+  const long before = items.load();
+  test::eventually([&] { return items.load() > before + 1000; });  // the stream kept flowing meanwhile
+  stop = true;
+  consumer.join();
+  CHECK_FALSE(stream_error);  // ended cleanly: no lost remote on either side
 }

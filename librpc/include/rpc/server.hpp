@@ -124,7 +124,8 @@ class server {
   /// deferred results stay collectable (_ductrpc_wait, _ductrpc_poll) until each has been collected once; whatever
   /// is still running when `grace` ends is cancelled. abort: running calls are cancelled at once. A cancelled
   /// call's client gets a Cancelled error, and its handler's stop token is stopped. Returns once no call is open
-  /// (handlers that ignore their stop token may still be running; stop() waits for them).
+  /// (handlers that ignore their stop token may still be running; stop() waits for them). Replies still queued in
+  /// ZeroMQ get up to a second to reach their clients when the server is destroyed.
   void shutdown(shutdown_mode mode, std::chrono::milliseconds grace = std::chrono::seconds(30));
 
   /// Stops serving at once: open calls are abandoned (their clients see the server go silent); waits for running

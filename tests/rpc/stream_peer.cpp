@@ -1,0 +1,93 @@
+// rpc-stream-peer: the two sides of the stream memory test, each in a fresh process so that its resident memory is
+// its own.
+//   rpc-stream-peer serve ENDPOINT RSS_FILE   serve chunks(count, size) for one call, then write the peak resident
+//                                             memory (KiB) to RSS_FILE and exit
+//   rpc-stream-peer consume ENDPOINT COUNT SIZE
+//                                             read COUNT chunks of SIZE bytes, checking every byte (slower than the
+//                                             producer), then print "bytes=N peak_kib=K"
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <string>
+#include <vector>
+
+#include <rpc/client.hpp>
+#include <rpc/server.hpp>
+
+namespace {
+
+long peak_kib() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+// A chunk's bytes: its index and position mixed, so a lost, repeated or reordered chunk shows.
+unsigned char byte_at(int chunk, std::size_t i) { return static_cast<unsigned char>((static_cast<std::size_t>(chunk) * 31 + i) & 0xff); }
+
+int serve(const std::string& endpoint, const std::string& rss_file) {
+  std::promise<void> finished;
+  rpc::server s({.threads = 2});
+  s.bind("chunks", [&](rpc::sink& out, int count, int size) {
+    std::vector<unsigned char> chunk(static_cast<std::size_t>(size));
+    for (int c = 0; c < count; ++c) {
+      for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = byte_at(c, i);
+      out.write(chunk);  // a vector of bytes packs as msgpack bin
+    }
+    finished.set_value();
+  });
+  s.listen(endpoint);
+  s.start();
+  finished.get_future().wait();
+  s.shutdown(rpc::shutdown_mode::drain, std::chrono::seconds(30));
+  std::ofstream(rss_file) << peak_kib() << "\n";
+  return 0;
+}
+
+int consume(const std::string& endpoint, int count, int size) {
+  rpc::client c(endpoint);
+  rpc::source chunks = c.stream("chunks", count, size);
+  std::size_t bytes = 0;
+  for (int n = 0; n < count; ++n) {
+    auto item = chunks.next_for(std::chrono::seconds(30));
+    if (!item) {
+      std::fprintf(stderr, "the stream ended after %d chunks\n", n);
+      return 1;
+    }
+    const msgpack::object& o = item->get();
+    if (o.type != msgpack::type::BIN || o.via.bin.size != static_cast<std::uint32_t>(size)) {
+      std::fprintf(stderr, "chunk %d is not %d bytes of bin\n", n, size);
+      return 1;
+    }
+    for (std::size_t i = 0; i < o.via.bin.size; ++i) {
+      if (static_cast<unsigned char>(o.via.bin.ptr[i]) != byte_at(n, i)) {
+        std::fprintf(stderr, "chunk %d differs at byte %zu\n", n, i);
+        return 1;
+      }
+    }
+    bytes += o.via.bin.size;
+  }
+  if (chunks.next_for(std::chrono::seconds(30))) {
+    std::fprintf(stderr, "more chunks than asked for\n");
+    return 1;
+  }
+  std::printf("bytes=%zu peak_kib=%ld\n", bytes, peak_kib());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc == 4 && std::strcmp(argv[1], "serve") == 0) return serve(argv[2], argv[3]);
+    if (argc == 5 && std::strcmp(argv[1], "consume") == 0) return consume(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rpc-stream-peer: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "usage: rpc-stream-peer serve ENDPOINT RSS_FILE | consume ENDPOINT COUNT SIZE\n");
+  return 2;
+}
