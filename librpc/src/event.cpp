@@ -2,6 +2,7 @@
 #include <rpc/event.hpp>
 
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 namespace rpc {
@@ -97,11 +98,13 @@ void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& 
 }  // namespace detail
 
 duct::buffer encode_event_packed(const event_header& h, std::string_view name, std::span<const std::byte> packed_args) {
-  duct::pack_buffer out;
-  msgpack::packer<duct::pack_buffer> p(out);
+  duct::pack_buffer head(256);
+  msgpack::packer<duct::pack_buffer> p(head);
   detail::pack_event_head(p, h, name);
-  out.write(reinterpret_cast<const char*>(packed_args.data()), packed_args.size());
-  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  duct::buffer out(head.size() + packed_args.size());  // one allocation, and the args copied once
+  std::memcpy(out.data(), head.data(), head.size());
+  if (!packed_args.empty()) std::memcpy(out.data() + head.size(), packed_args.data(), packed_args.size());
+  return out;
 }
 
 }  // namespace rpc

@@ -320,7 +320,7 @@ void link_core::dispatch(duct::buffer body, outbox& out) {
   }
 }
 
-void link_core::on_reply(const message_id& id, const event& ev, outbox& out) {
+void link_core::on_reply(const message_id& id, event& ev, outbox& out) {
   auto it = calls_.find(id);
   open_call& c = it->second;
   c.beat.heard(clock::now());
@@ -353,7 +353,7 @@ void link_core::on_reply(const message_id& id, const event& ev, outbox& out) {
 }
 
 // An event on a streamed call: an item, the clean end, or the error that ends it.
-void link_core::on_stream_event(const message_id& id, const event& ev, outbox& out) {
+void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   open_call& c = calls_.at(id);
   stream_state& st = *c.stream;
   if (ev.header.accepts_stop) c.can_stop = true;
@@ -365,7 +365,7 @@ void link_core::on_stream_event(const message_id& id, const event& ev, outbox& o
     return;
   }
   if (ev.name == "STREAM") {
-    st.push(duct::value(msgpack::clone(ev.args())));
+    st.push(std::move(ev).take_args());
     return;
   }
   try {

@@ -117,8 +117,8 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// Whether the calling thread should read the duct itself: no reader thread runs and no other caller reads.
   bool read_here();
   void dispatch(duct::buffer body, outbox& out);
-  void on_reply(const message_id& id, const event& ev, outbox& out);  // mu_ held
-  void on_stream_event(const message_id& id, const event& ev, outbox& out);  // mu_ held
+  void on_reply(const message_id& id, event& ev, outbox& out);         // mu_ held
+  void on_stream_event(const message_id& id, event& ev, outbox& out);  // mu_ held
   void fail_call(open_call& c, std::exception_ptr e);                   // mu_ held; leaves it in calls_
   void wait_on_token(open_call c, const std::string& token, outbox& out);  // mu_ held
   std::chrono::milliseconds tick(clock::time_point now, outbox& out);  // mu_ held; returns how long to sleep

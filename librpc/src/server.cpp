@@ -78,6 +78,7 @@ class server_sink final : public sink {
     event_header h{s_.ids.next(), channel_};
     h.accepts_stop = announce_stop_;
     s_.send(identity_, h, "STREAM", item);
+    g.leave_router_sends_to_io();
   }
 
   [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
@@ -112,15 +113,27 @@ class server_sink final : public sink {
 server::impl::impl(server_options o) : opts(std::move(o)) {
   router.set(zmq::sockopt::linger, 0);
   router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
+  // A ROUTER drops, silently, what it cannot queue for a peer past its high-water mark: a stream item lost that
+  // way would never be noticed. What we queue is bounded by the protocol instead: one reply per request, a
+  // heartbeat per open call and period, and stream items only as far as the client's credit.
+  router.set(zmq::sockopt::sndhwm, 0);
 }
 
 server::impl::locked::~locked() {
   std::vector<std::pair<detail::link_core*, duct::buffer>> duct_sends;
   std::vector<std::pair<std::string, duct::buffer>> router_sends;
   duct_sends.swap(s_.link_out);
-  router_sends.swap(s_.router_out);
-  bool wake = s_.wake_io && std::this_thread::get_id() != s_.io_id;
+  const bool on_io = std::this_thread::get_id() == s_.io_id;
+  bool wake = s_.wake_io && !on_io;
   s_.wake_io = false;
+  if (!defer_router_ || on_io || s_.router_out_bytes >= 64 * 1024) {
+    router_sends.swap(s_.router_out);
+    s_.router_io_asked = false;
+    s_.router_out_bytes = 0;
+  } else if (!s_.router_out.empty() && !s_.router_io_asked) {
+    s_.router_io_asked = true;
+    wake = true;
+  }
   lock_.unlock();
   for (auto& [l, body] : duct_sends) {
     try {
@@ -364,7 +377,10 @@ void server::impl::send(const std::string& identity, const event_header& h, std:
                         std::span<const std::byte> args) {
   duct::buffer body = encode_event_packed(h, name, args);
   if (auto l = links.find(identity); l != links.end()) link_out.emplace_back(l->second.get(), std::move(body));
-  else router_out.emplace_back(identity, std::move(body));
+  else {
+    router_out_bytes += body.size();
+    router_out.emplace_back(identity, std::move(body));
+  }
 }
 
 // ---- calls --------------------------------------------------------------------------------------------------------------

@@ -129,6 +129,8 @@ struct server::impl final : detail::link_server {
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
+  bool router_io_asked = false;  // the I/O thread was woken to send router_out
+  std::size_t router_out_bytes = 0;
 
   /// Holds `mu`; on release sends what was queued (ROUTER events under router_mu, duct events on their links) and
   /// wakes the I/O thread if a deadline moved earlier or the socket has input the I/O thread may not have seen.
@@ -140,10 +142,15 @@ struct server::impl final : detail::link_server {
     locked& operator=(const locked&) = delete;
     /// Waits on `cv`, letting go of `mu` meanwhile (nothing queued is sent by this).
     void wait(std::condition_variable& cv) { cv.wait(lock_); }
+    /// On release, leave the queued ROUTER sends to the I/O thread (woken once for a whole burst) instead of
+    /// sending them here, unless they add up to 64 KiB already: for stream items, where asking ZeroMQ after every
+    /// small send whether input is waiting would cost a system call per item.
+    void leave_router_sends_to_io() noexcept { defer_router_ = true; }
 
    private:
     impl& s_;
     std::unique_lock<std::mutex> lock_;
+    bool defer_router_ = false;
   };
 
   // detail::link_server, on a link's reader thread.

@@ -113,7 +113,7 @@ struct zmq_client final : client::impl {
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                       const std::string& where, std::optional<std::chrono::milliseconds> limit);
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
-  void on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c, const event& ev);
+  void on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c, event& ev);
   void fail(const message_id& id, std::exception_ptr e);
   void wait_on_token(open_call call, const std::string& token);
   void tick(detail::clock::time_point now);
@@ -437,7 +437,7 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
 
 // An event on a streamed call: an item, the clean end, or the error that ends it.
 void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c,
-                                 const event& ev) {
+                                 event& ev) {
   detail::stream_state& st = *c->second.stream;
   if (ev.header.accepts_stop) c->second.can_stop = true;
   c->second.heard = true;
@@ -455,7 +455,7 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
     return;
   }
   if (ev.name == "STREAM") {
-    st.push(duct::value(msgpack::clone(ev.args())));
+    st.push(std::move(ev).take_args());
     return;
   }
   const message_id id = c->first;

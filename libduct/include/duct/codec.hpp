@@ -53,6 +53,11 @@ class value {
 
   /// The msgpack object (valid as long as this value lives).
   [[nodiscard]] const msgpack::object& get() const noexcept { return handle_.get(); }
+  /// The value of `part`, an object inside this value, which takes over this value's memory without copying it.
+  /// This value is left empty.
+  [[nodiscard]] value take_part(const msgpack::object& part) && {
+    return value(msgpack::object_handle(part, std::move(handle_.zone())));
+  }
 
   /// Converts to T with msgpack-cxx's conversions (MSGPACK_DEFINE for user types).
   /// Throws: type_error naming the type the value holds.

@@ -106,6 +106,8 @@ class event {
 
   /// The args object: an array for calls, OK and ERR; the bare item for STREAM; nil or [] for STREAM_DONE.
   [[nodiscard]] const msgpack::object& args() const noexcept { return *args_; }
+  /// The args as a value of their own, taking over the event's memory without a copy (args() is invalid after).
+  [[nodiscard]] duct::value take_args() && { return std::move(body_).take_part(*args_); }
   /// The channel this event belongs to: response_to if set, otherwise its own id (it opens a channel).
   [[nodiscard]] const message_id& channel() const noexcept {
     return header.response_to ? *header.response_to : header.id;

@@ -41,15 +41,18 @@ class sink {
   /// lost_remote_error if the client went silent or its connection closed. Either way, stop producing.
   template <class T>
   void write(const T& item) {
-    duct::pack_buffer out;
-    msgpack::pack(out, item);
-    write_packed(std::as_bytes(std::span(out.data(), out.size())));
+    scratch_.clear();  // reused: a stream of large items does not allocate and grow a buffer for each
+    msgpack::pack(scratch_, item);
+    write_packed(std::as_bytes(std::span(scratch_.data(), scratch_.size())));
   }
   /// As write(), with an item that is already packed msgpack (one value).
   virtual void write_packed(std::span<const std::byte> item) = 0;
 
   /// The call's cancellation, also stopped when the client is lost: check it between expensive steps.
   [[nodiscard]] virtual std::stop_token stop_token() const = 0;
+
+ private:
+  duct::pack_buffer scratch_;
 };
 
 namespace detail {
