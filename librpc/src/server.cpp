@@ -134,17 +134,21 @@ server::impl::locked::~locked() {
     s_.router_io_asked = true;
     wake = true;
   }
+  // The socket is taken before `mu` is let go, so that batches leave in the order they were queued: a stream's
+  // items may be sent by the I/O thread or by their producer, and its end must not overtake them.
+  std::unique_lock<std::mutex> socket;
+  if (!router_sends.empty()) socket = std::unique_lock(s_.router_mu);
   lock_.unlock();
+  if (socket) {
+    wake = s_.send_router(router_sends) || wake;
+    socket.unlock();
+  }
   for (auto& [l, body] : duct_sends) {
     try {
       l->send(body.span());
     } catch (const std::exception&) {
       ++s_.dropped;  // the duct broke: its reader tells the server, which forgets the calls from there
     }
-  }
-  if (!router_sends.empty()) {
-    std::lock_guard lock(s_.router_mu);
-    wake = s_.send_router(router_sends) || wake;
   }
   if (wake) s_.wake.signal();
 }

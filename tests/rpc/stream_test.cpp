@@ -317,3 +317,17 @@ TEST_CASE("streams: a fast producer starves neither other calls nor heartbeats",
   consumer.join();
   CHECK_FALSE(stream_error);  // ended cleanly: no lost remote on either side
 }
+
+TEST_CASE("streams: a credit window larger than ZeroMQ's high-water mark loses no item", "[rpc][stream][credit]") {
+  // A ROUTER silently drops what it cannot queue past its high-water mark (1000 messages by default): with a
+  // window of 5000 a fast producer would lose items, and the consumer would wait for them for ever.
+  streams s(false, {.stream_window = 5000});
+  rpc::source items = s.client->stream("count", 50000);
+  for (int i = 0; i < 50000; ++i) {
+    auto item = items.next_for(10s);
+    INFO("server dropped " << s.server.dropped_events());
+    REQUIRE(item);
+    REQUIRE(item->as<int>() == i);
+  }
+  CHECK_FALSE(items.next_for(10s));
+}
