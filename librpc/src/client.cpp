@@ -18,7 +18,17 @@ std::future<duct::value> client::start_async(std::string_view method, duct::buff
 }
 
 source client::start_stream(std::string_view method, const duct::buffer& packed_args) {
-  return source(impl_->stream(method, packed_args));
+  return source(impl_->stream(method, packed_args, false));
+}
+
+duct::value client::call_reporting(std::string_view method, const duct::buffer& packed_args,
+                                   const std::function<void(const duct::value&)>& on_progress) {
+  std::shared_ptr<detail::stream_state> state = impl_->stream(method, packed_args, true);
+  source guard(state);  // an exception from on_progress (or a time-out) stops the call
+  std::optional<detail::clock::time_point> deadline;
+  if (auto limit = impl_->limit_of(std::nullopt)) deadline = detail::clock::now() + *limit;
+  while (auto report = state->next(deadline)) on_progress(*report);
+  return state->take_result();
 }
 
 duct::value client::call_here(std::string_view method, const duct::buffer& packed_args,

@@ -28,8 +28,11 @@ struct client::impl {
   virtual std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
                                          std::optional<std::chrono::milliseconds> limit) = 0;
 
-  /// Starts a streamed call: its items arrive into the returned state, which the transport has attach()ed.
-  virtual std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args) = 0;
+  /// Starts a streamed call: its items arrive into the returned state, which the transport has attach()ed. With
+  /// `progress`, the call asks for progress reports instead: they arrive as the items, and the result is the
+  /// state's result.
+  virtual std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
+                                                       bool progress) = 0;
 
   /// The call's time limit: `limit` if given (none if negative), else the client's default.
   [[nodiscard]] std::optional<std::chrono::milliseconds> limit_of(std::optional<std::chrono::milliseconds> limit) const {

@@ -126,7 +126,7 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
 }
 
 std::shared_ptr<stream_state> link_core::start_stream(std::string_view method, std::span<const std::byte> packed_args,
-                                                      link_call_options o, std::size_t window) {
+                                                      link_call_options o, std::size_t window, bool progress) {
   auto state = std::make_shared<stream_state>(o.where, window);
   const std::string where = o.where;
   message_id id;
@@ -147,10 +147,13 @@ std::shared_ptr<stream_state> link_core::start_stream(std::string_view method, s
     heartbeat beat(o.heartbeat, clock::now());
     o.deadline.reset();  // a stream has no total limit: its consumer limits the wait for each item
     auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, beat, state});
+    it->second.progress = progress;
     wake = it->second.beat.next_deadline() < reader_wakes_at_;
   }
   try {
-    conn_.send_bytes(encode_event_packed(request_header(id), method, packed_args).span());
+    event_header h = request_header(id);
+    h.wants_progress = progress;
+    conn_.send_bytes(encode_event_packed(h, method, packed_args).span());
   } catch (const std::exception& e) {
     std::lock_guard lock(mu_);
     calls_.erase(id);
@@ -359,22 +362,28 @@ void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   if (ev.header.accepts_stop) c.can_stop = true;
   c.heard = true;
   if (c.dropped) {  // the consumer dropped it before this first event: stop it now
-    if (ev.name == "STREAM" && ev.header.accepts_stop)
+    if ((ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop)
       out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
     calls_.erase(id);
     return;
   }
-  if (ev.name == "STREAM") {
+  const bool progress = c.progress;
+  if (ev.name == (progress ? "PROGRESS" : "STREAM")) {
     st.push(std::move(ev).take_args());
     return;
   }
   try {
     duct::value result;
     std::string token;
+    if (progress && (ev.name == "STREAM" || ev.name == "STREAM_DONE"))
+      throw protocol_error(st.where() + ": the method streams its reply: call it with stream()");
     if (ev.name != "STREAM_DONE") {
       switch (settle(ev, st.where(), result, token)) {
         case reply::alive: return;
-        case reply::result: st.push(std::move(result)); break;  // one result: the stream's only item
+        case reply::result:
+          if (progress) st.finish(std::move(result));
+          else st.push(std::move(result));  // one result: the stream's only item
+          break;
         case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
       }
     }
@@ -480,9 +489,9 @@ struct link_client final : client::impl {
                                  std::optional<std::chrono::milliseconds> limit) override {
     return core->start_call(method, packed_args.span(), options(method, limit));
   }
-  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args) override {
-    auto state = core->start_stream(method, packed_args.span(), options(method, std::nullopt), opts.stream_window);
-    return state;
+  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
+                                               bool progress) override {
+    return core->start_stream(method, packed_args.span(), options(method, std::nullopt), opts.stream_window, progress);
   }
   detail::link_call_options options(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
     detail::link_call_options o;

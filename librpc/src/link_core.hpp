@@ -83,7 +83,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
   duct::value call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o);
   /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
   std::shared_ptr<stream_state> start_stream(std::string_view method, std::span<const std::byte> packed_args,
-                                             link_call_options o, std::size_t window);
+                                             link_call_options o, std::size_t window, bool progress);
   /// The consumer of stream `id` took items: the server may send `n` more.
   void grant(const message_id& id, std::size_t n);
   /// The consumer dropped stream `id`: forget it, and tell the server if it listens.
@@ -100,6 +100,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
     std::shared_ptr<stream_state> stream = nullptr;  // a streamed call: its events go here, not to `result`
     bool can_stop = false;                           // the server said it understands _ductrpc_stop
     bool heard = false;                              // an event of the stream has arrived
+    bool progress = false;                           // a call that asked for progress: PROGRESS items, then OK
     bool dropped = false;                            // dropped before any did: stop it once we know how
   };
   using outbox = std::vector<duct::buffer>;

@@ -106,6 +106,42 @@ class server_sink final : public sink {
   const bool announce_stop_;  // our client: it may stop the stream with _ductrpc_stop
 };
 
+// The header of a PROGRESS event: only our client asks for progress, and it may stop the call with _ductrpc_stop.
+static event_header progress_header(message_id id, const message_id& channel) {
+  event_header h{std::move(id), channel};
+  h.accepts_stop = true;
+  return h;
+}
+
+// A handler's progress reports for a caller that asked for them: each is a PROGRESS event, sent when the caller's
+// credit allows; until then a newer report replaces the one waiting.
+class server_progress final : public progress {
+ public:
+  server_progress(server::impl& s, std::string identity, message_id channel, std::stop_token stop)
+      : s_(s), identity_(std::move(identity)), channel_(std::move(channel)), stop_(std::move(stop)) {}
+
+  void report_packed(std::span<const std::byte> value) override {
+    server::impl::locked g(s_);
+    auto peer = s_.peers.find(identity_);
+    channel* ch = peer == s_.peers.end() ? nullptr : peer->second.find(channel_);
+    if (!ch || stop_.stop_requested()) return;  // the call is over or going: nobody to tell
+    if (ch->credit.spend()) {
+      s_.pending_progress.erase(call_key{identity_, channel_});
+      s_.send(identity_, progress_header(s_.ids.next(), channel_), "PROGRESS", value);
+    } else {
+      s_.pending_progress.insert_or_assign(call_key{identity_, channel_}, duct::buffer(value));
+    }
+  }
+  [[nodiscard]] bool wanted() const override { return true; }
+  [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
+
+ private:
+  server::impl& s_;
+  const std::string identity_;
+  const message_id channel_;
+  const std::stop_token stop_;
+};
+
 }  // namespace detail
 
 // ---- the shared state -------------------------------------------------------------------------------------------------
@@ -195,6 +231,7 @@ bool server::impl::wait_idle(std::optional<detail::clock::time_point> until, boo
 }
 
 void server::impl::cancel(const call_key& key, bool lost) {
+  pending_progress.erase(key);
   auto it = running_calls.find(key);
   if (it == running_calls.end()) return;
   it->second.lost->store(lost);
@@ -212,18 +249,18 @@ server::~server() {
 }
 
 void server::bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity,
-                          bool streaming) {
+                          bool streaming, bool reporting) {
   if (impl_->running) throw error("bind '" + name + "': the server is already running");
   if (name.empty() || name.front() == '_') throw error("bind '" + name + "': method names must not be empty or start with '_'");
   if (impl_->methods.count(name)) throw error("bind '" + name + "': a method of that name is bound already");
   if (how.where == run_on::receiver && how.defer == defer_policy::always)
     throw error("bind '" + name + "': a method run on the receiving thread answers at once and cannot be deferred");
-  if (how.where == run_on::receiver && streaming)
-    throw error("bind '" + name + "': a streaming method waits for credit and cannot run on the receiving thread");
+  if (how.where == run_on::receiver && (streaming || reporting))
+    throw error("bind '" + name + "': a method that streams or reports progress cannot run on the receiving thread");
   if (how.arg_names.empty())
     for (std::size_t i = 0; i < arity; ++i) how.arg_names.push_back("a" + std::to_string(i));
   impl_->methods.emplace(name, detail::method_entry{std::move(h), std::move(how.doc), std::move(how.arg_names),
-                                                    how.defer, how.where, streaming});
+                                                    how.defer, how.where, streaming, reporting});
 }
 
 std::string server::listen(std::string_view endpoint) {
@@ -404,6 +441,11 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
         ev->args().via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER) {
       ch->credit.grant(static_cast<std::int64_t>(std::min<std::uint64_t>(ev->args().via.array.ptr[0].via.u64, INT64_MAX)));
       credit_cv.notify_all();
+      auto waiting = pending_progress.find(call_key{identity, ch->id});
+      if (waiting != pending_progress.end() && ch->credit.spend()) {  // the latest progress report was waiting
+        send(identity, detail::progress_header(ids.next(), ch->id), "PROGRESS", waiting->second.span());
+        pending_progress.erase(waiting);
+      }
     } else if (ev->name == "_ductrpc_stop") {  // our client dropped the stream: end the call, no reply
       const message_id channel = ch->id;
       table.close(channel);
@@ -475,24 +517,28 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
                 std::move(out));
     return;
   }
-  if (ev->header.accepts_deferred && m->second.policy != defer_policy::immediate) {
+  std::shared_ptr<detail::server_progress> report;
+  if (m->second.reports && ev->header.wants_progress)
+    report = std::make_shared<detail::server_progress>(*this, identity, ev->header.id, call.stop.get_token());
+  if (ev->header.accepts_deferred && m->second.policy != defer_policy::immediate && !report) {
     call.defer_at = detail::clock::now();
     if (m->second.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
     note_deadline(*call.defer_at);
   }
   std::stop_token stop = call.stop.get_token();
   const msgpack::object& args = ev->args();
-  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}});
+  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, std::move(report));
 }
 
 // Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) is completed under the
 // lock and sent by the handler's thread. `ev` keeps `args` alive.
 void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
-                               std::stop_token stop, outbound o, std::shared_ptr<detail::server_sink> out) {
+                               std::stop_token stop, outbound o, std::shared_ptr<detail::server_sink> out,
+                               std::shared_ptr<detail::server_progress> report) {
   o.channel = ev->header.id;
-  pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o),
-                out = std::move(out)]() mutable {
-    detail::call_context context{std::move(stop), out.get()};
+  pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o), out = std::move(out),
+                report = std::move(report)]() mutable {
+    detail::call_context context{std::move(stop), out.get(), report.get()};
     execute(fn, args, context, o);
     locked g(*this);
     if (o.stream) {
@@ -526,6 +572,7 @@ void server::impl::finish(const std::string& identity, const message_id& channel
   // Closed before the reply leaves (after the lock is released), so that a client holding its answer never sees
   // the call still counted open.
   running_calls.erase(call_key{identity, channel});
+  pending_progress.erase(call_key{identity, channel});  // the outcome supersedes any progress still waiting
   peer->second.close(channel);
   if (peer->second.size() == 0) peers.erase(peer);
   send(identity, {ids.next(), channel}, name, args.span());

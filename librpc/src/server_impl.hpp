@@ -37,6 +37,7 @@ struct method_entry {
   defer_policy policy;
   run_on where;
   bool streams;
+  bool reports;
 };
 
 // A call by client identity (a ZeroMQ routing id, or a link's identity) and channel.
@@ -72,6 +73,7 @@ struct outbound {
 };
 
 class server_sink;
+class server_progress;
 
 // A call to a run_on::receiver method, run by the thread that received it once it has let go of the lock.
 struct inline_call {
@@ -127,6 +129,7 @@ struct server::impl final : detail::link_server {
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
   std::vector<std::pair<detail::link_core*, duct::buffer>> link_out;            // sent by whoever unlocks
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
+  std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
   bool router_io_asked = false;  // the I/O thread was woken to send router_out
@@ -168,7 +171,8 @@ struct server::impl final : detail::link_server {
   void abort_running();
   void defer(const detail::call_key& key, detail::running_call& call);
   void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
-                   std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr);
+                   std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
+                   std::shared_ptr<detail::server_progress> report = nullptr);
   void run_inline(std::vector<detail::inline_call>& calls);  // without `mu`
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);

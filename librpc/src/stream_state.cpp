@@ -34,6 +34,23 @@ void stream_state::end() {
   ready_.notify_all();
 }
 
+void stream_state::finish(duct::value result) {
+  std::lock_guard lock(mu_);
+  if (ended_ || error_) return;
+  result_ = std::move(result);
+  ended_ = true;
+  ready_.notify_all();
+}
+
+duct::value stream_state::take_result() {
+  std::lock_guard lock(mu_);
+  if (error_) std::rethrow_exception(error_);
+  if (!result_) throw protocol_error(where_ + ": the call ended without a result");
+  duct::value r = std::move(*result_);
+  result_.reset();
+  return r;
+}
+
 void stream_state::fail(std::exception_ptr e) {
   std::lock_guard lock(mu_);
   if (ended_ || error_) return;
@@ -50,7 +67,7 @@ std::optional<duct::value> stream_state::next(std::optional<clock::time_point> d
     if (deadline) {
       if (!ready_.wait_until(lock, *deadline, ready)) {
         lock.unlock();
-        cancel(std::make_exception_ptr(timeout_error(where_ + ": no stream item within the time limit")));
+        cancel(std::make_exception_ptr(timeout_error(where_ + ": nothing arrived within the time limit")));
         lock.lock();
       }
     } else {

@@ -37,6 +37,8 @@ class stream_state {
   void push(duct::value item);
   /// STREAM_DONE: the clean end.
   void end();
+  /// The result of a call that reported progress: the end, with this result.
+  void finish(duct::value result);
   /// The stream ended with `e` (ERR, lost remote, closed).
   void fail(std::exception_ptr e);
   [[nodiscard]] const std::string& where() const noexcept { return where_; }
@@ -45,6 +47,8 @@ class stream_state {
   /// The next item, nothing at the clean end; throws the error that ended the stream, or timeout_error at
   /// `deadline` (which also stops the stream).
   std::optional<duct::value> next(std::optional<clock::time_point> deadline);
+  /// The result finish() gave. Throws: protocol_error if the stream ended without one.
+  duct::value take_result();
   /// Ends the stream from the consumer's side with `why` (cancelled_error unless given), and stops the producer.
   void cancel(std::exception_ptr why = nullptr) noexcept;
 
@@ -59,6 +63,7 @@ class stream_state {
   receive_window window_;
   bool ended_ = false;
   std::exception_ptr error_;
+  std::optional<duct::value> result_;
 
   std::mutex cb_mu_;  // held while a callback runs, and by detach()
   grant_fn grant_;

@@ -31,6 +31,7 @@ struct open_call {
   std::shared_ptr<detail::stream_state> stream;  // a streamed call: its events go here, not to `result`
   bool can_stop = false;                         // the server said it understands _ductrpc_stop
   bool heard = false;                            // an event of the stream has arrived
+  bool progress = false;                         // a call that asked for progress: PROGRESS items, then OK
   bool dropped = false;                          // dropped before any did: stop it once we know how
 };
 
@@ -82,7 +83,8 @@ struct zmq_client final : client::impl {
                    std::optional<std::chrono::milliseconds> limit) override;
   std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
                                  std::optional<std::chrono::milliseconds> limit) override;
-  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args) override;
+  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
+                                               bool progress) override;
   void grant(const message_id& id, std::size_t n);
   void stop_stream(const message_id& id);
   std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
@@ -142,10 +144,12 @@ zmq_client::~zmq_client() {
   }
 }
 
-std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args) {
+std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args,
+                                                         bool progress) {
   const std::string where = endpoint + ": " + std::string(method);
   open_call call;
   call.method = std::string(method);
+  call.progress = progress;
   call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window);
   auto state = call.stream;
   message_id id;
@@ -168,7 +172,9 @@ std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method
     calls.emplace(id, std::move(call));
   }
   try {
-    wake_io = send_async(encode_event_packed(detail::request_header(id), method, packed_args.span())) || wake_io;
+    event_header h = detail::request_header(id);
+    h.wants_progress = progress;
+    wake_io = send_async(encode_event_packed(h, method, packed_args.span())) || wake_io;
   } catch (const zmq::error_t& e) {
     std::unique_lock lock(mu);
     fail(id, std::make_exception_ptr(error(where + ": " + e.what())));
@@ -442,7 +448,7 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
   if (ev.header.accepts_stop) c->second.can_stop = true;
   c->second.heard = true;
   if (c->second.dropped) {  // the consumer dropped it before this first event: stop it now
-    if (ev.name == "STREAM" && ev.header.accepts_stop) {
+    if ((ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop) {
       try {
         std::lock_guard lock(dealer_mu);
         send_body(dealer, encode_event_packed({ids.next(), c->first}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
@@ -454,7 +460,8 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
     calls.erase(c);
     return;
   }
-  if (ev.name == "STREAM") {
+  const bool progress = c->second.progress;
+  if (ev.name == (progress ? "PROGRESS" : "STREAM")) {
     st.push(std::move(ev).take_args());
     return;
   }
@@ -462,10 +469,15 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
   try {
     duct::value result;
     std::string token;
+    if (progress && (ev.name == "STREAM" || ev.name == "STREAM_DONE"))
+      throw protocol_error(st.where() + ": the method streams its reply: call it with stream()");
     if (ev.name != "STREAM_DONE") {
       switch (detail::settle(ev, st.where(), result, token)) {
         case reply::alive: return;
-        case reply::result: st.push(std::move(result)); break;  // one result: the stream's only item
+        case reply::result:
+          if (progress) st.finish(std::move(result));
+          else st.push(std::move(result));  // one result: the stream's only item
+          break;
         case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
       }
     }

@@ -117,9 +117,14 @@ TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
   rpc::server s({.name = "calc"});
   s.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.", {"a", "b"});
   s.bind("boom", [](std::string why) -> int { throw rpc::remote_error("ValueError", why); });
+  s.bind("steps", [](rpc::progress& p, int n) {
+    for (int i = 0; i < n; ++i) p.report(i);  // a plain zerorpc client never asked: it gets only the result
+    return std::string("done");
+  });
   std::string endpoint = s.listen("tcp://127.0.0.1:0");
   s.start();
   CHECK(node_call(endpoint, "add", "[2, 3]").out == "5");
+  CHECK(node_call(endpoint, "steps", "[3]").out == "\"done\"");
   run_result boom = node_call(endpoint, "boom", R"(["bad thing"])");
   CHECK(boom.status == 1);
   CHECK(boom.out == "ERR ValueError: bad thing");

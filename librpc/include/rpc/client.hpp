@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -83,6 +84,16 @@ class client {
     return start_stream(method, pack_args(args...));
   }
 
+  /// Calls `method` asking for its progress reports (a handler taking rpc::progress&): `on_progress` runs on this
+  /// thread with each report, in order (a report may replace an older one not yet delivered), then the result is
+  /// returned. A server that does not report progress just answers. Never deferred. The client's default timeout
+  /// applies to the whole call.
+  /// Throws: what call() throws; what `on_progress` throws (the call is then stopped).
+  template <class F, class... Args>
+  duct::value call_with_progress(std::string_view method, F&& on_progress, const Args&... args) {
+    return call_reporting(method, pack_args(args...), std::function<void(const duct::value&)>(std::forward<F>(on_progress)));
+  }
+
   // ---- deferred calls (the server's _ductrpc_* built-ins) ----------------------------------------------------------
 
   /// Starts `method` as a deferred call. Returns: its token, which any client of the same server may use.
@@ -120,6 +131,8 @@ class client {
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);
   source start_stream(std::string_view method, const duct::buffer& packed_args);
+  duct::value call_reporting(std::string_view method, const duct::buffer& packed_args,
+                             const std::function<void(const duct::value&)>& on_progress);
   std::unique_ptr<impl> impl_;
 };
 

@@ -90,12 +90,17 @@ inline constexpr std::string_view deferred_header_key = "ductrpc_deferred";
 /// a `_ductrpc_stop` event on the channel (a plain zerorpc server only notices a client that goes silent).
 inline constexpr std::string_view stop_header_key = "ductrpc_stop";
 
+/// The header key with which our client asks for progress reports (PROGRESS events, each carrying one value) before
+/// the result of a call. A peer that does not send it is never sent a PROGRESS.
+inline constexpr std::string_view progress_header_key = "ductrpc_progress";
+
 struct event_header {
   message_id id;                           ///< this event's own id ("message_id")
   std::optional<message_id> response_to;   ///< the channel it belongs to, on every event after the first
   int version = protocol_version;          ///< "v"
   bool accepts_deferred = false;           ///< deferred_header_key: true
   bool accepts_stop = false;               ///< stop_header_key: true
+  bool wants_progress = false;             ///< progress_header_key: true
 };
 
 /// A decoded event. It owns the memory `args()` points into.

@@ -92,13 +92,14 @@ class server {
   /// a std::stop_token it receives the call's cancellation (shutdown(abort), a drain whose grace ran out, a lost
   /// client) and is not an argument on the wire: check it, and return or throw soon after it is stopped.
   /// If its first parameter is rpc::sink&, `f` streams its reply (see rpc/stream.hpp): it writes items there and
-  /// returns void; such a method is never deferred.
+  /// returns void; such a method is never deferred. If it is rpc::progress&, `f` may report progress before its
+  /// result, to callers that ask for it (client::call_with_progress); their calls are never deferred.
   /// Throws: error if the server is running, `name` is empty, starts with '_' or is bound already, or `how` asks
-  /// for a run_on::receiver method to be deferred always or to stream.
+  /// for a run_on::receiver method to be deferred always, to stream or to report progress.
   template <class F>
   void bind(std::string name, F f, method_options how) {
     bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how), detail::wire_arity<F>(),
-                 detail::streams<F>());
+                 detail::streams<F>(), detail::reports_progress<F>());
   }
   /// Serves `f` as `name` on the pool, deferred after the budget; `doc` and `arg_names` as in method_options.
   template <class F>
@@ -143,7 +144,8 @@ class server {
   struct impl;
 
  private:
-  void bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity, bool streaming);
+  void bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity, bool streaming,
+                    bool reporting);
   std::unique_ptr<impl> impl_;
 };
 

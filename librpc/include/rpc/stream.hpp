@@ -55,6 +55,33 @@ class sink {
   duct::pack_buffer scratch_;
 };
 
+/// Where a handler reports progress before its result (WAMP's progressive call results). A handler takes it as its
+/// first parameter (`rpc::progress&`) and returns its result as usual. Reports go only to a caller that asked for
+/// them (client::call_with_progress); for any other caller report() does nothing. Reporting never blocks: while the
+/// caller has granted no credit, a newer report replaces the one still waiting, since progress is a latest state.
+class progress {
+ public:
+  virtual ~progress() = default;
+
+  /// Sends `value` as the call's latest progress (or keeps it until the caller's credit allows).
+  template <class T>
+  void report(const T& value) {
+    if (!wanted()) return;
+    scratch_.clear();
+    msgpack::pack(scratch_, value);
+    report_packed(std::as_bytes(std::span(scratch_.data(), scratch_.size())));
+  }
+  /// As report(), with a value that is already packed msgpack (one value).
+  virtual void report_packed(std::span<const std::byte> value) = 0;
+  /// Whether the caller asked for progress: when not, there is no need to compute it.
+  [[nodiscard]] virtual bool wanted() const = 0;
+  /// The call's cancellation, as for any handler.
+  [[nodiscard]] virtual std::stop_token stop_token() const = 0;
+
+ private:
+  duct::pack_buffer scratch_;
+};
+
 namespace detail {
 class stream_state;
 }

@@ -35,6 +35,7 @@ struct callable_traits<R (C::*)(A...) const> : callable_traits<R (*)(A...)> {};
 struct call_context {
   std::stop_token stop;
   sink* out = nullptr;
+  progress* report = nullptr;
 };
 
 /// A method as the server runs it: positional args and the call's context in, the packed result out (nil for a
@@ -58,11 +59,29 @@ constexpr bool streams() {
   return first_is<typename callable_traits<std::decay_t<F>>::args, sink>();
 }
 
+/// Whether a callable reports progress: its first parameter is rpc::progress&.
+template <class F>
+constexpr bool reports_progress() {
+  return first_is<typename callable_traits<std::decay_t<F>>::args, progress>();
+}
+
 /// The number of arguments a callable takes on the wire.
 template <class F>
 constexpr std::size_t wire_arity() {
-  return callable_traits<std::decay_t<F>>::arity - (takes_stop_token<F>() || streams<F>() ? 1 : 0);
+  return callable_traits<std::decay_t<F>>::arity - (takes_stop_token<F>() || streams<F>() || reports_progress<F>() ? 1 : 0);
 }
+
+/// The progress of a call whose caller did not ask for it: reports go nowhere.
+class silent_progress final : public progress {
+ public:
+  explicit silent_progress(std::stop_token stop) : stop_(std::move(stop)) {}
+  void report_packed(std::span<const std::byte>) override {}
+  [[nodiscard]] bool wanted() const override { return false; }
+  [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
+
+ private:
+  std::stop_token stop_;
+};
 
 /// The tuple T without its first N elements.
 template <std::size_t N, class T, class Seq = std::make_index_sequence<std::tuple_size_v<T> - N>>
@@ -103,6 +122,7 @@ handler make_handler(std::string method, F f) {
   using traits = callable_traits<std::decay_t<F>>;
   constexpr bool stoppable = takes_stop_token<F>();
   constexpr bool streaming = streams<F>();
+  constexpr bool reporting = reports_progress<F>();
   constexpr std::size_t arity = wire_arity<F>();
   static_assert(!streaming || std::is_void_v<typename traits::result>,
                 "a streaming handler (first parameter rpc::sink&) returns void: its items go to the sink");
@@ -115,13 +135,15 @@ handler make_handler(std::string method, F f) {
                                           (arity == 1 ? "" : "s") + " but " + std::to_string(args.via.array.size) +
                                           " were given");
     }
-    typename drop_front<stoppable || streaming ? 1 : 0, typename traits::args>::type values;
+    typename drop_front<stoppable || streaming || reporting ? 1 : 0, typename traits::args>::type values;
     convert_args(method, args, values, std::make_index_sequence<arity>{});
+    [[maybe_unused]] silent_progress quiet(ctx.stop);  // for a caller that asked for no progress
     auto run = [&] {
       return std::apply(
           [&](auto&&... a) {
             if constexpr (stoppable) return f(ctx.stop, std::move(a)...);
             else if constexpr (streaming) return f(*ctx.out, std::move(a)...);
+            else if constexpr (reporting) return f(ctx.report ? *ctx.report : quiet, std::move(a)...);
             else return f(std::move(a)...);
           },
           std::move(values));
