@@ -17,6 +17,10 @@ std::future<duct::value> client::start_async(std::string_view method, duct::buff
   return impl_->start(method, packed_args, limit);
 }
 
+void client::publish_here(std::string_view method, const duct::buffer& packed_args) {
+  impl_->publish(method, packed_args);
+}
+
 source client::start_stream(std::string_view method, const duct::buffer& packed_args) {
   return source(impl_->stream(method, packed_args, false));
 }

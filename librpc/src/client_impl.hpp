@@ -34,6 +34,9 @@ struct client::impl {
   virtual std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                        bool progress) = 0;
 
+  /// Sends a one-way request. Throws: closed_error if closing, error if it cannot be sent.
+  virtual void publish(std::string_view method, const duct::buffer& packed_args) = 0;
+
   /// The call's time limit: `limit` if given (none if negative), else the client's default.
   [[nodiscard]] std::optional<std::chrono::milliseconds> limit_of(std::optional<std::chrono::milliseconds> limit) const {
     if (!limit) return opts.timeout;

@@ -55,6 +55,8 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
         e.header.response_to = message_id::from_object(val);
       } else if (k == deferred_header_key) {
         e.header.accepts_deferred = val.type == msgpack::type::BOOLEAN && val.via.boolean;
+      } else if (k == oneway_header_key) {
+        e.header.oneway = val.type == msgpack::type::BOOLEAN && val.via.boolean;
       } else if (k == progress_header_key) {
         e.header.wants_progress = val.type == msgpack::type::BOOLEAN && val.via.boolean;
       } else if (k == stop_header_key) {
@@ -79,7 +81,7 @@ namespace detail {
 void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& h, std::string_view name) {
   p.pack_array(3);
   p.pack_map(2 + (h.response_to ? 1 : 0) + (h.accepts_deferred ? 1 : 0) + (h.accepts_stop ? 1 : 0) +
-             (h.wants_progress ? 1 : 0));
+             (h.wants_progress ? 1 : 0) + (h.oneway ? 1 : 0));
   p.pack(std::string_view("message_id"));
   p.pack(h.id);
   p.pack(std::string_view("v"));
@@ -98,6 +100,10 @@ void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& 
   }
   if (h.wants_progress) {
     p.pack(progress_header_key);
+    p.pack(true);
+  }
+  if (h.oneway) {
+    p.pack(oneway_header_key);
     p.pack(true);
   }
   p.pack(name);

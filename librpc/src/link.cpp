@@ -163,6 +163,22 @@ std::shared_ptr<stream_state> link_core::start_stream(std::string_view method, s
   return state;
 }
 
+void link_core::publish(std::string_view method, std::span<const std::byte> packed_args, const std::string& where) {
+  event_header h;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw closed_error(where + ": the link was closed");
+    if (closed_) throw lost_remote_error(where + ": the duct closed");
+    h.id = ids_.next();
+  }
+  h.oneway = true;
+  try {
+    conn_.send_bytes(encode_event_packed(h, method, packed_args).span());
+  } catch (const std::exception& e) {
+    throw lost_remote_error(where + ": " + e.what());
+  }
+}
+
 void link_core::grant(const message_id& id, std::size_t n) {
   duct::buffer body;
   {
@@ -492,6 +508,9 @@ struct link_client final : client::impl {
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override {
     return core->start_stream(method, packed_args.span(), options(method, std::nullopt), opts.stream_window, progress);
+  }
+  void publish(std::string_view method, const duct::buffer& packed_args) override {
+    core->publish(method, packed_args.span(), endpoint + ": " + std::string(method));
   }
   detail::link_call_options options(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
     detail::link_call_options o;

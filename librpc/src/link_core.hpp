@@ -84,6 +84,8 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
   std::shared_ptr<stream_state> start_stream(std::string_view method, std::span<const std::byte> packed_args,
                                              link_call_options o, std::size_t window, bool progress);
+  /// Sends a one-way request. Throws: closed_error or lost_remote_error if the duct is closed.
+  void publish(std::string_view method, std::span<const std::byte> packed_args, const std::string& where);
   /// The consumer of stream `id` took items: the server may send `n` more.
   void grant(const message_id& id, std::size_t n);
   /// The consumer dropped stream `id`: forget it, and tell the server if it listens.

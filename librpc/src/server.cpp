@@ -455,6 +455,11 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     }
     return;  // _zpc_hb and anything else on an open call only prove the client is alive
   }
+  if (ev->header.oneway) {  // published: no channel, no heartbeats, no answer
+    if (table.size() == 0) peers.erase(it);
+    on_published(identity, std::move(ev));
+    return;
+  }
   detail::channel* ch = table.open(ev->header.id, now);
   if (!ch) {
     ++dropped;  // a second request with an id already in use
@@ -565,8 +570,35 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls) {
   calls.clear();
 }
 
+// A one-way call: run it like any other, unless it cannot be (then it is dropped and counted: nobody waits to hear).
+void server::impl::on_published(const std::string& identity, std::shared_ptr<event> ev) {
+  auto m = methods.find(ev->name);
+  if (mode != serving_mode::serving || m == methods.end() || m->second.streams ||
+      m->second.where == run_on::receiver) {
+    ++dropped;
+    return;
+  }
+  call_key key{identity, ev->header.id};
+  if (running_calls.count(key)) {
+    ++dropped;  // an id already in use
+    return;
+  }
+  running_call& call = running_calls[key];
+  call.method = ev->name;
+  call.oneway = true;
+  ++open;
+  std::stop_token stop = call.stop.get_token();
+  const msgpack::object& args = ev->args();
+  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}});
+}
+
 void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,
                           const duct::buffer& args) {
+  if (auto rc = running_calls.find(call_key{identity, channel}); rc != running_calls.end() && rc->second.oneway) {
+    running_calls.erase(rc);  // published: its outcome goes nowhere
+    closed_one();
+    return;
+  }
   auto peer = peers.find(identity);
   if (peer == peers.end() || !peer->second.find(channel)) return;  // the client was lost meanwhile
   // Closed before the reply leaves (after the lock is released), so that a client holding its answer never sees

@@ -60,6 +60,7 @@ struct running_call {
   std::shared_ptr<std::atomic<bool>> lost = std::make_shared<std::atomic<bool>>(false);  // why it was stopped
   std::string method;
   std::optional<clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
+  bool oneway = false;                         // a published call: no channel, nothing to answer
 };
 
 // What a handler produced, for the channel it answers or (token set) for the deferred call it ran as.
@@ -180,6 +181,7 @@ struct server::impl final : detail::link_server {
   void loop();  // the I/O thread; takes `mu` itself
   void on_event(const std::string& identity, std::shared_ptr<event> ev, detail::clock::time_point now);
   void on_request(const std::string& identity, std::shared_ptr<event> ev);
+  void on_published(const std::string& identity, std::shared_ptr<event> ev);
   bool builtin(const std::string& identity, const event& ev);
   void send(const std::string& identity, const event_header& h, std::string_view name, std::span<const std::byte> args);
   /// Sends on the ROUTER (router_mu held). Returns: whether input is waiting, which ZeroMQ may have taken the

@@ -85,6 +85,7 @@ struct zmq_client final : client::impl {
                                  std::optional<std::chrono::milliseconds> limit) override;
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override;
+  void publish(std::string_view method, const duct::buffer& packed_args) override;
   void grant(const message_id& id, std::size_t n);
   void stop_stream(const message_id& id);
   std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
@@ -182,6 +183,21 @@ std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method
   }
   if (wake_io) wake.signal();
   return state;
+}
+
+void zmq_client::publish(std::string_view method, const duct::buffer& packed_args) {
+  event_header h;
+  {
+    std::lock_guard lock(mu);
+    if (closing) throw closed_error(endpoint + ": " + std::string(method) + ": the client is closing");
+    h.id = ids.next();
+  }
+  h.oneway = true;
+  try {
+    if (send_async(encode_event_packed(h, method, packed_args.span()))) wake.signal();
+  } catch (const zmq::error_t& e) {
+    throw error(endpoint + ": " + std::string(method) + ": " + e.what());
+  }
 }
 
 // The consumer took items: the server may send `n` more.

@@ -84,6 +84,14 @@ class client {
     return start_stream(method, pack_args(args...));
   }
 
+  /// Publishes a one-way call (junction's publish): the server runs `method` and answers nothing, so nothing says
+  /// whether or when it ran; use call() when that matters. Returns once the request is queued to be sent.
+  /// Throws: closed_error if the client (or its link) is closed; lost_remote_error if its duct is.
+  template <class... Args>
+  void publish(std::string_view method, const Args&... args) {
+    publish_here(method, pack_args(args...));
+  }
+
   /// Calls `method` asking for its progress reports (a handler taking rpc::progress&): `on_progress` runs on this
   /// thread with each report, in order (a report may replace an older one not yet delivered), then the result is
   /// returned. A server that does not report progress just answers. Never deferred. The client's default timeout
@@ -92,6 +100,12 @@ class client {
   template <class F, class... Args>
   duct::value call_with_progress(std::string_view method, F&& on_progress, const Args&... args) {
     return call_reporting(method, pack_args(args...), std::function<void(const duct::value&)>(std::forward<F>(on_progress)));
+  }
+
+  /// As async_call(), with its own time limit instead of the client's default.
+  template <class... Args>
+  std::future<duct::value> async_call_for(std::chrono::milliseconds limit, std::string_view method, const Args&... args) {
+    return start_async(method, pack_args(args...), limit);
   }
 
   // ---- deferred calls (the server's _ductrpc_* built-ins) ----------------------------------------------------------
@@ -131,6 +145,7 @@ class client {
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);
   source start_stream(std::string_view method, const duct::buffer& packed_args);
+  void publish_here(std::string_view method, const duct::buffer& packed_args);
   duct::value call_reporting(std::string_view method, const duct::buffer& packed_args,
                              const std::function<void(const duct::value&)>& on_progress);
   std::unique_ptr<impl> impl_;

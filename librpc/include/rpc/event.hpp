@@ -94,6 +94,10 @@ inline constexpr std::string_view stop_header_key = "ductrpc_stop";
 /// the result of a call. A peer that does not send it is never sent a PROGRESS.
 inline constexpr std::string_view progress_header_key = "ductrpc_progress";
 
+/// The header key of a one-way request (junction's publish): the server runs the method and answers nothing. A
+/// plain zerorpc server ignores the key and answers anyway; our client drops answers to channels it never opened.
+inline constexpr std::string_view oneway_header_key = "ductrpc_oneway";
+
 struct event_header {
   message_id id;                           ///< this event's own id ("message_id")
   std::optional<message_id> response_to;   ///< the channel it belongs to, on every event after the first
@@ -101,6 +105,7 @@ struct event_header {
   bool accepts_deferred = false;           ///< deferred_header_key: true
   bool accepts_stop = false;               ///< stop_header_key: true
   bool wants_progress = false;             ///< progress_header_key: true
+  bool oneway = false;                     ///< oneway_header_key: true
 };
 
 /// A decoded event. It owns the memory `args()` points into.
