@@ -4,7 +4,8 @@
 //   2. a call that outlives the server's budget is answered with a token; the client waits on it server-side,
 //      so the caller just gets its result
 //   3. an explicit token: submit, poll, collect (from here, or from any other client of the server)
-//   4. the same API over a duct: a forked worker serves the parent, and calls back over the same duct
+//   4. a streamed reply, read item by item, and a call that reports its progress before its result
+//   5. the same API over a duct: a forked worker serves the parent, and calls back over the same duct
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,16 @@ int main() try {
     for (int i = 0; i < frames && !stop.stop_requested(); ++i) std::this_thread::sleep_for(100ms);
     return std::string("rendered ") + std::to_string(frames) + " frames";
   }, "Takes a while.", {"frames"});
+  server.bind("countdown", [](rpc::sink& out, int from) {
+    for (int i = from; i > 0; --i) out.write(i);  // each write waits for the client's credit
+  }, "Counts down to 1, an item each.", {"from"});
+  server.bind("crunch", [](rpc::progress& p, int steps) {
+    for (int i = 1; i <= steps; ++i) {
+      std::this_thread::sleep_for(20ms);
+      p.report(i * 100 / steps);
+    }
+    return std::string("crunched");
+  }, "Reports percent done.", {"steps"});
   std::string endpoint = server.listen("tcp://127.0.0.1:0");
   server.start();
   std::printf("== 1. a server at %s, a client, a call\n", endpoint.c_str());
@@ -73,10 +84,20 @@ int main() try {
   std::printf("   wait -> %s\n", client.wait(token, 10s).to_json().c_str());
   std::printf("   poll -> %s\n", client.poll(token).to_json().c_str());
 
+  std::printf("== 4. a stream, and progress\n");
+  rpc::source items = client.stream("countdown", 5);
+  std::printf("   countdown(5):");
+  while (auto item = items.next()) std::printf(" %d", item->as<int>());
+  std::printf(" (end of stream)\n");
+  std::string crunched = client.call_with_progress("crunch", [](const duct::value& pct) {
+    std::printf("   crunch: %d%%\n", pct.as<int>());
+  }, 4).as<std::string>();
+  std::printf("   crunch(4) = \"%s\"\n", crunched.c_str());
+
   server.shutdown(rpc::shutdown_mode::drain, 5s);
   std::printf("   server drained and stopped\n");
 
-  std::printf("== 4. the same over a duct, to a forked worker that calls back\n");
+  std::printf("== 5. the same over a duct, to a forked worker that calls back\n");
   auto [parent_end, child_end] = duct::pair();
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
