@@ -28,16 +28,12 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common.hpp"
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-std::string private_ipc(const char* name) {
-  char dir[] = "/tmp/rpc-bench-XXXXXX";
-  if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp");
-  return std::string("ipc://") + dir + "/" + name;
-}
 
 // Runs `serve(endpoint)` in a child process until killed.
 pid_t fork_server(const std::string& endpoint, void (*serve)(const std::string&)) {
@@ -49,36 +45,10 @@ pid_t fork_server(const std::string& endpoint, void (*serve)(const std::string&)
   return pid;
 }
 
-// Runs our server in a child process serving the other end of a duct, until killed.
-pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    parent_end.close();
-    rpc::link up(std::move(child_end));
-    rpc::server s({.name = "bench", .threads = 2});
-    s.bind("add", [](int a, int b) { return a + b; });
-    s.listen(up);
-    s.start();
-    for (;;) ::pause();
-  }
-  child_end.close();
-  return pid;
+void bind_add(rpc::server& s) { s.bind("add", [](int a, int b) { return a + b; }); }
+void bind_add_inline(rpc::server& s) {
+  s.bind("add", [](int a, int b) { return a + b; }, {.where = rpc::run_on::receiver});
 }
-
-void stop(pid_t pid) {
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-}
-
-void serve_ours(const std::string& endpoint, rpc::run_on where) {
-  rpc::server s({.name = "bench", .threads = 2});
-  s.bind("add", [](int a, int b) { return a + b; }, {.where = where});
-  s.listen(endpoint);
-  s.start();
-  for (;;) ::pause();
-}
-void serve_ours_pool(const std::string& endpoint) { serve_ours(endpoint, rpc::run_on::pool); }
-void serve_ours_inline(const std::string& endpoint) { serve_ours(endpoint, rpc::run_on::receiver); }
 
 // The ceiling: a ROUTER that decodes each request and answers OK [a + b], all on one thread.
 void serve_raw(const std::string& endpoint) {
@@ -182,18 +152,9 @@ result run_our_client(rpc::client&& c, int n, int inflight_n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  std::string json_path, node_peer;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--node-peer" && i + 1 < argc) node_peer = argv[++i];
-    else {
-      std::cerr << "usage: rpc-bench [--quick] [--json FILE] [--node-peer PATH/peer.js]\n";
-      return 2;
-    }
-  }
+  const bench_options opts = parse_bench_options(argc, argv, "rpc-bench");
+  const bool quick = opts.quick;
+  const std::string &json_path = opts.json_path, &node_peer = opts.node_peer;
   const int n = quick ? 500 : 10000, inflight = quick ? 500 : 10000, rounds = quick ? 1 : 3;
   std::vector<std::pair<std::string, result>> rows;
 
@@ -201,8 +162,8 @@ int main(int argc, char** argv) {
   // is kept, so that a passing slowdown of the machine hits both alike.
   std::string raw_ep = private_ipc("raw.ipc"), ours_ep = private_ipc("ours.ipc"), inline_ep = private_ipc("inline.ipc");
   pid_t raw = fork_server(raw_ep, serve_raw);
-  pid_t ours = fork_server(ours_ep, serve_ours_pool);
-  pid_t ours_inline = fork_server(inline_ep, serve_ours_inline);
+  pid_t ours = fork_rpc_server(ours_ep, bind_add);
+  pid_t ours_inline = fork_rpc_server(inline_ep, bind_add_inline);
   auto best = [](result& into, const result& r) {
     into.calls_per_s = std::max(into.calls_per_s, r.calls_per_s);
     into.inflight_calls_per_s = std::max(into.inflight_calls_per_s, r.inflight_calls_per_s);
@@ -223,14 +184,14 @@ int main(int argc, char** argv) {
     // calls in flight start the link's reader thread, as they would in a real program.
     auto [parent_end, child_end] = duct::pair();
     rpc::link down(std::move(parent_end));
-    pid_t worker = fork_link_server(down, std::move(child_end));
+    pid_t worker = fork_link_server(down, std::move(child_end), bind_add);
     best(duct_best, run_our_client(rpc::client(down), n, inflight));
     down.close();
-    stop(worker);
+    stop_child(worker);
   }
-  stop(raw);
-  stop(ours);
-  stop(ours_inline);
+  stop_child(raw);
+  stop_child(ours);
+  stop_child(ours_inline);
   rows.emplace_back("raw DEALER/ROUTER loop", raw_best);
   rows.emplace_back("ductrpc client+server", ours_best);
   rows.emplace_back("ductrpc, add on run_on::receiver", inline_best);

@@ -23,17 +23,13 @@
 #include <rpc/server.hpp>
 #include <zmq.hpp>
 
+#include "common.hpp"
+
 using steady = std::chrono::steady_clock;
 
 namespace {
 
 constexpr int chunk_size = 64 * 1024;
-
-std::string private_ipc(const char* name) {
-  char dir[] = "/tmp/stream-bench-XXXXXX";
-  if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp");
-  return std::string("ipc://") + dir + "/" + name;
-}
 
 void bind_methods(rpc::server& s) {
   s.bind("ints", [](rpc::sink& out, int n) {
@@ -43,33 +39,6 @@ void bind_methods(rpc::server& s) {
     std::vector<unsigned char> chunk(chunk_size, 0x5a);
     for (int i = 0; i < n; ++i) out.write(chunk);
   });
-}
-
-pid_t fork_server(const std::string& endpoint) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    rpc::server s({.name = "bench", .threads = 2});
-    bind_methods(s);
-    s.listen(endpoint);
-    s.start();
-    for (;;) ::pause();
-  }
-  return pid;
-}
-
-pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    parent_end.close();
-    rpc::link up(std::move(child_end));
-    rpc::server s({.name = "bench", .threads = 2});
-    bind_methods(s);
-    s.listen(up);
-    s.start();
-    for (;;) ::pause();
-  }
-  child_end.close();
-  return pid;
 }
 
 // The ceiling: a PUSH in a child process sends `n` messages of `size` bytes, a PULL here takes them.
@@ -133,21 +102,12 @@ struct row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  std::string json_path, node_peer;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--node-peer" && i + 1 < argc) node_peer = argv[++i];
-    else {
-      std::cerr << "usage: stream-bench [--quick] [--json FILE] [--node-peer PATH/peer.js]\n";
-      return 2;
-    }
-  }
+  const bench_options opts = parse_bench_options(argc, argv, "stream-bench");
+  const bool quick = opts.quick;
+  const std::string &json_path = opts.json_path, &node_peer = opts.node_peer;
   const int small_n = quick ? 20000 : 500000, chunk_n = quick ? 500 : 8192, rounds = quick ? 1 : 3;
   std::string ours_ep = private_ipc("ours.ipc");
-  pid_t ours = fork_server(ours_ep);
+  pid_t ours = fork_rpc_server(ours_ep, bind_methods);
   row raw{"raw ZeroMQ PUSH/PULL"}, zmq_row{"ductrpc stream over ZeroMQ"}, duct_row{"ductrpc stream over a duct"};
   auto keep = [](row& r, double items, double chunks) {
     r.items_per_s = std::max(r.items_per_s, items);
@@ -165,18 +125,16 @@ int main(int argc, char** argv) {
     }
     auto [parent_end, child_end] = duct::pair();
     rpc::link down(std::move(parent_end));
-    pid_t worker = fork_link_server(down, std::move(child_end));
+    pid_t worker = fork_link_server(down, std::move(child_end), bind_methods);
     {
       rpc::client c(down);
       double ints = drain(c, "ints", small_n), chunks = drain(c, "chunks", chunk_n);
       keep(duct_row, ints, chunks);
     }
     down.close();
-    ::kill(worker, SIGKILL);
-    ::waitpid(worker, nullptr, 0);
+    stop_child(worker);
   }
-  ::kill(ours, SIGKILL);
-  ::waitpid(ours, nullptr, 0);
+  stop_child(ours);
   std::vector<row> rows{raw, zmq_row, duct_row};
 
   if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {

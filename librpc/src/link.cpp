@@ -184,9 +184,7 @@ void link_core::grant(const message_id& id, std::size_t n) {
   {
     std::lock_guard lock(mu_);
     if (!calls_.count(id)) return;  // it ended meanwhile
-    duct::pack_buffer args;
-    msgpack::pack(args, std::make_tuple(n));
-    body = encode_event_packed({ids_.next(), id}, "_zpc_more", std::as_bytes(std::span(args.data(), args.size())));
+    body = credit_event(ids_.next(), id, n);
   }
   outbox out;
   out.push_back(std::move(body));
@@ -203,8 +201,7 @@ void link_core::stop_stream(const message_id& id) {
       it->second.dropped = true;
       return;
     }
-    if (it->second.can_stop)
-      out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+    if (it->second.can_stop) out.push_back(stop_event(ids_.next(), id));
     calls_.erase(it);
   }
   flush(out);
@@ -347,8 +344,7 @@ void link_core::on_reply(const message_id& id, event& ev, outbox& out) {
     on_stream_event(id, ev, out);
     return;
   }
-  if (ev.name == "STREAM" && ev.header.accepts_stop)  // call() cannot take a stream: stop it at once
-    out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+  if (understands_stop(ev)) out.push_back(stop_event(ids_.next(), id));  // call() cannot take a stream: stop it
   try {
     duct::value result;
     std::string token;
@@ -378,36 +374,11 @@ void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   if (ev.header.accepts_stop) c.can_stop = true;
   c.heard = true;
   if (c.dropped) {  // the consumer dropped it before this first event: stop it now
-    if ((ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop)
-      out.push_back(encode_event_packed({ids_.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+    if (understands_stop(ev)) out.push_back(stop_event(ids_.next(), id));
     calls_.erase(id);
     return;
   }
-  const bool progress = c.progress;
-  if (ev.name == (progress ? "PROGRESS" : "STREAM")) {
-    st.push(std::move(ev).take_args());
-    return;
-  }
-  try {
-    duct::value result;
-    std::string token;
-    if (progress && (ev.name == "STREAM" || ev.name == "STREAM_DONE"))
-      throw protocol_error(st.where() + ": the method streams its reply: call it with stream()");
-    if (ev.name != "STREAM_DONE") {
-      switch (settle(ev, st.where(), result, token)) {
-        case reply::alive: return;
-        case reply::result:
-          if (progress) st.finish(std::move(result));
-          else st.push(std::move(result));  // one result: the stream's only item
-          break;
-        case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
-      }
-    }
-    st.end();
-  } catch (...) {
-    st.fail(std::current_exception());
-  }
-  calls_.erase(id);
+  if (settle_stream(ev, st, c.progress)) calls_.erase(id);
 }
 
 // Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.

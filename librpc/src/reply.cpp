@@ -53,6 +53,43 @@ reply settle(const event& ev, const std::string& where, duct::value& result, std
   throw protocol_error(where + ": unexpected event " + ev.name);
 }
 
+bool settle_stream(event& ev, stream_state& st, bool progress) {
+  if (ev.name == (progress ? "PROGRESS" : "STREAM")) {
+    st.push(std::move(ev).take_args());
+    return false;
+  }
+  try {
+    duct::value result;
+    std::string token;
+    if (progress && (ev.name == "STREAM" || ev.name == "STREAM_DONE"))
+      throw protocol_error(st.where() + ": the method streams its reply: call it with stream()");
+    if (ev.name != "STREAM_DONE") {
+      switch (settle(ev, st.where(), result, token)) {
+        case reply::alive: return false;
+        case reply::result:
+          if (progress) st.finish(std::move(result));
+          else st.push(std::move(result));  // one result: the stream's only item
+          break;
+        case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
+      }
+    }
+    st.end();
+  } catch (...) {
+    st.fail(std::current_exception());
+  }
+  return true;
+}
+
+duct::buffer credit_event(message_id id, const message_id& channel, std::size_t n) {
+  duct::pack_buffer args;
+  msgpack::pack(args, std::make_tuple(n));
+  return encode_event_packed({std::move(id), channel}, "_zpc_more", std::as_bytes(std::span(args.data(), args.size())));
+}
+
+duct::buffer stop_event(message_id id, const message_id& channel) {
+  return encode_event_packed({std::move(id), channel}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1)));
+}
+
 event_header request_header(message_id id) {
   event_header h{std::move(id)};
   h.accepts_deferred = true;

@@ -9,6 +9,7 @@
 #include <rpc/event.hpp>
 
 #include "channel.hpp"
+#include "stream_state.hpp"
 
 namespace rpc::detail {
 
@@ -19,6 +20,19 @@ enum class reply { alive, result, deferred };
 /// show the server is there (_zpc_hb, _zpc_more). `where` ("endpoint: method") prefixes error messages.
 /// Throws: the call's error for ERR (typed by its name), protocol_error for a stream or anything unexpected.
 reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token);
+
+/// Routes an event of a streamed call (or of one that asked for `progress`) into its state: an item, the clean end
+/// (or the result), or the error that ends it. Returns: whether the call has ended.
+bool settle_stream(event& ev, stream_state& st, bool progress);
+
+/// The body of the `_zpc_more [n]` event that grants the server `n` more events on `channel`.
+duct::buffer credit_event(message_id id, const message_id& channel, std::size_t n);
+/// The body of the _ductrpc_stop event that stops `channel` (a stream, or a call reporting progress).
+duct::buffer stop_event(message_id id, const message_id& channel);
+/// Whether a stream's first event says the server understands _ductrpc_stop.
+inline bool understands_stop(const event& ev) {
+  return (ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop;
+}
 
 /// A request's header: a fresh id, and the announcement that we understand DEFERRED replies.
 event_header request_header(message_id id);

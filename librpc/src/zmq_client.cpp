@@ -206,9 +206,7 @@ void zmq_client::grant(const message_id& id, std::size_t n) {
   {
     std::lock_guard lock(mu);
     if (!calls.count(id)) return;  // it ended meanwhile
-    duct::pack_buffer args;
-    msgpack::pack(args, std::make_tuple(n));
-    body = encode_event_packed({ids.next(), id}, "_zpc_more", std::as_bytes(std::span(args.data(), args.size())));
+    body = detail::credit_event(ids.next(), id, n);
   }
   try {
     if (send_async(body)) wake.signal();
@@ -228,7 +226,7 @@ void zmq_client::stop_stream(const message_id& id) {
       it->second.dropped = true;
       return;
     }
-    if (it->second.can_stop) body = encode_event_packed({ids.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1)));
+    if (it->second.can_stop) body = detail::stop_event(ids.next(), id);
     calls.erase(it);
     channels.close(id);
   }
@@ -389,8 +387,8 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
       // Replies to earlier calls of this thread that timed out are ignored, like any event of an unknown channel.
       if (!ev || ev->header.response_to != id) continue;
       beat.heard(detail::clock::now());
-      if (ev->name == "STREAM" && ev->header.accepts_stop)  // call() cannot take a stream: stop it at once
-        send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+      if (detail::understands_stop(*ev))  // call() cannot take a stream: stop it at once
+        send_body(mine.socket, detail::stop_event(mine.ids.next(), id));
       duct::value result;
       std::string token;
       switch (detail::settle(*ev, where, result, token)) {
@@ -464,10 +462,10 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
   if (ev.header.accepts_stop) c->second.can_stop = true;
   c->second.heard = true;
   if (c->second.dropped) {  // the consumer dropped it before this first event: stop it now
-    if ((ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop) {
+    if (detail::understands_stop(ev)) {
       try {
         std::lock_guard lock(dealer_mu);
-        send_body(dealer, encode_event_packed({ids.next(), c->first}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1))));
+        send_body(dealer, detail::stop_event(ids.next(), c->first));
       } catch (const zmq::error_t&) {
         // the server then notices the silence instead
       }
@@ -476,31 +474,8 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
     calls.erase(c);
     return;
   }
-  const bool progress = c->second.progress;
-  if (ev.name == (progress ? "PROGRESS" : "STREAM")) {
-    st.push(std::move(ev).take_args());
-    return;
-  }
+  if (!detail::settle_stream(ev, st, c->second.progress)) return;
   const message_id id = c->first;
-  try {
-    duct::value result;
-    std::string token;
-    if (progress && (ev.name == "STREAM" || ev.name == "STREAM_DONE"))
-      throw protocol_error(st.where() + ": the method streams its reply: call it with stream()");
-    if (ev.name != "STREAM_DONE") {
-      switch (detail::settle(ev, st.where(), result, token)) {
-        case reply::alive: return;
-        case reply::result:
-          if (progress) st.finish(std::move(result));
-          else st.push(std::move(result));  // one result: the stream's only item
-          break;
-        case reply::deferred: throw protocol_error(st.where() + ": a stream was answered with a token");
-      }
-    }
-    st.end();
-  } catch (...) {
-    st.fail(std::current_exception());
-  }
   calls.erase(id);
   channels.close(id);
 }

@@ -5,11 +5,15 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <duct/connection.hpp>
+#include <rpc/client.hpp>
 #include <rpc/event.hpp>
 #include <rpc/link.hpp>
 #include <rpc/server.hpp>
@@ -72,6 +76,30 @@ struct held_service {
   ~held_service() {
     if (released.wait_for(std::chrono::seconds(0)) != std::future_status::ready) release.set_value();
     server.stop();
+  }
+};
+
+/// A client of a server, over a socketpair duct or over tcp://127.0.0.1 (port 0): the suites that run each case
+/// over both transports derive their fixtures from it.
+struct served {
+  std::optional<rpc::link> server_end, client_end;
+  std::string endpoint;
+  std::unique_ptr<rpc::client> client;
+
+  /// Listens with `s` (its methods bound), starts it and connects `client`.
+  void serve(rpc::server& s, bool over_duct, rpc::client_options co = {}) {
+    if (over_duct) {
+      auto [a, b] = duct::pair();
+      server_end.emplace(std::move(a));
+      client_end.emplace(std::move(b));
+      endpoint = s.listen(*server_end);
+      s.start();
+      client = std::make_unique<rpc::client>(*client_end, co);
+    } else {
+      endpoint = s.listen("tcp://127.0.0.1:0");
+      s.start();
+      client = std::make_unique<rpc::client>(endpoint, co);
+    }
   }
 };
 

@@ -20,14 +20,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct reporting {
+struct reporting : test::served {
   std::atomic<int> wanted{-1};       // whether work() saw a caller that wants progress
   std::atomic<int> acked{0};         // the last report lockstep()'s caller has seen
   std::atomic<int> finished{0};      // work() calls that returned
   std::atomic<int> stopped{0};       // until_stopped() calls whose stop token was stopped
-  std::optional<rpc::link> server_end, client_end;
   rpc::server server;
-  std::unique_ptr<rpc::client> client;
 
   explicit reporting(bool over_duct, rpc::client_options co = {}) : server({.threads = 2}) {
     server.bind("work", [this](rpc::progress& p, int steps) {
@@ -55,18 +53,7 @@ struct reporting {
       return 0;
     });
     server.bind("plain", [](int x) { return x * 2; });
-    if (over_duct) {
-      auto [a, b] = duct::pair();
-      server_end.emplace(std::move(a));
-      client_end.emplace(std::move(b));
-      server.listen(*server_end);
-      server.start();
-      client = std::make_unique<rpc::client>(*client_end, co);
-    } else {
-      std::string endpoint = server.listen("tcp://127.0.0.1:0");
-      server.start();
-      client = std::make_unique<rpc::client>(endpoint, co);
-    }
+    serve(server, over_duct, co);
   }
   ~reporting() {
     client.reset();

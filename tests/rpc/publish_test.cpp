@@ -18,14 +18,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct published {
+struct published : test::served {
   std::atomic<int> sum{0}, count{0}, started{0};
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
-  std::optional<rpc::link> server_end, client_end;
   rpc::server server;
-  std::unique_ptr<rpc::client> client;
-  std::string endpoint;
 
   explicit published(bool over_duct) : server({.threads = 2}) {
     server.bind("record", [this](int x) {
@@ -38,18 +35,7 @@ struct published {
       released.wait();
     });
     server.bind("total", [this] { return sum.load(); });
-    if (over_duct) {
-      auto [a, b] = duct::pair();
-      server_end.emplace(std::move(a));
-      client_end.emplace(std::move(b));
-      endpoint = server.listen(*server_end);
-      server.start();
-      client = std::make_unique<rpc::client>(*client_end);
-    } else {
-      endpoint = server.listen("tcp://127.0.0.1:0");
-      server.start();
-      client = std::make_unique<rpc::client>(endpoint);
-    }
+    serve(server, over_duct);
   }
   ~published() {
     if (released.wait_for(0s) != std::future_status::ready) release.set_value();

@@ -26,14 +26,12 @@ using namespace std::chrono_literals;
 namespace {
 
 // A server with streaming methods, and a client of it: over tcp://127.0.0.1:0, or over a socketpair duct.
-struct streams {
+struct streams : test::served {
   std::atomic<int> written{0};    // items endless() wrote
   std::atomic<int> cancelled{0};  // producers stopped with cancelled_error
   std::atomic<int> lost{0};       // producers stopped with lost_remote_error
   std::atomic<int> stalled{0};    // stall() calls that got their stop
-  std::optional<rpc::link> server_end, client_end;
   rpc::server server;
-  std::unique_ptr<rpc::client> client;
 
   explicit streams(bool over_duct, rpc::client_options co = {}) : server({.threads = 2}) {
     server.bind("count", [](rpc::sink& out, int n) {
@@ -63,18 +61,7 @@ struct streams {
       ++stalled;
     });
     server.bind("add", [](int a, int b) { return a + b; });
-    if (over_duct) {
-      auto [a, b] = duct::pair();
-      server_end.emplace(std::move(a));
-      client_end.emplace(std::move(b));
-      server.listen(*server_end);
-      server.start();
-      client = std::make_unique<rpc::client>(*client_end, co);
-    } else {
-      std::string endpoint = server.listen("tcp://127.0.0.1:0");
-      server.start();
-      client = std::make_unique<rpc::client>(endpoint, co);
-    }
+    serve(server, over_duct, co);
   }
   ~streams() {
     client.reset();
