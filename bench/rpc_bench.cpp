@@ -154,7 +154,6 @@ result run_our_client(rpc::client&& c, int n, int inflight_n) {
 int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "rpc-bench");
   const bool quick = opts.quick;
-  const std::string &json_path = opts.json_path, &node_peer = opts.node_peer;
   const int n = quick ? 500 : 10000, inflight = quick ? 500 : 10000, rounds = quick ? 1 : 3;
   std::vector<std::pair<std::string, result>> rows;
 
@@ -199,9 +198,9 @@ int main(int argc, char** argv) {
   rows.emplace_back("ductrpc client, raw server", ours_to_raw_best);
   rows.emplace_back("ductrpc over a duct (forked worker)", duct_best);
 
-  if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {
+  if (!opts.node_peer.empty() && ::access(opts.node_peer.c_str(), R_OK) == 0) {
     std::string node_ep = private_ipc("node.ipc");
-    duct::child node = duct::spawn({"node", node_peer, "server", node_ep});
+    duct::child node = duct::spawn({"node", opts.node_peer, "server", node_ep});
     rows.emplace_back("ductrpc client, zerorpc-node server", run_our_client(rpc::client(node_ep), quick ? 200 : 5000, quick ? 200 : 5000));
     node.kill(SIGKILL);
     node.wait();
@@ -220,6 +219,6 @@ int main(int argc, char** argv) {
   }
   std::printf("\nRPC over a duct vs over ZeroMQ (ours): %.2fx sequential, %.2fx with 16 in flight\n",
               duct_best.calls_per_s / ours_best.calls_per_s, duct_best.inflight_calls_per_s / ours_best.inflight_calls_per_s);
-  if (!json_path.empty()) std::ofstream(json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
+  if (!opts.json_path.empty()) std::ofstream(opts.json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
   return 0;
 }

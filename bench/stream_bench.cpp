@@ -104,7 +104,6 @@ struct row {
 int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "stream-bench");
   const bool quick = opts.quick;
-  const std::string &json_path = opts.json_path, &node_peer = opts.node_peer;
   const int small_n = quick ? 20000 : 500000, chunk_n = quick ? 500 : 8192, rounds = quick ? 1 : 3;
   std::string ours_ep = private_ipc("ours.ipc");
   pid_t ours = fork_rpc_server(ours_ep, bind_methods);
@@ -137,9 +136,9 @@ int main(int argc, char** argv) {
   stop_child(ours);
   std::vector<row> rows{raw, zmq_row, duct_row};
 
-  if (!node_peer.empty() && ::access(node_peer.c_str(), R_OK) == 0) {
+  if (!opts.node_peer.empty() && ::access(opts.node_peer.c_str(), R_OK) == 0) {
     std::string node_ep = private_ipc("node.ipc");
-    duct::child node = duct::spawn({"node", node_peer, "server", node_ep});
+    duct::child node = duct::spawn({"node", opts.node_peer, "server", node_ep});
     rpc::client c(node_ep);
     (void)c.call_for(std::chrono::seconds(30), "add", 1, 1);  // node is up
     row n{"zerorpc-node stream, our client"};
@@ -160,6 +159,6 @@ int main(int argc, char** argv) {
   }
   std::printf("\ntargets: >= 500000 small items/s (ours over ZeroMQ: %.0f), >= 0.8x raw for 64 KiB chunks (%.2fx)\n",
               zmq_row.items_per_s, zmq_row.chunks_per_s / raw.chunks_per_s);
-  if (!json_path.empty()) std::ofstream(json_path) << nlohmann::json{{"bench", "stream"}, {"rows", out}}.dump(2) << "\n";
+  if (!opts.json_path.empty()) std::ofstream(opts.json_path) << nlohmann::json{{"bench", "stream"}, {"rows", out}}.dump(2) << "\n";
   return 0;
 }

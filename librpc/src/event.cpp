@@ -4,8 +4,20 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <utility>
 
 namespace rpc {
+namespace {
+
+// Our extensions' header keys: each is `true` when present, and a plain zerorpc peer never sends one.
+constexpr std::pair<std::string_view, bool event_header::*> flag_keys[] = {
+    {deferred_header_key, &event_header::accepts_deferred},
+    {stop_header_key, &event_header::accepts_stop},
+    {progress_header_key, &event_header::wants_progress},
+    {oneway_header_key, &event_header::oneway},
+};
+
+}  // namespace
 
 message_id message_id::from_object(const msgpack::object& o) {
   if (o.type == msgpack::type::BIN) return {std::string(o.via.bin.ptr, o.via.bin.size), true};
@@ -53,18 +65,13 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
         has_id = true;
       } else if (k == "response_to") {
         e.header.response_to = message_id::from_object(val);
-      } else if (k == deferred_header_key) {
-        e.header.accepts_deferred = val.type == msgpack::type::BOOLEAN && val.via.boolean;
-      } else if (k == oneway_header_key) {
-        e.header.oneway = val.type == msgpack::type::BOOLEAN && val.via.boolean;
-      } else if (k == progress_header_key) {
-        e.header.wants_progress = val.type == msgpack::type::BOOLEAN && val.via.boolean;
-      } else if (k == stop_header_key) {
-        e.header.accepts_stop = val.type == msgpack::type::BOOLEAN && val.via.boolean;
       } else if (k == "v") {
         if (val.type != msgpack::type::POSITIVE_INTEGER || val.via.u64 > 1000)
           throw protocol_error("event header 'v' must be a small positive integer");
         e.header.version = static_cast<int>(val.via.u64);
+      } else {
+        for (const auto& [flag_key, member] : flag_keys)
+          if (k == flag_key) e.header.*member = val.type == msgpack::type::BOOLEAN && val.via.boolean;
       }
     }
   }
@@ -79,9 +86,10 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
 
 namespace detail {
 void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& h, std::string_view name) {
+  std::uint32_t flags = 0;
+  for (const auto& [flag_key, member] : flag_keys) flags += h.*member ? 1 : 0;
   p.pack_array(3);
-  p.pack_map(2 + (h.response_to ? 1 : 0) + (h.accepts_deferred ? 1 : 0) + (h.accepts_stop ? 1 : 0) +
-             (h.wants_progress ? 1 : 0) + (h.oneway ? 1 : 0));
+  p.pack_map(2 + (h.response_to ? 1 : 0) + flags);
   p.pack(std::string_view("message_id"));
   p.pack(h.id);
   p.pack(std::string_view("v"));
@@ -90,20 +98,9 @@ void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& 
     p.pack(std::string_view("response_to"));
     p.pack(*h.response_to);
   }
-  if (h.accepts_deferred) {
-    p.pack(deferred_header_key);
-    p.pack(true);
-  }
-  if (h.accepts_stop) {
-    p.pack(stop_header_key);
-    p.pack(true);
-  }
-  if (h.wants_progress) {
-    p.pack(progress_header_key);
-    p.pack(true);
-  }
-  if (h.oneway) {
-    p.pack(oneway_header_key);
+  for (const auto& [flag_key, member] : flag_keys) {
+    if (!(h.*member)) continue;
+    p.pack(flag_key);
     p.pack(true);
   }
   p.pack(name);

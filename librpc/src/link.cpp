@@ -197,11 +197,9 @@ void link_core::stop_stream(const message_id& id) {
     std::lock_guard lock(mu_);
     auto it = calls_.find(id);
     if (it == calls_.end()) return;
-    if (!it->second.heard) {  // whether the server understands _ductrpc_stop shows on its first event
-      it->second.dropped = true;
-      return;
-    }
-    if (it->second.can_stop) out.push_back(stop_event(ids_.next(), id));
+    const auto act = it->second.stops.drop();
+    if (act == stream_stop::action::keep) return;
+    if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
     calls_.erase(it);
   }
   flush(out);
@@ -371,10 +369,9 @@ void link_core::on_reply(const message_id& id, event& ev, outbox& out) {
 void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   open_call& c = calls_.at(id);
   stream_state& st = *c.stream;
-  if (ev.header.accepts_stop) c.can_stop = true;
-  c.heard = true;
-  if (c.dropped) {  // the consumer dropped it before this first event: stop it now
-    if (understands_stop(ev)) out.push_back(stop_event(ids_.next(), id));
+  const auto act = c.stops.arrived(ev);
+  if (act != stream_stop::action::keep) {  // the consumer dropped it before this first event
+    if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
     calls_.erase(id);
     return;
   }

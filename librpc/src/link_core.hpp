@@ -19,6 +19,7 @@
 #include <rpc/event.hpp>
 
 #include "channel.hpp"
+#include "reply.hpp"
 #include "stream_state.hpp"
 #include "wakeup.hpp"
 
@@ -100,10 +101,8 @@ class link_core : public std::enable_shared_from_this<link_core> {
     std::promise<duct::value> result;
     heartbeat beat;
     std::shared_ptr<stream_state> stream = nullptr;  // a streamed call: its events go here, not to `result`
-    bool can_stop = false;                           // the server said it understands _ductrpc_stop
-    bool heard = false;                              // an event of the stream has arrived
+    stream_stop stops;                               // when and how a dropped stream is stopped
     bool progress = false;                           // a call that asked for progress: PROGRESS items, then OK
-    bool dropped = false;                            // dropped before any did: stop it once we know how
   };
   using outbox = std::vector<duct::buffer>;
 

@@ -34,6 +34,37 @@ inline bool understands_stop(const event& ev) {
   return (ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop;
 }
 
+/// A streamed call's stop rules, the same over both transports. A source dropped before the stream's first event
+/// waits for it, to learn whether the server understands _ductrpc_stop.
+class stream_stop {
+ public:
+  enum class action {
+    keep,    ///< go on with the call
+    forget,  ///< forget the call, telling the server nothing (it notices the silence)
+    stop,    ///< send _ductrpc_stop, then forget the call
+  };
+  /// The consumer dropped the stream. Returns: keep (no event yet: wait for the first), forget or stop.
+  action drop() noexcept {
+    if (!heard_) {
+      dropped_ = true;
+      return action::keep;
+    }
+    return can_stop_ ? action::stop : action::forget;
+  }
+  /// An event of the stream arrived. Returns: keep (settle it), or, for a stream dropped before it, forget or stop.
+  action arrived(const event& ev) noexcept {
+    can_stop_ = can_stop_ || ev.header.accepts_stop;
+    heard_ = true;
+    if (!dropped_) return action::keep;
+    return understands_stop(ev) ? action::stop : action::forget;
+  }
+
+ private:
+  bool heard_ = false;     // an event of the stream has arrived
+  bool can_stop_ = false;  // one of them said the server understands _ductrpc_stop
+  bool dropped_ = false;   // the consumer dropped the stream before any arrived
+};
+
 /// A request's header: a fresh id, and the announcement that we understand DEFERRED replies.
 event_header request_header(message_id id);
 

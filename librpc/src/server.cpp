@@ -234,7 +234,7 @@ void server::impl::cancel(const call_key& key, bool lost) {
   pending_progress.erase(key);
   auto it = running_calls.find(key);
   if (it == running_calls.end()) return;
-  it->second.lost->store(lost);
+  if (it->second.lost) it->second.lost->store(lost);
   it->second.stop.request_stop();
   running_calls.erase(it);
   credit_cv.notify_all();  // a stream waiting for credit gives up
@@ -515,6 +515,7 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
     return;
   }
   if (m->second.streams) {  // never deferred: the items are the reply
+    call.lost = std::make_shared<std::atomic<bool>>(false);
     auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, ev->name, call.stop.get_token(),
                                                      call.lost, ev->header.accepts_deferred);
     const msgpack::object& args = ev->args();

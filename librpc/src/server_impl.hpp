@@ -57,7 +57,7 @@ enum class serving_mode { serving, draining, aborting };
 // A call whose handler is running on the pool.
 struct running_call {
   std::stop_source stop;
-  std::shared_ptr<std::atomic<bool>> lost = std::make_shared<std::atomic<bool>>(false);  // why it was stopped
+  std::shared_ptr<std::atomic<bool>> lost;  // a stream's: whether it was stopped because its client was lost
   std::string method;
   std::optional<clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
   bool oneway = false;                         // a published call: no channel, nothing to answer

@@ -29,10 +29,8 @@ struct open_call {
   std::optional<detail::clock::time_point> deadline;
   std::chrono::milliseconds limit{0};
   std::shared_ptr<detail::stream_state> stream;  // a streamed call: its events go here, not to `result`
-  bool can_stop = false;                         // the server said it understands _ductrpc_stop
-  bool heard = false;                            // an event of the stream has arrived
+  detail::stream_stop stops;                     // when and how a dropped stream is stopped
   bool progress = false;                         // a call that asked for progress: PROGRESS items, then OK
-  bool dropped = false;                          // dropped before any did: stop it once we know how
 };
 
 struct zmq_client;
@@ -222,11 +220,9 @@ void zmq_client::stop_stream(const message_id& id) {
     std::lock_guard lock(mu);
     auto it = calls.find(id);
     if (it == calls.end()) return;
-    if (!it->second.heard) {  // whether the server understands _ductrpc_stop shows on its first event
-      it->second.dropped = true;
-      return;
-    }
-    if (it->second.can_stop) body = detail::stop_event(ids.next(), id);
+    const auto act = it->second.stops.drop();
+    if (act == detail::stream_stop::action::keep) return;
+    if (act == detail::stream_stop::action::stop) body = detail::stop_event(ids.next(), id);
     calls.erase(it);
     channels.close(id);
   }
@@ -459,10 +455,9 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
 void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c,
                                  event& ev) {
   detail::stream_state& st = *c->second.stream;
-  if (ev.header.accepts_stop) c->second.can_stop = true;
-  c->second.heard = true;
-  if (c->second.dropped) {  // the consumer dropped it before this first event: stop it now
-    if (detail::understands_stop(ev)) {
+  const auto act = c->second.stops.arrived(ev);
+  if (act != detail::stream_stop::action::keep) {  // the consumer dropped it before this first event
+    if (act == detail::stream_stop::action::stop) {
       try {
         std::lock_guard lock(dealer_mu);
         send_body(dealer, detail::stop_event(ids.next(), c->first));
