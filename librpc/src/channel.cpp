@@ -35,6 +35,10 @@ bool receive_window::on_arrival() noexcept {
 std::size_t receive_window::on_consumed() noexcept {
   if (buffered_ > 0) --buffered_;
   if (outstanding_ >= capacity_ / 2) return 0;
+  return top_up();
+}
+
+std::size_t receive_window::top_up() noexcept {
   std::size_t used = outstanding_ + buffered_;
   std::size_t grant = capacity_ > used ? capacity_ - used : 0;
   outstanding_ += grant;

@@ -55,6 +55,9 @@ class receive_window {
   /// The consumer took one buffered event. Returns: the credit to grant now with _zpc_more, or 0: we top up to the
   /// capacity whenever fewer than half of it is outstanding, as zerorpc's client does.
   std::size_t on_consumed() noexcept;
+  /// Opens the whole window at once. Returns: the credit to grant now (the capacity less what is outstanding or
+  /// buffered) — for a receiver that invites a stream rather than waiting to be sent one event first.
+  std::size_t top_up() noexcept;
 
   [[nodiscard]] std::size_t buffered() const noexcept { return buffered_; }
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_; }

@@ -3,6 +3,7 @@
 
 #include "client_impl.hpp"
 #include "stream_state.hpp"
+#include "upload_state.hpp"
 
 namespace rpc {
 
@@ -23,6 +24,11 @@ void client::publish_here(std::string_view method, const duct::buffer& packed_ar
 
 source client::start_stream(std::string_view method, const duct::buffer& packed_args) {
   return source(impl_->stream(method, packed_args, false));
+}
+
+duplex client::start_chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) {
+  detail::chunked_halves halves = impl_->chunked(method, packed_args, oneway);
+  return duplex(std::move(halves.in), source(std::move(halves.out)));
 }
 
 duct::value client::call_reporting(std::string_view method, const duct::buffer& packed_args,

@@ -13,7 +13,8 @@
 namespace rpc {
 namespace detail {
 class stream_state;
-}
+struct chunked_halves;
+}  // namespace detail
 
 struct client::impl {
   impl(std::string where, client_options o) : endpoint(std::move(where)), opts(o) {}
@@ -33,6 +34,10 @@ struct client::impl {
   /// state's result.
   virtual std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                        bool progress) = 0;
+
+  /// Starts a chunked call (_ductrpc_chunked): both halves attach()ed. `oneway`: the call is forgotten once the
+  /// input's end is sent. Throws: closed_error if closing.
+  virtual detail::chunked_halves chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) = 0;
 
   /// Sends a one-way request. Throws: closed_error if closing, error if it cannot be sent.
   virtual void publish(std::string_view method, const duct::buffer& packed_args) = 0;

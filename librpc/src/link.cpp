@@ -127,40 +127,88 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
 
 std::shared_ptr<stream_state> link_core::start_stream(std::string_view method, std::span<const std::byte> packed_args,
                                                       link_call_options o, std::size_t window, bool progress) {
-  auto state = std::make_shared<stream_state>(o.where, window);
-  const std::string where = o.where;
-  message_id id;
+  event_header h = request_header({});
+  h.wants_progress = progress;
+  heartbeat beat(o.heartbeat, clock::now());
+  open_call c{std::move(o), {}, {}, beat};
+  c.progress = progress;
+  return open_stream(method, packed_args, std::move(c), h, window).out;
+}
+
+chunked_halves link_core::start_chunked(std::string_view method, std::span<const std::byte> packed_args,
+                                        link_call_options o, std::size_t window, bool oneway) {
+  event_header h = request_header({});
+  h.accepts_stop = true;  // we understand _ductrpc_stop: the server may stop our input's producer
+  h.oneway = oneway;      // a chunked publish: the server closes the call once its input has ended
+  heartbeat beat(o.heartbeat, clock::now());
+  open_call c{std::move(o), {}, {}, beat};
+  c.oneway = oneway;
+  c.upload = std::make_shared<upload_state>(c.o.where);
+  return open_stream(chunked_request, chunked_args(method, packed_args).span(), std::move(c), h, window);
+}
+
+chunked_halves link_core::open_stream(std::string_view name, std::span<const std::byte> packed_args, open_call c,
+                                      event_header h, std::size_t window) {
+  const std::string where = c.o.where;
+  chunked_halves halves{c.upload, std::make_shared<stream_state>(where, window)};
+  c.stream = halves.out;
+  c.o.deadline.reset();  // a stream has no total limit: its consumer limits the wait for each item
   bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (stopping_) throw closed_error(where + ": the link was closed");
     if (closed_) throw lost_remote_error(where + ": the duct closed");
     ensure_reader();
-    id = ids_.next();
-    state->attach(
+    h.id = ids_.next();
+    const message_id id = h.id;
+    halves.out->attach(
         [core = weak_from_this(), id](std::size_t n) {
-          if (auto c = core.lock()) c->grant(id, n);
+          if (auto l = core.lock()) l->grant(id, n);
         },
         [core = weak_from_this(), id] {
-          if (auto c = core.lock()) c->stop_stream(id);
+          if (auto l = core.lock()) l->stop_stream(id);
         });
-    heartbeat beat(o.heartbeat, clock::now());
-    o.deadline.reset();  // a stream has no total limit: its consumer limits the wait for each item
-    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, beat, state});
-    it->second.progress = progress;
+    if (halves.in) {
+      halves.in->attach([core = weak_from_this(), id, where](std::string_view event_name, std::span<const std::byte> args) {
+        auto l = core.lock();
+        if (!l) throw closed_error(where + ": the link was closed");
+        return l->send_chunk(id, event_name, args);
+      });
+    }
+    auto [it, _] = calls_.try_emplace(id, std::move(c));
     wake = it->second.beat.next_deadline() < reader_wakes_at_;
   }
   try {
-    event_header h = request_header(id);
-    h.wants_progress = progress;
-    conn_.send_bytes(encode_event_packed(h, method, packed_args).span());
+    conn_.send_bytes(encode_event_packed(h, name, packed_args).span());
   } catch (const std::exception& e) {
     std::lock_guard lock(mu_);
-    calls_.erase(id);
+    calls_.erase(h.id);
     throw lost_remote_error(where + ": " + e.what());
   }
   if (wake) wake_.signal();
-  return state;
+  return halves;
+}
+
+bool link_core::send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args) {
+  duct::buffer body;
+  std::string where;
+  {
+    std::lock_guard lock(mu_);
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return false;  // it ended meanwhile: its upload_state was closed first
+    where = it->second.o.where;
+    body = encode_event_packed({ids_.next(), id}, name, args);
+    if (name != "CHUNK" && it->second.oneway) {  // a publish is over for us once its input has ended
+      it->second.upload->close(nullptr);
+      calls_.erase(it);
+    }
+  }
+  try {
+    conn_.send_bytes(body.span());
+  } catch (const std::exception& e) {
+    throw lost_remote_error(where + ": " + e.what());
+  }
+  return true;
 }
 
 void link_core::publish(std::string_view method, std::span<const std::byte> packed_args, const std::string& where) {
@@ -200,6 +248,9 @@ void link_core::stop_stream(const message_id& id) {
     const auto act = it->second.stops.drop();
     if (act == stream_stop::action::keep) return;
     if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
+    if (it->second.upload)
+      it->second.upload->close(
+          std::make_exception_ptr(cancelled_error("Cancelled", it->second.o.where + ": the call was cancelled", "")));
     calls_.erase(it);
   }
   flush(out);
@@ -223,6 +274,7 @@ void link_core::fail(const message_id& id, std::exception_ptr e) {
 }
 
 void link_core::fail_call(open_call& c, std::exception_ptr e) {
+  if (c.upload) c.upload->close(e);
   if (c.stream) c.stream->fail(std::move(e));
   else c.result.set_exception(std::move(e));
 }
@@ -372,10 +424,16 @@ void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   const auto act = c.stops.arrived(ev);
   if (act != stream_stop::action::keep) {  // the consumer dropped it before this first event
     if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
+    if (c.upload) c.upload->close(std::make_exception_ptr(cancelled_error("Cancelled", c.o.where + ": the call was cancelled", "")));
     calls_.erase(id);
     return;
   }
-  if (settle_stream(ev, st, c.progress)) calls_.erase(id);
+  if (c.upload) {
+    if (auto n = credit_of(ev)) c.upload->grant(*n);
+  }
+  if (!settle_stream(ev, st, c.progress)) return;
+  if (c.upload) c.upload->close(st.error());
+  calls_.erase(id);
 }
 
 // Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
@@ -476,6 +534,9 @@ struct link_client final : client::impl {
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override {
     return core->start_stream(method, packed_args.span(), options(method, std::nullopt), opts.stream_window, progress);
+  }
+  detail::chunked_halves chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) override {
+    return core->start_chunked(method, packed_args.span(), options(method, std::nullopt), opts.stream_window, oneway);
   }
   void publish(std::string_view method, const duct::buffer& packed_args) override {
     core->publish(method, packed_args.span(), endpoint + ": " + std::string(method));

@@ -21,6 +21,7 @@
 #include "channel.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
+#include "upload_state.hpp"
 #include "wakeup.hpp"
 
 namespace rpc::detail {
@@ -85,6 +86,13 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
   std::shared_ptr<stream_state> start_stream(std::string_view method, std::span<const std::byte> packed_args,
                                              link_call_options o, std::size_t window, bool progress);
+  /// Starts a chunked call (with the reader thread): the input goes from, the reply to the returned halves.
+  /// `oneway`: forgotten once the input's end is sent. Throws: as start_call.
+  chunked_halves start_chunked(std::string_view method, std::span<const std::byte> packed_args, link_call_options o,
+                               std::size_t window, bool oneway);
+  /// The writer of chunked call `id` sends an event of its input. Returns: false if the call has ended.
+  /// Throws: lost_remote_error if the duct is broken.
+  bool send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
   /// Sends a one-way request. Throws: closed_error or lost_remote_error if the duct is closed.
   void publish(std::string_view method, std::span<const std::byte> packed_args, const std::string& where);
   /// The consumer of stream `id` took items: the server may send `n` more.
@@ -103,7 +111,14 @@ class link_core : public std::enable_shared_from_this<link_core> {
     std::shared_ptr<stream_state> stream = nullptr;  // a streamed call: its events go here, not to `result`
     stream_stop stops;                               // when and how a dropped stream is stopped
     bool progress = false;                           // a call that asked for progress: PROGRESS items, then OK
+    std::shared_ptr<upload_state> upload = nullptr;  // a chunked call: the input we send
+    bool oneway = false;                             // a chunked publish: forgotten once its input has ended
   };
+
+  /// Registers and sends a call whose events go to a stream_state: a stream, a call asking for progress, a
+  /// chunked call (c.upload set). `h` is the request's header less its id.
+  chunked_halves open_stream(std::string_view name, std::span<const std::byte> packed_args, open_call c,
+                             event_header h, std::size_t window);
   using outbox = std::vector<duct::buffer>;
 
   void ensure_reader();  // mu_ held

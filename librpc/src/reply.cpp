@@ -86,6 +86,23 @@ duct::buffer credit_event(message_id id, const message_id& channel, std::size_t 
   return encode_event_packed({std::move(id), channel}, "_zpc_more", std::as_bytes(std::span(args.data(), args.size())));
 }
 
+std::optional<std::int64_t> credit_of(const event& ev) {
+  const msgpack::object& args = ev.args();
+  if (ev.name != "_zpc_more" || args.type != msgpack::type::ARRAY || args.via.array.size != 1 ||
+      args.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER)
+    return std::nullopt;
+  return static_cast<std::int64_t>(std::min<std::uint64_t>(args.via.array.ptr[0].via.u64, INT64_MAX));
+}
+
+duct::buffer chunked_args(std::string_view method, std::span<const std::byte> packed_args) {
+  duct::pack_buffer out;
+  msgpack::packer<duct::pack_buffer> p(out);
+  p.pack_array(2);
+  p.pack(method);
+  out.write(reinterpret_cast<const char*>(packed_args.data()), packed_args.size());
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
 duct::buffer stop_event(message_id id, const message_id& channel) {
   return encode_event_packed({std::move(id), channel}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1)));
 }

@@ -27,11 +27,20 @@ bool settle_stream(event& ev, stream_state& st, bool progress);
 
 /// The body of the `_zpc_more [n]` event that grants the server `n` more events on `channel`.
 duct::buffer credit_event(message_id id, const message_id& channel, std::size_t n);
+/// The n of a `_zpc_more [n]` event, or nothing if `ev` is not one (or is malformed).
+std::optional<std::int64_t> credit_of(const event& ev);
+
+/// The packed args of a chunked call's request: [method, args], `packed_args` being the call's args array.
+duct::buffer chunked_args(std::string_view method, std::span<const std::byte> packed_args);
+/// The request name of a chunked call (our extension: a zerorpc server answers NameError).
+inline constexpr std::string_view chunked_request = "_ductrpc_chunked";
+
 /// The body of the _ductrpc_stop event that stops `channel` (a stream, or a call reporting progress).
 duct::buffer stop_event(message_id id, const message_id& channel);
-/// Whether a stream's first event says the server understands _ductrpc_stop.
+/// Whether an event of a stream (STREAM, PROGRESS, or the credit that opens a chunked request) says the server
+/// understands _ductrpc_stop.
 inline bool understands_stop(const event& ev) {
-  return (ev.name == "STREAM" || ev.name == "PROGRESS") && ev.header.accepts_stop;
+  return (ev.name == "STREAM" || ev.name == "PROGRESS" || ev.name == "_zpc_more") && ev.header.accepts_stop;
 }
 
 /// A streamed call's stop rules, the same over both transports. A source dropped before the stream's first event

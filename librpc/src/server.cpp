@@ -9,6 +9,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "reply.hpp"
 #include "server_impl.hpp"
 #include "zmq_util.hpp"
 
@@ -235,6 +236,11 @@ void server::impl::cancel(const call_key& key, bool lost) {
   auto it = running_calls.find(key);
   if (it == running_calls.end()) return;
   if (it->second.lost) it->second.lost->store(lost);
+  if (it->second.input) {
+    const std::string& m = it->second.method;
+    it->second.input->fail(lost ? std::make_exception_ptr(lost_remote_error(m + ": the client was lost: its input cannot go on"))
+                                : std::make_exception_ptr(cancelled_error("Cancelled", m + ": the call was cancelled", "")));
+  }
   it->second.stop.request_stop();
   running_calls.erase(it);
   credit_cv.notify_all();  // a stream waiting for credit gives up
@@ -248,19 +254,19 @@ server::~server() {
   for (auto& [identity, l] : impl_->links) l->detach(*impl_);  // release links claimed by a server never started
 }
 
-void server::bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity,
-                          bool streaming, bool reporting) {
+void server::bind_handler(const std::string& name, detail::handler h, method_options how, shape is) {
   if (impl_->running) throw error("bind '" + name + "': the server is already running");
   if (name.empty() || name.front() == '_') throw error("bind '" + name + "': method names must not be empty or start with '_'");
   if (impl_->methods.count(name)) throw error("bind '" + name + "': a method of that name is bound already");
   if (how.where == run_on::receiver && how.defer == defer_policy::always)
     throw error("bind '" + name + "': a method run on the receiving thread answers at once and cannot be deferred");
-  if (how.where == run_on::receiver && (streaming || reporting))
-    throw error("bind '" + name + "': a method that streams or reports progress cannot run on the receiving thread");
+  if (how.where == run_on::receiver && (is.streams || is.reports || is.reads))
+    throw error("bind '" + name + "': a method that streams, reports progress or reads a chunked request cannot run "
+                "on the receiving thread");
   if (how.arg_names.empty())
-    for (std::size_t i = 0; i < arity; ++i) how.arg_names.push_back("a" + std::to_string(i));
+    for (std::size_t i = 0; i < is.arity; ++i) how.arg_names.push_back("a" + std::to_string(i));
   impl_->methods.emplace(name, detail::method_entry{std::move(h), std::move(how.doc), std::move(how.arg_names),
-                                                    how.defer, how.where, streaming, reporting});
+                                                    how.defer, how.where, is.streams, is.reports, is.reads});
 }
 
 std::string server::listen(std::string_view endpoint) {
@@ -321,6 +327,8 @@ void server::stop() noexcept {
   {
     std::lock_guard lock(impl_->mu);
     impl_->credit_cv.notify_all();  // streams waiting for credit give up
+    for (auto& [key, call] : impl_->running_calls)  // and handlers waiting for input
+      if (call.input) call.input->fail(std::make_exception_ptr(cancelled_error("Cancelled", call.method + ": the server stopped", "")));
   }
   impl_->io.join();
   std::vector<std::shared_ptr<detail::link_core>> links;
@@ -437,9 +445,8 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
       return;
     }
     ch->beat.heard(now);
-    if (ev->name == "_zpc_more" && ev->args().type == msgpack::type::ARRAY && ev->args().via.array.size == 1 &&
-        ev->args().via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER) {
-      ch->credit.grant(static_cast<std::int64_t>(std::min<std::uint64_t>(ev->args().via.array.ptr[0].via.u64, INT64_MAX)));
+    if (auto n = detail::credit_of(*ev)) {
+      ch->credit.grant(*n);
       credit_cv.notify_all();
       auto waiting = pending_progress.find(call_key{identity, ch->id});
       if (waiting != pending_progress.end() && ch->credit.spend()) {  // the latest progress report was waiting
@@ -452,10 +459,13 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
       closed_one();
       cancel(call_key{identity, channel});
       if (table.size() == 0) peers.erase(it);
+    } else if (ev->name == "CHUNK" || ev->name == "CHUNK_DONE" || ev->name == "CHUNK_ERR") {
+      on_input(identity, *ch, *ev);
+      if (table.size() == 0) peers.erase(it);
     }
     return;  // _zpc_hb and anything else on an open call only prove the client is alive
   }
-  if (ev->header.oneway) {  // published: no channel, no heartbeats, no answer
+  if (ev->header.oneway && ev->name != detail::chunked_request) {  // published: no channel, no heartbeats, no answer
     if (table.size() == 0) peers.erase(it);
     on_published(identity, std::move(ev));
     return;
@@ -497,6 +507,10 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
            err_args("ShuttingDown", ev->name + ": the server is shutting down and takes no new calls"));
     return;
   }
+  if (ev->name == detail::chunked_request) {
+    on_chunked(identity, std::move(ev));
+    return;
+  }
   if (ev->name.starts_with("_ductrpc_")) {
     deferred_builtin(identity, std::move(ev));
     return;
@@ -507,45 +521,139 @@ void server::impl::on_request(const std::string& identity, std::shared_ptr<event
     finish(identity, ev->header.id, "ERR", err_args("NameError", ev->name));
     return;
   }
-  running_call& call = running_calls[call_key{identity, ev->header.id}];
-  call.method = ev->name;
-  if (m->second.where == run_on::receiver) {
-    outbound o{identity, ev->header.id, "OK", {}, {}};
-    inline_calls.push_back({&m->second.fn, std::move(ev), call.stop.get_token(), std::move(o)});
+  // A plain call to a method that reads a chunked request: its input is empty.
+  std::shared_ptr<detail::stream_state> in = m->second.reads ? detail::empty_input(m->first) : nullptr;
+  const msgpack::object& args = ev->args();
+  start_call(identity, std::move(ev), m->first, m->second, args, std::move(in));
+}
+
+// A chunked call: _ductrpc_chunked [method, args]. Its input arrives as CHUNK events on the channel (on_input), as
+// far as the credit we grant, starting now: that first _zpc_more tells the client we read chunks.
+void server::impl::on_chunked(const std::string& identity, std::shared_ptr<event> ev) {
+  const msgpack::object& wrapped = ev->args();
+  if (wrapped.type != msgpack::type::ARRAY || wrapped.via.array.size != 2 ||
+      wrapped.via.array.ptr[0].type != msgpack::type::STR) {
+    finish(identity, ev->header.id, "ERR", err_args("TypeError", "_ductrpc_chunked takes [method, [args...]]"));
     return;
   }
-  if (m->second.streams) {  // never deferred: the items are the reply
+  const std::string method = wrapped.via.array.ptr[0].as<std::string>();
+  auto m = methods.find(method);
+  if (m == methods.end()) {
+    finish(identity, ev->header.id, "ERR", err_args("NameError", method));
+    return;
+  }
+  if (!m->second.reads) {
+    finish(identity, ev->header.id, "ERR",
+           err_args("TypeError", method + "() does not read a chunked request (its first parameter is not rpc::source&)"));
+    return;
+  }
+  if (ev->header.oneway && m->second.streams) {
+    finish(identity, ev->header.id, "ERR",
+           err_args("TypeError", method + "() streams its reply: it cannot be published, nobody would read it"));
+    return;
+  }
+  auto in = std::make_shared<detail::stream_state>(method, opts.input_window);
+  const message_id channel = ev->header.id;
+  in->attach([this, identity, channel](std::size_t n) { grant_input(identity, channel, n); }, nullptr);
+  running_call& call = running_calls[call_key{identity, channel}];
+  call.input = in;
+  call.publish_after_input = ev->header.oneway;
+  event_header h{ids.next(), channel};
+  h.accepts_stop = true;  // the client may stop the call with _ductrpc_stop
+  send(identity, h, "_zpc_more", pack(std::make_tuple(in->open_window())).span());
+  start_call(identity, std::move(ev), m->first, m->second, wrapped.via.array.ptr[1], std::move(in));
+}
+
+// The handler read chunks: the client may send `n` more.
+void server::impl::grant_input(const std::string& identity, const message_id& channel, std::size_t n) {
+  locked g(*this);
+  auto peer = peers.find(identity);
+  if (peer == peers.end() || !peer->second.find(channel)) return;  // the call is over: no more input wanted
+  send(identity, {ids.next(), channel}, "_zpc_more", pack(std::make_tuple(n)).span());
+}
+
+// An event of a chunked call's input: an item, its clean end, or the error its producer ended it with.
+void server::impl::on_input(const std::string& identity, detail::channel& ch, event& ev) {
+  auto it = running_calls.find(call_key{identity, ch.id});
+  if (it == running_calls.end() || !it->second.input) {
+    ++dropped;
+    return;
+  }
+  detail::stream_state& in = *it->second.input;
+  if (ev.name == "CHUNK") {
+    if (!in.offer(std::move(ev).take_args())) {  // beyond the credit we granted: a client we cannot bound
+      ++dropped;
+      in.fail(std::make_exception_ptr(
+          protocol_error(it->second.method + ": the client sent chunks beyond the credit it was granted")));
+    }
+    return;
+  }
+  if (ev.name == "CHUNK_DONE") {
+    in.end();
+  } else {
+    const msgpack::object& a = ev.args();
+    auto part = [&](std::uint32_t i, const char* otherwise) {
+      if (a.type == msgpack::type::ARRAY && a.via.array.size > i && a.via.array.ptr[i].type == msgpack::type::STR)
+        return a.via.array.ptr[i].as<std::string>();
+      return std::string(otherwise);
+    };
+    in.fail(std::make_exception_ptr(remote_error(part(0, "InputError"), part(1, "the client's input failed"))));
+  }
+  if (it->second.publish_after_input) {  // published: from now on the call is one-way
+    it->second.oneway = true;
+    const message_id channel = ch.id;
+    peers.at(identity).close(channel);  // the open count keeps the call until its handler returns
+  }
+}
+
+// Starts a call to method `m` (with its wire `args`, which `ev` keeps alive, and a chunked call's input `in`):
+// inline, streaming, reporting progress, or on the pool to be deferred after its budget.
+void server::impl::start_call(const std::string& identity, std::shared_ptr<event> ev, const std::string& method,
+                              const detail::method_entry& m, const msgpack::object& args,
+                              std::shared_ptr<detail::stream_state> in) {
+  running_call& call = running_calls[call_key{identity, ev->header.id}];
+  call.method = method;
+  const bool chunked = call.input != nullptr;
+  if (m.where == run_on::receiver) {
+    outbound o{identity, ev->header.id, "OK", {}, {}};
+    inline_calls.push_back({&m.fn, std::move(ev), call.stop.get_token(), std::move(o)});
+    return;
+  }
+  if (m.streams) {  // never deferred: the items are the reply
     call.lost = std::make_shared<std::atomic<bool>>(false);
-    auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, ev->name, call.stop.get_token(),
-                                                     call.lost, ev->header.accepts_deferred);
-    const msgpack::object& args = ev->args();
-    run_handler(m->second.fn, std::move(ev), args, call.stop.get_token(), outbound{identity, {}, "OK", {}, {}, true},
-                std::move(out));
+    auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, method, call.stop.get_token(),
+                                                     call.lost, ev->header.accepts_deferred || chunked);
+    run_handler(m.fn, std::move(ev), args, call.stop.get_token(), outbound{identity, {}, "OK", {}, {}, true},
+                std::move(out), nullptr, std::move(in));
     return;
   }
   std::shared_ptr<detail::server_progress> report;
-  if (m->second.reports && ev->header.wants_progress)
+  if (m.reports && ev->header.wants_progress)
     report = std::make_shared<detail::server_progress>(*this, identity, ev->header.id, call.stop.get_token());
-  if (ev->header.accepts_deferred && m->second.policy != defer_policy::immediate && !report) {
+  if (ev->header.accepts_deferred && m.policy != defer_policy::immediate && !report && !chunked) {
     call.defer_at = detail::clock::now();
-    if (m->second.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
+    if (m.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
     note_deadline(*call.defer_at);
   }
   std::stop_token stop = call.stop.get_token();
-  const msgpack::object& args = ev->args();
-  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, std::move(report));
+  run_handler(m.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, std::move(report),
+              std::move(in));
 }
 
 // Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) is completed under the
 // lock and sent by the handler's thread. `ev` keeps `args` alive.
 void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                                std::stop_token stop, outbound o, std::shared_ptr<detail::server_sink> out,
-                               std::shared_ptr<detail::server_progress> report) {
+                               std::shared_ptr<detail::server_progress> report,
+                               std::shared_ptr<detail::stream_state> in) {
   o.channel = ev->header.id;
   pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o), out = std::move(out),
-                report = std::move(report)]() mutable {
-    detail::call_context context{std::move(stop), out.get(), report.get()};
+                report = std::move(report), in = std::move(in)]() mutable {
+    std::optional<source> input;
+    if (in) input.emplace(in);
+    detail::call_context context{std::move(stop), out.get(), report.get(), input ? &*input : nullptr};
     execute(fn, args, context, o);
+    if (in) in->detach();  // before taking the lock: a grant in progress holds the state's callback lock
     locked g(*this);
     if (o.stream) {
       if (o.name == "OK") {  // the handler returned: the clean end
@@ -590,7 +698,8 @@ void server::impl::on_published(const std::string& identity, std::shared_ptr<eve
   ++open;
   std::stop_token stop = call.stop.get_token();
   const msgpack::object& args = ev->args();
-  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}});
+  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, nullptr,
+              m->second.reads ? detail::empty_input(m->first) : nullptr);
 }
 
 void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,

@@ -42,7 +42,8 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
       return fail("TooManyJobs", "the server keeps " + std::to_string(opts.max_jobs) + " deferred calls at most");
     detail::job& j = jobs.create(*method);
     ++open;  // a running job is open work: a drain waits for it
-    run_handler(m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(), detail::outbound{{}, {}, "OK", {}, j.token});
+    run_handler(m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(), detail::outbound{{}, {}, "OK", {}, j.token},
+                nullptr, nullptr, m->second.reads ? detail::empty_input(*method) : nullptr);
     reply(j.token);
     return;
   }

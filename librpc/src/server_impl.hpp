@@ -24,6 +24,7 @@
 #include "channel.hpp"
 #include "job_store.hpp"
 #include "link_core.hpp"
+#include "stream_state.hpp"
 #include "thread_pool.hpp"
 #include "wakeup.hpp"
 
@@ -38,6 +39,7 @@ struct method_entry {
   run_on where;
   bool streams;
   bool reports;
+  bool reads;  // takes rpc::source&: a chunked request
 };
 
 // A call by client identity (a ZeroMQ routing id, or a link's identity) and channel.
@@ -61,6 +63,8 @@ struct running_call {
   std::string method;
   std::optional<clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
   bool oneway = false;                         // a published call: no channel, nothing to answer
+  std::shared_ptr<stream_state> input;         // a chunked call's: the items its client writes
+  bool publish_after_input = false;            // a chunked publish: one-way once its input has ended
 };
 
 // What a handler produced, for the channel it answers or (token set) for the deferred call it ran as.
@@ -83,6 +87,13 @@ struct inline_call {
   std::stop_token stop;
   outbound o;
 };
+
+/// The input of a call to a method that reads a chunked request, made without one (a plain call, a submit): empty.
+inline std::shared_ptr<stream_state> empty_input(const std::string& method) {
+  auto in = std::make_shared<stream_state>(method, 1);
+  in->end();
+  return in;
+}
 
 template <class T>
 duct::buffer pack(const T& value) {
@@ -173,7 +184,8 @@ struct server::impl final : detail::link_server {
   void defer(const detail::call_key& key, detail::running_call& call);
   void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
-                   std::shared_ptr<detail::server_progress> report = nullptr);
+                   std::shared_ptr<detail::server_progress> report = nullptr,
+                   std::shared_ptr<detail::stream_state> in = nullptr);
   void run_inline(std::vector<detail::inline_call>& calls);  // without `mu`
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);
@@ -182,6 +194,11 @@ struct server::impl final : detail::link_server {
   void on_event(const std::string& identity, std::shared_ptr<event> ev, detail::clock::time_point now);
   void on_request(const std::string& identity, std::shared_ptr<event> ev);
   void on_published(const std::string& identity, std::shared_ptr<event> ev);
+  void on_chunked(const std::string& identity, std::shared_ptr<event> ev);
+  void on_input(const std::string& identity, detail::channel& ch, event& ev);
+  void grant_input(const std::string& identity, const message_id& channel, std::size_t n);
+  void start_call(const std::string& identity, std::shared_ptr<event> ev, const std::string& method,
+                  const detail::method_entry& m, const msgpack::object& args, std::shared_ptr<detail::stream_state> in);
   bool builtin(const std::string& identity, const event& ev);
   void send(const std::string& identity, const event_header& h, std::string_view name, std::span<const std::byte> args);
   /// Sends on the ROUTER (router_mu held). Returns: whether input is waiting, which ZeroMQ may have taken the

@@ -28,6 +28,26 @@ void stream_state::push(duct::value item) {
   ready_.notify_one();
 }
 
+bool stream_state::offer(duct::value item) {
+  std::lock_guard lock(mu_);
+  if (ended_ || error_) return true;  // the consumer gave up meanwhile: not the peer's fault
+  if (window_.outstanding() == 0) return false;
+  (void)window_.on_arrival();
+  items_.push_back(std::move(item));
+  ready_.notify_one();
+  return true;
+}
+
+std::size_t stream_state::open_window() {
+  std::lock_guard lock(mu_);
+  return window_.top_up();
+}
+
+std::exception_ptr stream_state::error() {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
 void stream_state::end() {
   std::lock_guard lock(mu_);
   if (!error_) ended_ = true;

@@ -35,6 +35,11 @@ class stream_state {
 
   // ---- the transport, on arrival -----------------------------------------------------------------------------------
   void push(duct::value item);
+  /// As push(), for a receiver that holds its peer to the credit it granted. Returns: false (the item is dropped)
+  /// if the peer had none left for it.
+  bool offer(duct::value item);
+  /// Opens the whole window. Returns: the credit to grant the peer now (see receive_window::top_up).
+  std::size_t open_window();
   /// STREAM_DONE: the clean end.
   void end();
   /// The result of a call that reported progress: the end, with this result.
@@ -42,6 +47,8 @@ class stream_state {
   /// The stream ended with `e` (ERR, lost remote, closed).
   void fail(std::exception_ptr e);
   [[nodiscard]] const std::string& where() const noexcept { return where_; }
+  /// The error that ended the stream, or null (still open, or ended cleanly).
+  [[nodiscard]] std::exception_ptr error();
 
   // ---- the consumer ---------------------------------------------------------------------------------------------
   /// The next item, nothing at the clean end; throws the error that ended the stream, or timeout_error at

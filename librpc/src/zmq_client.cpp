@@ -14,6 +14,7 @@
 #include "client_impl.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
+#include "upload_state.hpp"
 #include "wakeup.hpp"
 #include "zmq_util.hpp"
 
@@ -31,7 +32,14 @@ struct open_call {
   std::shared_ptr<detail::stream_state> stream;  // a streamed call: its events go here, not to `result`
   detail::stream_stop stops;                     // when and how a dropped stream is stopped
   bool progress = false;                         // a call that asked for progress: PROGRESS items, then OK
+  std::shared_ptr<detail::upload_state> upload;  // a chunked call: the input we send
+  bool oneway = false;                           // a chunked publish: forgotten once its input has ended
 };
+
+// A chunked call's input ends along with its reply: with the reply's error, or (null) its result.
+void close_upload(open_call& c, std::exception_ptr why) {
+  if (c.upload) c.upload->close(std::move(why));
+}
 
 struct zmq_client;
 // How a stream's callbacks reach the client; the client empties it before it goes away.
@@ -84,8 +92,12 @@ struct zmq_client final : client::impl {
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override;
   void publish(std::string_view method, const duct::buffer& packed_args) override;
+  detail::chunked_halves chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) override;
+  bool send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
   void grant(const message_id& id, std::size_t n);
   void stop_stream(const message_id& id);
+  detail::chunked_halves open_stream(std::string_view method, std::string_view name, const duct::buffer& packed_args,
+                                     open_call call, event_header h);
   std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
 
   zmq::context_t ctx{1};
@@ -138,6 +150,7 @@ zmq_client::~zmq_client() {
   };
   for (auto& d : done) d.now();
   for (auto& [id, c] : calls) {
+    close_upload(c, closed(c.method));
     if (c.stream) c.stream->fail(closed(c.method));
     else c.result.set_exception(closed(c.method));
   }
@@ -145,19 +158,39 @@ zmq_client::~zmq_client() {
 
 std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args,
                                                          bool progress) {
-  const std::string where = endpoint + ": " + std::string(method);
   open_call call;
-  call.method = std::string(method);
   call.progress = progress;
+  event_header h = detail::request_header({});
+  h.wants_progress = progress;
+  return open_stream(method, method, packed_args, std::move(call), h).out;
+}
+
+detail::chunked_halves zmq_client::chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) {
+  open_call call;
+  call.oneway = oneway;
+  call.upload = std::make_shared<detail::upload_state>(endpoint + ": " + std::string(method));
+  event_header h = detail::request_header({});
+  h.accepts_stop = true;  // we understand _ductrpc_stop: the server may stop our input's producer
+  h.oneway = oneway;      // a chunked publish: the server closes the call once its input has ended
+  return open_stream(method, detail::chunked_request,
+                     detail::chunked_args(method, packed_args.span()), std::move(call), h);
+}
+
+// Registers and sends a call whose events go to a stream_state (and, for a chunked call, whose input goes from
+// call.upload): a stream, a call asking for progress, a chunked call. `h` is the request's header less its id.
+detail::chunked_halves zmq_client::open_stream(std::string_view method, std::string_view name,
+                                               const duct::buffer& packed_args, open_call call, event_header h) {
+  const std::string where = endpoint + ": " + std::string(method);
+  call.method = std::string(method);
   call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window);
-  auto state = call.stream;
-  message_id id;
+  detail::chunked_halves halves{call.upload, call.stream};
   bool wake_io = false;
   {
     std::lock_guard lock(mu);
     if (closing) throw closed_error(where + ": the client is closing");
-    id = ids.next();
-    state->attach(
+    h.id = ids.next();
+    const message_id id = h.id;
+    halves.out->attach(
         [ref = self, id](std::size_t n) {
           std::lock_guard hold(ref->mu);
           if (ref->client) ref->client->grant(id, n);
@@ -166,21 +199,51 @@ std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method
           std::lock_guard hold(ref->mu);
           if (ref->client) ref->client->stop_stream(id);
         });
+    if (halves.in) {
+      halves.in->attach([ref = self, id, where](std::string_view event_name, std::span<const std::byte> args) {
+        std::lock_guard hold(ref->mu);
+        if (!ref->client) throw closed_error(where + ": the client was closed");
+        return ref->client->send_chunk(id, event_name, args);
+      });
+    }
     detail::channel* ch = channels.open(id, detail::clock::now());
     wake_io = ch && ch->beat.next_deadline() < io_wakes_at;
     calls.emplace(id, std::move(call));
   }
   try {
-    event_header h = detail::request_header(id);
-    h.wants_progress = progress;
-    wake_io = send_async(encode_event_packed(h, method, packed_args.span())) || wake_io;
+    wake_io = send_async(encode_event_packed(h, name, packed_args.span())) || wake_io;
   } catch (const zmq::error_t& e) {
     std::unique_lock lock(mu);
-    fail(id, std::make_exception_ptr(error(where + ": " + e.what())));
+    fail(h.id, std::make_exception_ptr(error(where + ": " + e.what())));
     release(lock);
   }
   if (wake_io) wake.signal();
-  return state;
+  return halves;
+}
+
+// The writer of chunked call `id` sends an event of its input. Returns: false if the call has ended meanwhile.
+// Throws: error if the socket refused the event.
+bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args) {
+  duct::buffer body;
+  std::string where;
+  {
+    std::lock_guard lock(mu);
+    auto it = calls.find(id);
+    if (it == calls.end()) return false;  // it ended meanwhile: its upload_state was closed first
+    where = endpoint + ": " + it->second.method;
+    body = encode_event_packed({ids.next(), id}, name, args);
+    if (name != "CHUNK" && it->second.oneway) {  // a publish is over for us once its input has ended
+      it->second.upload->close(nullptr);
+      calls.erase(it);
+      channels.close(id);
+    }
+  }
+  try {
+    if (send_async(body)) wake.signal();
+  } catch (const zmq::error_t& e) {
+    throw error(where + ": " + e.what());
+  }
+  return true;
 }
 
 void zmq_client::publish(std::string_view method, const duct::buffer& packed_args) {
@@ -223,6 +286,8 @@ void zmq_client::stop_stream(const message_id& id) {
     const auto act = it->second.stops.drop();
     if (act == detail::stream_stop::action::keep) return;
     if (act == detail::stream_stop::action::stop) body = detail::stop_event(ids.next(), id);
+    close_upload(it->second, std::make_exception_ptr(
+                                 cancelled_error("Cancelled", endpoint + ": " + it->second.method + ": the call was cancelled", "")));
     calls.erase(it);
     channels.close(id);
   }
@@ -408,6 +473,7 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
 void zmq_client::fail(const message_id& id, std::exception_ptr e) {
   auto it = calls.find(id);
   if (it == calls.end()) return;
+  close_upload(it->second, e);
   if (it->second.stream) it->second.stream->fail(std::move(e));
   else done.push_back({std::move(it->second.result), {}, std::move(e)});
   calls.erase(it);
@@ -465,11 +531,17 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
         // the server then notices the silence instead
       }
     }
+    close_upload(c->second, std::make_exception_ptr(cancelled_error(
+                                "Cancelled", endpoint + ": " + c->second.method + ": the call was cancelled", "")));
     channels.close(c->first);
     calls.erase(c);
     return;
   }
+  if (c->second.upload) {
+    if (auto n = detail::credit_of(ev)) c->second.upload->grant(*n);
+  }
   if (!detail::settle_stream(ev, st, c->second.progress)) return;
+  close_upload(c->second, st.error());
   const message_id id = c->first;
   calls.erase(id);
   channels.close(id);

@@ -112,6 +112,21 @@ TEST_CASE("node: a node server ignoring an unknown method ends in lost remote, n
   CHECK(std::chrono::steady_clock::now() - start < 3s);
 }
 
+TEST_CASE("node: a chunked call to a zerorpc-node server sends no chunk and ends, not hangs", "[rpc][node][chunked]") {
+  require_node();
+  test::temp_dir dir;
+  node_server server(dir);
+  rpc::client c(server.endpoint, {.heartbeat = 200ms});
+  REQUIRE(c.call("add", 1, 1).as<int>() == 2);
+  // node has no _ductrpc_chunked and never announces credit for chunks: the first write waits for an
+  // announcement that does not come, and ends when node's silence on the call shows it is not answering.
+  rpc::duplex call = c.chunked_call("add", 1, 2);
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(call.write(1), rpc::lost_remote_error);
+  CHECK(std::chrono::steady_clock::now() - start < 3s);
+  CHECK(c.call("add", 2, 2).as<int>() == 4);  // the server was sent nothing it could choke on
+}
+
 TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
   require_node();
   rpc::server s({.name = "calc"});

@@ -84,6 +84,24 @@ class client {
     return start_stream(method, pack_args(args...));
   }
 
+  /// Calls a method whose first parameter is rpc::source& (a chunked request; see rpc::duplex): the call starts
+  /// with `args` and the items written into the returned duplex follow, as the server's credit allows. Only our
+  /// server reads chunked requests: a zerorpc server answers with an unknown_method_error, which the first write()
+  /// or finish() throws. Never deferred; no total time limit (the heartbeat catches a server that goes away).
+  /// Throws: closed_error if the client (or its link) is closed.
+  template <class... Args>
+  duplex chunked_call(std::string_view method, const Args&... args) {
+    return start_chunked(method, pack_args(args...), false);
+  }
+
+  /// As chunked_call(), one-way (junction's chunked publish): once end() has sent the input's end the call is
+  /// forgotten and its outcome goes nowhere. Errors before that (an unknown method, a handler that failed while
+  /// reading) still reach write() and end() — which then does nothing.
+  template <class... Args>
+  duplex chunked_publish(std::string_view method, const Args&... args) {
+    return start_chunked(method, pack_args(args...), true);
+  }
+
   /// Publishes a one-way call (junction's publish): the server runs `method` and answers nothing, so nothing says
   /// whether or when it ran; use call() when that matters. Returns once the request is queued to be sent.
   /// Throws: closed_error if the client (or its link) is closed; lost_remote_error if its duct is.
@@ -146,6 +164,7 @@ class client {
                         std::optional<std::chrono::milliseconds> limit);
   source start_stream(std::string_view method, const duct::buffer& packed_args);
   void publish_here(std::string_view method, const duct::buffer& packed_args);
+  duplex start_chunked(std::string_view method, const duct::buffer& packed_args, bool oneway);
   duct::value call_reporting(std::string_view method, const duct::buffer& packed_args,
                              const std::function<void(const duct::value&)>& on_progress);
   std::unique_ptr<impl> impl_;

@@ -76,6 +76,7 @@ struct server_options {
   std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
   std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
   std::size_t max_jobs = 10000;                                 ///< deferred calls kept at once (running or not)
+  std::size_t input_window = 100;  ///< items of a chunked request buffered or on their way, at most (the credit we grant)
 };
 
 class server {
@@ -93,13 +94,16 @@ class server {
   /// client) and is not an argument on the wire: check it, and return or throw soon after it is stopped.
   /// If its first parameter is rpc::sink&, `f` streams its reply (see rpc/stream.hpp): it writes items there and
   /// returns void; such a method is never deferred. If it is rpc::progress&, `f` may report progress before its
-  /// result, to callers that ask for it (client::call_with_progress); their calls are never deferred.
+  /// result, to callers that ask for it (client::call_with_progress); their calls are never deferred. If it is
+  /// rpc::source&, `f` reads a chunked request (client::chunked_call) from it, the call's other arguments following
+  /// on the wire as usual; a plain call gives it an empty source. With rpc::sink& second, `f` also streams its reply
+  /// as it reads (a bidirectional call). Chunked calls are never deferred.
   /// Throws: error if the server is running, `name` is empty, starts with '_' or is bound already, or `how` asks
-  /// for a run_on::receiver method to be deferred always, to stream or to report progress.
+  /// for a run_on::receiver method to be deferred always, to stream, to report progress or to read a chunked request.
   template <class F>
   void bind(std::string name, F f, method_options how) {
-    bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how), detail::wire_arity<F>(),
-                 detail::streams<F>(), detail::reports_progress<F>());
+    bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how),
+                 {detail::wire_arity<F>(), detail::streams<F>(), detail::reports_progress<F>(), detail::reads_input<F>()});
   }
   /// Serves `f` as `name` on the pool, deferred after the budget; `doc` and `arg_names` as in method_options.
   template <class F>
@@ -144,8 +148,11 @@ class server {
   struct impl;
 
  private:
-  void bind_handler(const std::string& name, detail::handler h, method_options how, std::size_t arity, bool streaming,
-                    bool reporting);
+  struct shape {
+    std::size_t arity;  // arguments on the wire
+    bool streams, reports, reads;
+  };
+  void bind_handler(const std::string& name, detail::handler h, method_options how, shape is);
   std::unique_ptr<impl> impl_;
 };
 

@@ -16,6 +16,17 @@
 // buffered or on their way), and the handler's write() waits while it has none: memory stays bounded on both sides
 // however fast the producer is. Dropping a source before its end stops the producer: its next write() throws
 // cancelled_error (at once with our server; a zerorpc server notices when the heartbeats stop).
+//
+// The other direction, a chunked request: a handler whose first parameter is rpc::source& reads the items the client
+// writes into an rpc::duplex (client::chunked_call); with rpc::sink& second it streams its reply as it reads.
+//
+//   server.bind("sum", [](rpc::source& in) { long t = 0; while (auto x = in.next()) t += x->as<long>(); return t; });
+//   rpc::duplex call = client.chunked_call("sum");
+//   for (long x : xs) call.write(x);
+//   long total = call.finish().as<long>();
+//
+// The server grants the client credit (server_options::input_window items) as the handler reads, so the input too
+// stays bounded. This is our extension (see upload_state.hpp for its events): only our server reads chunked requests.
 #pragma once
 
 #include <chrono>
@@ -84,7 +95,8 @@ class progress {
 
 namespace detail {
 class stream_state;
-}
+class upload_state;
+}  // namespace detail
 
 /// The client's end of a streamed reply. Move-only. Destroying it before the end stops the producer.
 class source {
@@ -107,6 +119,49 @@ class source {
 
  private:
   std::shared_ptr<detail::stream_state> state_;
+};
+
+}  // namespace rpc
+
+namespace rpc {
+
+/// The client's end of a call whose request is a stream of items (client::chunked_call): write the input, end() it,
+/// then read the reply from output() — or finish() for a method that answers with one result. The handler reads the
+/// input from an rpc::source (its first parameter) and may stream its reply at the same time (rpc::sink& second):
+/// each direction has its own credit, so neither side ever buffers more than its window. Move-only; one thread
+/// writes. Destroying it before the call ended stops the call (the handler's next read throws cancelled_error).
+class duplex final : public sink {
+ public:
+  duplex(std::shared_ptr<detail::upload_state> in, source out) noexcept;
+  duplex(duplex&&) noexcept;
+  duplex& operator=(duplex&&) noexcept;
+  ~duplex() override;
+
+  /// Sends one item of the input (write() packs it), waiting while the server has granted no credit.
+  /// Throws: the error the call ended with — remote_error (the handler's), unknown_method_error (also from a
+  /// server that does not read chunked requests: zerorpc's own), lost_remote_error, cancelled_error —;
+  /// closed_error after end(), or when the handler returned before reading all of it (its outcome is in output()).
+  void write_packed(std::span<const std::byte> item) override;
+  /// Stopped once the call has ended: a producer can stop early.
+  [[nodiscard]] std::stop_token stop_token() const override;
+
+  /// Ends the input cleanly: the handler's next read returns nothing. Idempotent; does nothing once the call ended.
+  void end();
+  /// Ends the input with an error: the handler's next read throws remote_error(name, message). Does nothing once the
+  /// call ended. Throws: closed_error if the input was ended already.
+  void fail(const std::string& name, const std::string& message);
+
+  /// The reply: the handler's stream, or its one result as the only item; errors as for any rpc::source.
+  source& output() noexcept { return out_; }
+  /// end(), then the reply's result. Returns: the first item of output() (the one result of a method that does not
+  /// stream). Throws: the call's error; protocol_error if the reply ended without an item.
+  duct::value finish();
+  /// Stops the call now (as destroying it does). Idempotent.
+  void cancel() noexcept;
+
+ private:
+  std::shared_ptr<detail::upload_state> in_;
+  source out_;
 };
 
 }  // namespace rpc

@@ -31,32 +31,48 @@ struct callable_traits<R (C::*)(A...)> : callable_traits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct callable_traits<R (C::*)(A...) const> : callable_traits<R (*)(A...)> {};
 
-/// What a handler gets besides its wire arguments: the call's cancellation, and for a streaming method its sink.
+/// What a handler gets besides its wire arguments: the call's cancellation, and for a streaming method its sink,
+/// for a reporting one its progress, for one that reads a chunked request its source.
 struct call_context {
   std::stop_token stop;
   sink* out = nullptr;
   progress* report = nullptr;
+  source* in = nullptr;
 };
 
 /// A method as the server runs it: positional args and the call's context in, the packed result out (nil for a
 /// stream). Throws remote_error for the ERR.
 using handler = std::function<duct::buffer(const msgpack::object& args, call_context& ctx)>;
 
-/// Whether a callable's first parameter is of type T (std::stop_token, or rpc::sink& for a stream), which is not
-/// an argument on the wire.
+/// Whether a callable's parameter I is of type T (std::stop_token, rpc::sink&, rpc::progress&, rpc::source&), which
+/// is not an argument on the wire.
+template <class Args, class T, std::size_t I = 0>
+constexpr bool param_is() {
+  if constexpr (std::tuple_size_v<Args> <= I) return false;
+  else return std::is_same_v<std::tuple_element_t<I, Args>, T>;
+}
 template <class Args, class T>
 constexpr bool first_is() {
-  if constexpr (std::tuple_size_v<Args> == 0) return false;
-  else return std::is_same_v<std::tuple_element_t<0, Args>, T>;
+  return param_is<Args, T, 0>();
 }
 template <class F>
 constexpr bool takes_stop_token() {
   return first_is<typename callable_traits<std::decay_t<F>>::args, std::stop_token>();
 }
-/// Whether a callable streams its reply: its first parameter is rpc::sink&.
+/// Whether a callable reads a chunked request: its first parameter is rpc::source&.
+template <class F>
+constexpr bool reads_input() {
+  return first_is<typename callable_traits<std::decay_t<F>>::args, source>();
+}
+/// Whether a callable streams both ways: (rpc::source&, rpc::sink&, ...).
+template <class F>
+constexpr bool duplex() {
+  return reads_input<F>() && param_is<typename callable_traits<std::decay_t<F>>::args, sink, 1>();
+}
+/// Whether a callable streams its reply: its first parameter is rpc::sink& (or its second, after rpc::source&).
 template <class F>
 constexpr bool streams() {
-  return first_is<typename callable_traits<std::decay_t<F>>::args, sink>();
+  return first_is<typename callable_traits<std::decay_t<F>>::args, sink>() || duplex<F>();
 }
 
 /// Whether a callable reports progress: its first parameter is rpc::progress&.
@@ -65,10 +81,17 @@ constexpr bool reports_progress() {
   return first_is<typename callable_traits<std::decay_t<F>>::args, progress>();
 }
 
+/// How many of a callable's first parameters are its context rather than arguments on the wire.
+template <class F>
+constexpr std::size_t context_params() {
+  if constexpr (duplex<F>()) return 2;
+  else return takes_stop_token<F>() || streams<F>() || reports_progress<F>() || reads_input<F>() ? 1 : 0;
+}
+
 /// The number of arguments a callable takes on the wire.
 template <class F>
 constexpr std::size_t wire_arity() {
-  return callable_traits<std::decay_t<F>>::arity - (takes_stop_token<F>() || streams<F>() || reports_progress<F>() ? 1 : 0);
+  return callable_traits<std::decay_t<F>>::arity - context_params<F>();
 }
 
 /// The progress of a call whose caller did not ask for it: reports go nowhere.
@@ -123,9 +146,11 @@ handler make_handler(std::string method, F f) {
   constexpr bool stoppable = takes_stop_token<F>();
   constexpr bool streaming = streams<F>();
   constexpr bool reporting = reports_progress<F>();
+  constexpr bool reading = reads_input<F>();
+  constexpr bool both = duplex<F>();
   constexpr std::size_t arity = wire_arity<F>();
   static_assert(!streaming || std::is_void_v<typename traits::result>,
-                "a streaming handler (first parameter rpc::sink&) returns void: its items go to the sink");
+                "a streaming handler (with an rpc::sink& parameter) returns void: its items go to the sink");
   return [method = std::move(method), f = std::move(f)](const msgpack::object& args,
                                                         call_context& ctx) mutable -> duct::buffer {
     if (args.type != msgpack::type::ARRAY)
@@ -135,13 +160,15 @@ handler make_handler(std::string method, F f) {
                                           (arity == 1 ? "" : "s") + " but " + std::to_string(args.via.array.size) +
                                           " were given");
     }
-    typename drop_front<stoppable || streaming || reporting ? 1 : 0, typename traits::args>::type values;
+    typename drop_front<context_params<F>(), typename traits::args>::type values;
     convert_args(method, args, values, std::make_index_sequence<arity>{});
     [[maybe_unused]] silent_progress quiet(ctx.stop);  // for a caller that asked for no progress
     auto run = [&] {
       return std::apply(
           [&](auto&&... a) {
             if constexpr (stoppable) return f(ctx.stop, std::move(a)...);
+            else if constexpr (both) return f(*ctx.in, *ctx.out, std::move(a)...);
+            else if constexpr (reading) return f(*ctx.in, std::move(a)...);
             else if constexpr (streaming) return f(*ctx.out, std::move(a)...);
             else if constexpr (reporting) return f(ctx.report ? *ctx.report : quiet, std::move(a)...);
             else return f(std::move(a)...);
