@@ -25,22 +25,33 @@ void send_credit::grant(std::int64_t n) noexcept {
   if (n > 0) credit_ = std::min(cap, credit_ + std::min(n, cap));
 }
 
-bool receive_window::on_arrival() noexcept {
+bool receive_window::on_arrival(std::size_t size) noexcept {
+  ++seen_events_;
+  seen_bytes_ += size;
   ++buffered_;
   if (outstanding_ == 0) return false;
   --outstanding_;
   return true;
 }
 
+std::size_t receive_window::capacity() const noexcept {
+  const std::size_t floor = std::min<std::size_t>(capacity_, 16);
+  if (bytes_ == 0) return capacity_;
+  if (seen_bytes_ == 0) return floor;  // nothing measured yet: start small
+  const std::uint64_t average = std::max<std::uint64_t>(1, seen_bytes_ / seen_events_);
+  return std::max(floor, static_cast<std::size_t>(std::min<std::uint64_t>(bytes_ / average, capacity_)));
+}
+
 std::size_t receive_window::on_consumed() noexcept {
   if (buffered_ > 0) --buffered_;
-  if (outstanding_ >= capacity_ / 2) return 0;
+  if (outstanding_ >= capacity() / 2) return 0;
   return top_up();
 }
 
 std::size_t receive_window::top_up() noexcept {
+  const std::size_t cap = capacity();
   std::size_t used = outstanding_ + buffered_;
-  std::size_t grant = capacity_ > used ? capacity_ - used : 0;
+  std::size_t grant = cap > used ? cap - used : 0;
   outstanding_ += grant;
   return grant;
 }

@@ -45,13 +45,17 @@ class send_credit {
 };
 
 /// Our side of the peer's credit. Invariant: outstanding (granted, not yet arrived) + buffered <= capacity, except
-/// for the one event every peer may send before any grant.
+/// for the one event every peer may send before any grant. With a byte budget, the capacity adapts to the size of
+/// what arrives: about `bytes` worth of events, between a floor of 16 (or `capacity` if smaller) and `capacity`
+/// events — many small items in flight keep a stream fast, few large ones keep its memory small.
 class receive_window {
  public:
-  explicit receive_window(std::size_t capacity = 100) noexcept : capacity_(capacity) {}
+  explicit receive_window(std::size_t capacity = 100, std::size_t bytes = 0) noexcept
+      : capacity_(capacity), bytes_(bytes) {}
 
-  /// An event (other than _zpc_more and _zpc_hb) arrived. Returns: false if the peer had no credit left for it.
-  bool on_arrival() noexcept;
+  /// An event (other than _zpc_more and _zpc_hb) of `size` bytes arrived. Returns: false if the peer had no credit
+  /// left for it.
+  bool on_arrival(std::size_t size = 0) noexcept;
   /// The consumer took one buffered event. Returns: the credit to grant now with _zpc_more, or 0: we top up to the
   /// capacity whenever fewer than half of it is outstanding, as zerorpc's client does.
   std::size_t on_consumed() noexcept;
@@ -61,11 +65,15 @@ class receive_window {
 
   [[nodiscard]] std::size_t buffered() const noexcept { return buffered_; }
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_; }
+  /// The capacity now: the fixed one, or with a byte budget what the average event so far allows.
+  [[nodiscard]] std::size_t capacity() const noexcept;
 
  private:
   std::size_t capacity_;
+  std::size_t bytes_;  // the byte budget; 0: none
   std::size_t outstanding_ = 1;
   std::size_t buffered_ = 0;
+  std::uint64_t seen_events_ = 0, seen_bytes_ = 0;
 };
 
 /// zerorpc's heartbeat on one channel: we send _zpc_hb every period from the channel's opening, and the peer is lost

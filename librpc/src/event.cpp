@@ -15,6 +15,7 @@ constexpr std::pair<std::string_view, bool event_header::*> flag_keys[] = {
     {stop_header_key, &event_header::accepts_stop},
     {progress_header_key, &event_header::wants_progress},
     {oneway_header_key, &event_header::oneway},
+    {batch_header_key, &event_header::accepts_batches},
 };
 
 }  // namespace
@@ -80,6 +81,7 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
   e.name.assign(name.via.str.ptr, name.via.str.size);
   if (!duct::is_valid_utf8(e.name)) throw protocol_error("event name is not valid UTF-8");
   e.args_ = &o.via.array.ptr[2];  // lives in the value's zone, which moves with it
+  e.wire_size = body.size();
   e.body_ = std::move(v);
   return e;
 }

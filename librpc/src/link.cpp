@@ -126,17 +126,17 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
 }
 
 std::shared_ptr<stream_state> link_core::start_stream(std::string_view method, std::span<const std::byte> packed_args,
-                                                      link_call_options o, std::size_t window, bool progress) {
+                                                      link_call_options o, bool progress) {
   event_header h = request_header({});
   h.wants_progress = progress;
   heartbeat beat(o.heartbeat, clock::now());
   open_call c{std::move(o), {}, {}, beat};
   c.progress = progress;
-  return open_stream(method, packed_args, std::move(c), h, window).out;
+  return open_stream(method, packed_args, std::move(c), h).out;
 }
 
 chunked_halves link_core::start_chunked(std::string_view method, std::span<const std::byte> packed_args,
-                                        link_call_options o, std::size_t window, bool oneway) {
+                                        link_call_options o, bool oneway) {
   event_header h = request_header({});
   h.accepts_stop = true;  // we understand _ductrpc_stop: the server may stop our input's producer
   h.oneway = oneway;      // a chunked publish: the server closes the call once its input has ended
@@ -144,14 +144,15 @@ chunked_halves link_core::start_chunked(std::string_view method, std::span<const
   open_call c{std::move(o), {}, {}, beat};
   c.oneway = oneway;
   c.upload = std::make_shared<upload_state>(c.o.where);
-  return open_stream(chunked_request, chunked_args(method, packed_args).span(), std::move(c), h, window);
+  return open_stream(chunked_request, chunked_args(method, packed_args).span(), std::move(c), h);
 }
 
 chunked_halves link_core::open_stream(std::string_view name, std::span<const std::byte> packed_args, open_call c,
-                                      event_header h, std::size_t window) {
+                                      event_header h) {
   const std::string where = c.o.where;
-  chunked_halves halves{c.upload, std::make_shared<stream_state>(where, window)};
+  chunked_halves halves{c.upload, std::make_shared<stream_state>(where, c.o.window, c.o.window_bytes)};
   c.stream = halves.out;
+  h.accepts_batches = !c.progress;  // a stream's items may come several to an event
   c.o.deadline.reset();  // a stream has no total limit: its consumer limits the wait for each item
   bool wake = false;
   {
@@ -533,10 +534,10 @@ struct link_client final : client::impl {
   }
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override {
-    return core->start_stream(method, packed_args.span(), options(method, std::nullopt), opts.stream_window, progress);
+    return core->start_stream(method, packed_args.span(), options(method, std::nullopt), progress);
   }
   detail::chunked_halves chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) override {
-    return core->start_chunked(method, packed_args.span(), options(method, std::nullopt), opts.stream_window, oneway);
+    return core->start_chunked(method, packed_args.span(), options(method, std::nullopt), oneway);
   }
   void publish(std::string_view method, const duct::buffer& packed_args) override {
     core->publish(method, packed_args.span(), endpoint + ": " + std::string(method));
@@ -546,6 +547,8 @@ struct link_client final : client::impl {
     o.owner = this;
     o.where = endpoint + ": " + std::string(method);
     o.heartbeat = opts.heartbeat;
+    o.window = opts.stream_window;
+    o.window_bytes = opts.stream_window_bytes;
     if ((limit = limit_of(limit))) {
       o.limit = *limit;
       o.deadline = detail::clock::now() + *limit;

@@ -47,6 +47,8 @@ struct link_call_options {
   std::optional<clock::time_point> deadline;
   std::chrono::milliseconds limit{0};
   std::chrono::milliseconds heartbeat{5000};
+  std::size_t window = 100;      ///< a stream's receive window: items (see client_options::stream_window)
+  std::size_t window_bytes = 0;  ///< and bytes (client_options::stream_window_bytes)
 };
 
 class link_core : public std::enable_shared_from_this<link_core> {
@@ -85,11 +87,11 @@ class link_core : public std::enable_shared_from_this<link_core> {
   duct::value call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o);
   /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
   std::shared_ptr<stream_state> start_stream(std::string_view method, std::span<const std::byte> packed_args,
-                                             link_call_options o, std::size_t window, bool progress);
+                                             link_call_options o, bool progress);
   /// Starts a chunked call (with the reader thread): the input goes from, the reply to the returned halves.
   /// `oneway`: forgotten once the input's end is sent. Throws: as start_call.
   chunked_halves start_chunked(std::string_view method, std::span<const std::byte> packed_args, link_call_options o,
-                               std::size_t window, bool oneway);
+                               bool oneway);
   /// The writer of chunked call `id` sends an event of its input. Returns: false if the call has ended.
   /// Throws: lost_remote_error if the duct is broken.
   bool send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
@@ -118,7 +120,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// Registers and sends a call whose events go to a stream_state: a stream, a call asking for progress, a
   /// chunked call (c.upload set). `h` is the request's header less its id.
   chunked_halves open_stream(std::string_view name, std::span<const std::byte> packed_args, open_call c,
-                             event_header h, std::size_t window);
+                             event_header h);
   using outbox = std::vector<duct::buffer>;
 
   void ensure_reader();  // mu_ held

@@ -18,6 +18,21 @@ std::string as_string(const msgpack::object& o) {
   return json;
 }
 
+// An item of a batch as a value of its own: a scalar needs no memory; anything else is copied out of the event.
+duct::value own(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL:
+    case msgpack::type::BOOLEAN:
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER:
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      return duct::value(msgpack::object_handle(o, msgpack::unique_ptr<msgpack::zone>()));
+    default:
+      return duct::value(msgpack::clone(o));
+  }
+}
+
 }  // namespace
 
 reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token) {
@@ -55,7 +70,16 @@ reply settle(const event& ev, const std::string& where, duct::value& result, std
 
 bool settle_stream(event& ev, stream_state& st, bool progress) {
   if (ev.name == (progress ? "PROGRESS" : "STREAM")) {
-    st.push(std::move(ev).take_args());
+    const std::size_t size = ev.wire_size;
+    st.push(std::move(ev).take_args(), size);
+    return false;
+  }
+  if (!progress && ev.name == "STREAM_BATCH" && ev.args().type == msgpack::type::ARRAY) {
+    const msgpack::object_array& batch = ev.args().via.array;
+    std::vector<duct::value> items;
+    items.reserve(batch.size);
+    for (std::uint32_t i = 0; i < batch.size; ++i) items.push_back(own(batch.ptr[i]));
+    st.push_many(items, ev.wire_size);
     return false;
   }
   try {

@@ -37,11 +37,9 @@ inline constexpr std::string_view chunked_request = "_ductrpc_chunked";
 
 /// The body of the _ductrpc_stop event that stops `channel` (a stream, or a call reporting progress).
 duct::buffer stop_event(message_id id, const message_id& channel);
-/// Whether an event of a stream (STREAM, PROGRESS, or the credit that opens a chunked request) says the server
-/// understands _ductrpc_stop.
-inline bool understands_stop(const event& ev) {
-  return (ev.name == "STREAM" || ev.name == "PROGRESS" || ev.name == "_zpc_more") && ev.header.accepts_stop;
-}
+/// Whether an event of a stream (STREAM, STREAM_BATCH, PROGRESS, or the credit that opens a chunked request) says
+/// the server understands _ductrpc_stop: only our server sets the header key, and only on those.
+inline bool understands_stop(const event& ev) { return ev.header.accepts_stop; }
 
 /// A streamed call's stop rules, the same over both transports. A source dropped before the stream's first event
 /// waits for it, to learn whether the server understands _ductrpc_stop.

@@ -66,33 +66,51 @@ namespace detail {
 class server_sink final : public sink {
  public:
   server_sink(server::impl& s, std::string identity, message_id channel, std::string method, std::stop_token stop,
-              std::shared_ptr<std::atomic<bool>> lost, bool announce_stop)
+              std::shared_ptr<std::atomic<bool>> lost, bool announce_stop, bool batches)
       : s_(s), identity_(std::move(identity)), channel_(std::move(channel)), method_(std::move(method)),
-        stop_(std::move(stop)), lost_(std::move(lost)), announce_stop_(announce_stop) {}
+        stop_(std::move(stop)), lost_(std::move(lost)), announce_stop_(announce_stop),
+        batches_(batches) {}
 
   void write_packed(std::span<const std::byte> item) override {
     server::impl::locked g(s_);
-    if (!take_credit(g)) {
+    bool last = false;
+    if (!take_credit(g, &last)) {
       if (lost_->load()) throw lost_remote_error(method_ + ": the client was lost: the stream cannot go on");
       throw cancelled_error("Cancelled", method_ + ": the stream was cancelled");
     }
-    event_header h{s_.ids.next(), channel_};
-    h.accepts_stop = announce_stop_;
-    s_.send(identity_, h, "STREAM", item);
-    g.leave_router_sends_to_io();
+    if (batches_ && item.size() < 16 * 1024) {  // a large item is worth an event of its own, saving a copy
+      s_.queue_item(identity_, channel_, announce_stop_, item);
+      if (last) s_.close_batch();  // no more may follow until the client grants more: it goes now, from here
+    } else {
+      event_header h{s_.ids.next(), channel_};
+      h.accepts_stop = announce_stop_;
+      s_.send(identity_, h, "STREAM", item);
+    }
+    if (!last) g.leave_router_sends_to_io();
   }
 
   [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
 
-  /// Waits until the client has granted credit for one more event on the channel, and spends it (`mu` held).
-  /// Returns: false if the call is gone meanwhile (cancelled, its client lost, the server stopping).
-  bool take_credit(server::impl::locked& g) {
+  /// Waits until the client has granted credit for one more event on the channel, and spends it (`mu` held);
+  /// `last` tells whether that was the last of it. Returns: false if the call is gone meanwhile (cancelled, its
+  /// client lost, the server stopping).
+  bool take_credit(server::impl::locked& g, bool* last = nullptr) {
     for (;;) {
       if (stop_.stop_requested() || !s_.running) return false;
       auto peer = s_.peers.find(identity_);
       channel* ch = peer == s_.peers.end() ? nullptr : peer->second.find(channel_);
       if (!ch) return false;
-      if (ch->credit.spend()) return true;
+      if (ch->credit.spend()) {
+        if (last) *last = !ch->credit.available();
+        return true;
+      }
+      // Out of credit: what is queued goes now, or the client would wait for the batch's timer to grant more.
+      s_.close_batch();
+      if (s_.link_out_waiting()) s_.wake.signal();  // the I/O thread's next unlock sends it
+      if (!s_.router_out.empty() && !s_.router_io_asked) {
+        s_.router_io_asked = true;
+        s_.wake.signal();
+      }
       g.wait(s_.credit_cv);
     }
   }
@@ -105,6 +123,7 @@ class server_sink final : public sink {
   const std::stop_token stop_;
   const std::shared_ptr<std::atomic<bool>> lost_;
   const bool announce_stop_;  // our client: it may stop the stream with _ductrpc_stop
+  const bool batches_;        // a client that takes STREAM_BATCH events
 };
 
 // The header of a PROGRESS event: only our client asks for progress, and it may stop the call with _ductrpc_stop.
@@ -157,16 +176,27 @@ server::impl::impl(server_options o) : opts(std::move(o)) {
 }
 
 server::impl::locked::~locked() {
-  std::vector<std::pair<detail::link_core*, duct::buffer>> duct_sends;
-  std::vector<std::pair<std::string, duct::buffer>> router_sends;
-  duct_sends.swap(s_.link_out);
   const bool on_io = std::this_thread::get_id() == s_.io_id;
   bool wake = s_.wake_io && !on_io;
   s_.wake_io = false;
-  if (!defer_router_ || on_io || s_.router_out_bytes >= 64 * 1024) {
+  const bool full = s_.router_out_bytes >= 64 * 1024 || (s_.batch && s_.batch->body.size() >= 64 * 1024);
+  if (s_.batch && (full || (on_io && detail::clock::now() - s_.batch->opened >= impl::batch_delay))) s_.close_batch();
+  if (s_.batch && !s_.batch->io_told && !on_io) {  // a new batch: the I/O thread times it
+    s_.batch->io_told = true;
+    wake = true;
+  }
+  std::vector<detail::link_core*> to_drain;
+  for (auto& [l, box] : s_.link_out) {
+    if (!box.events.empty() && !box.draining) {
+      box.draining = true;
+      to_drain.push_back(l);
+    }
+  }
+  std::vector<std::pair<std::string, duct::buffer>> router_sends;
+  if (!defer_router_ || on_io || full) {
     router_sends.swap(s_.router_out);
     s_.router_io_asked = false;
-    s_.router_out_bytes = 0;
+    s_.router_out_bytes = s_.batch && !s_.batch->link ? s_.batch->body.size() : 0;
   } else if (!s_.router_out.empty() && !s_.router_io_asked) {
     s_.router_io_asked = true;
     wake = true;
@@ -180,14 +210,37 @@ server::impl::locked::~locked() {
     wake = s_.send_router(router_sends) || wake;
     socket.unlock();
   }
-  for (auto& [l, body] : duct_sends) {
-    try {
-      l->send(body.span());
-    } catch (const std::exception&) {
-      ++s_.dropped;  // the duct broke: its reader tells the server, which forgets the calls from there
-    }
-  }
+  for (detail::link_core* l : to_drain) s_.drain(*l);
   if (wake) s_.wake.signal();
+}
+
+bool server::impl::link_out_waiting() const {
+  for (const auto& [l, box] : link_out)
+    if (!box.events.empty() && !box.draining) return true;
+  return false;
+}
+
+void server::impl::drain(detail::link_core& l) {
+  std::deque<duct::buffer> sending;
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      link_outbox& box = link_out[&l];
+      if (box.events.empty()) {
+        box.draining = false;
+        return;
+      }
+      sending.swap(box.events);
+    }
+    for (const duct::buffer& body : sending) {
+      try {
+        l.send(body.span());
+      } catch (const std::exception&) {
+        ++dropped;  // the duct broke: its reader tells the server, which forgets the calls from there
+      }
+    }
+    sending.clear();
+  }
 }
 
 bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends) {
@@ -349,15 +402,16 @@ std::size_t server::open_channels() const noexcept { return impl_->open.load(); 
 
 // ---- the transports ---------------------------------------------------------------------------------------------------
 
-std::chrono::milliseconds server::impl::next_wait(detail::clock::time_point now) {
+detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
   auto next = now + std::chrono::seconds(1);
+  if (batch) next = std::min(next, batch->opened + batch_delay);
   for (auto& [identity, table] : peers)
     if (auto d = table.next_deadline()) next = std::min(next, *d);
   if (auto d = jobs.next_deadline()) next = std::min(next, *d);
   for (const auto& [key, call] : running_calls)
     if (call.defer_at) next = std::min(next, *call.defer_at);
   io_wakes_at = next;
-  return detail::ms_until(next, now);
+  return std::max(next - now, detail::clock::duration(0));
 }
 
 // The I/O thread. It sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever touches the
@@ -369,17 +423,19 @@ void server::impl::loop() {
   std::vector<zmq::message_t> frames;
   std::vector<detail::inline_call> calls;
   while (running) {
-    std::chrono::milliseconds wait;
+    detail::clock::duration wait;
     {
       locked g(*this);
       wait = next_wait(detail::clock::now());
     }
     {
       std::lock_guard lock(router_mu);
-      if (detail::has_input(router)) wait = std::chrono::milliseconds(0);
+      if (detail::has_input(router)) wait = detail::clock::duration(0);
     }
     pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
-    if (::poll(fds, 2, static_cast<int>(wait.count())) > 0 && (fds[1].revents & POLLIN)) wake.drain();
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
     {
       locked g(*this);
       std::lock_guard lock(router_mu);
@@ -424,12 +480,42 @@ void server::impl::on_link_closed(detail::link_core& from) {
 
 void server::impl::send(const std::string& identity, const event_header& h, std::string_view name,
                         std::span<const std::byte> args) {
+  close_batch();  // what was queued before this leaves before it
   duct::buffer body = encode_event_packed(h, name, args);
-  if (auto l = links.find(identity); l != links.end()) link_out.emplace_back(l->second.get(), std::move(body));
+  if (auto l = links.find(identity); l != links.end()) link_out[l->second.get()].events.push_back(std::move(body));
   else {
     router_out_bytes += body.size();
     router_out.emplace_back(identity, std::move(body));
   }
+}
+
+void server::impl::queue_item(const std::string& identity, const message_id& channel, bool stop,
+                              std::span<const std::byte> item) {
+  if (batch && (batch->identity != identity || !(batch->channel == channel))) close_batch();
+  if (!batch) {
+    auto l = links.find(identity);
+    event_header h{ids.next(), channel};
+    h.accepts_stop = stop;
+    duct::buffer head = encode_event_packed(h, "STREAM_BATCH", {});
+    batch.emplace(open_batch{identity, channel, l == links.end() ? nullptr : l->second.get(), {head.begin(), head.end()},
+                             head.size() + 1, 0, detail::clock::now()});
+    batch->body.push_back(std::byte{0xdd});  // array32: its count is patched in when the batch closes
+    batch->body.resize(batch->body.size() + 4);
+  }
+  batch->body.insert(batch->body.end(), item.begin(), item.end());
+  ++batch->count;
+  if (!batch->link) router_out_bytes += item.size();
+}
+
+void server::impl::close_batch() {
+  if (!batch) return;
+  std::vector<std::byte>& body = batch->body;
+  for (int i = 0; i < 4; ++i)  // big-endian, as msgpack has it
+    body[batch->count_at + static_cast<std::size_t>(i)] = static_cast<std::byte>(batch->count >> (24 - 8 * i));
+  duct::buffer packed{std::span<const std::byte>(body)};
+  if (batch->link) link_out[batch->link].events.push_back(std::move(packed));
+  else router_out.emplace_back(std::move(batch->identity), std::move(packed));
+  batch.reset();
 }
 
 // ---- calls --------------------------------------------------------------------------------------------------------------
@@ -622,7 +708,8 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   if (m.streams) {  // never deferred: the items are the reply
     call.lost = std::make_shared<std::atomic<bool>>(false);
     auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, method, call.stop.get_token(),
-                                                     call.lost, ev->header.accepts_deferred || chunked);
+                                                     call.lost, ev->header.accepts_deferred || chunked,
+                                                     ev->header.accepts_batches);
     run_handler(m.fn, std::move(ev), args, call.stop.get_token(), outbound{identity, {}, "OK", {}, {}, true},
                 std::move(out), nullptr, std::move(in));
     return;

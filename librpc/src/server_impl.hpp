@@ -1,11 +1,12 @@
 // Internal: the state of an rpc::server, shared by its I/O thread (the ROUTER socket, timers), the reader threads
 // of the links it serves and its handler pool, all under one mutex. Sends are queued under the mutex and leave
-// after it is released: ROUTER sends from the I/O thread (the socket is its alone), duct sends from whichever
-// thread queued them. server.cpp has the transport and the calls, server_builtins.cpp the built-in methods.
+// after it is released, in the order they were queued: ROUTER sends under router_mu, each link's by one thread at a
+// time (whoever unlocks first, until its queue is empty). server.cpp has the transport and the calls, server_builtins.cpp the built-in methods.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -139,15 +140,36 @@ struct server::impl final : detail::link_server {
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
-  std::vector<std::pair<detail::link_core*, duct::buffer>> link_out;            // sent by whoever unlocks
+  /// Events queued for a link, sent in order by one thread at a time: whoever unlocks and finds none draining.
+  struct link_outbox {
+    std::deque<duct::buffer> events;
+    bool draining = false;
+  };
+  std::unordered_map<detail::link_core*, link_outbox> link_out;
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
   bool router_io_asked = false;  // the I/O thread was woken to send router_out
   std::size_t router_out_bytes = 0;
+  /// Stream items for one channel (of a ZeroMQ client, or of a link's), queued after everything in router_out and
+  /// link_out, not yet closed into one STREAM_BATCH event. A batch closes when its producer runs out of credit, writes 64 KiB, or returns, or when it
+  /// is batch_delay old (the I/O thread's timer): a burst of small items leaves in a few events, and a lone item
+  /// waits no more than batch_delay.
+  struct open_batch {
+    std::string identity;
+    message_id channel;
+    detail::link_core* link;      // the link it goes out on, or null for the ROUTER
+    std::vector<std::byte> body;  // the event so far: its header and name, array32 with its count to patch, items
+    std::size_t count_at = 0;     // where the array32's count goes
+    std::uint32_t count = 0;
+    detail::clock::time_point opened;
+    bool io_told = false;  // the I/O thread was woken to time it
+  };
+  static constexpr std::chrono::microseconds batch_delay{100};
+  std::optional<open_batch> batch;
 
-  /// Holds `mu`; on release sends what was queued (ROUTER events under router_mu, duct events on their links) and
+  /// Holds `mu`; on release sends what was queued (ROUTER events under router_mu, link events by drain()) and
   /// wakes the I/O thread if a deadline moved earlier or the socket has input the I/O thread may not have seen.
   class locked {
    public:
@@ -201,6 +223,15 @@ struct server::impl final : detail::link_server {
                   const detail::method_entry& m, const msgpack::object& args, std::shared_ptr<detail::stream_state> in);
   bool builtin(const std::string& identity, const event& ev);
   void send(const std::string& identity, const event_header& h, std::string_view name, std::span<const std::byte> args);
+  /// Queues a stream item for a client that takes STREAM_BATCH events: into the open batch if it is the
+  /// same channel's, else a new one (`stop` as in the sink's header).
+  void queue_item(const std::string& identity, const message_id& channel, bool stop, std::span<const std::byte> item);
+  /// Closes the open batch into router_out or link_out, if there is one.
+  void close_batch();
+  /// Whether a link has events queued that no thread is sending yet.
+  bool link_out_waiting() const;
+  /// Sends what is queued for `l` until none is left (`mu` not held; this thread marked it draining).
+  void drain(detail::link_core& l);
   /// Sends on the ROUTER (router_mu held). Returns: whether input is waiting, which ZeroMQ may have taken the
   /// edge of the I/O thread's descriptor for.
   bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends);
@@ -208,7 +239,7 @@ struct server::impl final : detail::link_server {
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
   void tick(detail::clock::time_point now);
-  std::chrono::milliseconds next_wait(detail::clock::time_point now);
+  detail::clock::duration next_wait(detail::clock::time_point now);
 };
 
 }  // namespace rpc

@@ -18,13 +18,24 @@ void stream_state::detach() noexcept {
   stop_ = nullptr;
 }
 
-void stream_state::push(duct::value item) {
+void stream_state::push(duct::value item, std::size_t size) {
   std::lock_guard lock(mu_);
   if (ended_ || error_) return;  // the consumer gave up meanwhile
   // A peer that sends beyond its credit is tolerated (the items are kept) but earns no more credit until the
   // consumer catches up, so what it can push beyond the window stays bounded by what it sent unasked.
-  (void)window_.on_arrival();
+  (void)window_.on_arrival(size);
   items_.push_back(std::move(item));
+  ready_.notify_one();
+}
+
+void stream_state::push_many(std::vector<duct::value>& items, std::size_t size) {
+  std::lock_guard lock(mu_);
+  if (ended_ || error_ || items.empty()) return;
+  const std::size_t each = size / items.size();
+  for (auto& item : items) {
+    (void)window_.on_arrival(each);  // tolerated beyond the credit, as in push()
+    items_.push_back(std::move(item));
+  }
   ready_.notify_one();
 }
 

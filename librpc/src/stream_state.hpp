@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <duct/codec.hpp>
 
@@ -26,7 +27,9 @@ class stream_state {
   using grant_fn = std::function<void(std::size_t)>;  // sends _zpc_more [n] on the call's channel
   using stop_fn = std::function<void()>;              // forgets the call, telling the server if it understands
 
-  stream_state(std::string where, std::size_t window) : where_(std::move(where)), window_(window) {}
+  /// `window` items at most buffered or on their way, and about `window_bytes` of them if not 0 (receive_window).
+  stream_state(std::string where, std::size_t window, std::size_t window_bytes = 0)
+      : where_(std::move(where)), window_(window, window_bytes) {}
 
   /// Connects the transport. Called once, before any event can arrive.
   void attach(grant_fn grant, stop_fn stop);
@@ -34,7 +37,10 @@ class stream_state {
   void detach() noexcept;
 
   // ---- the transport, on arrival -----------------------------------------------------------------------------------
-  void push(duct::value item);
+  /// An item that arrived in an event of `size` bytes (for the window's byte budget).
+  void push(duct::value item, std::size_t size = 0);
+  /// As push() for each of `items`, which arrived together in `size` bytes; wakes the consumer once.
+  void push_many(std::vector<duct::value>& items, std::size_t size);
   /// As push(), for a receiver that holds its peer to the credit it granted. Returns: false (the item is dropped)
   /// if the peer had none left for it.
   bool offer(duct::value item);

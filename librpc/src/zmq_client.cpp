@@ -182,7 +182,8 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
                                                const duct::buffer& packed_args, open_call call, event_header h) {
   const std::string where = endpoint + ": " + std::string(method);
   call.method = std::string(method);
-  call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window);
+  call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window, opts.stream_window_bytes);
+  h.accepts_batches = !call.progress;  // a stream's items may come several to an event
   detail::chunked_halves halves{call.upload, call.stream};
   bool wake_io = false;
   {

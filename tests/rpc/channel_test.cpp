@@ -80,6 +80,38 @@ TEST_CASE("the receive window keeps what the peer may send plus what we hold wit
   CHECK_FALSE(strict.on_arrival());
 }
 
+TEST_CASE("a receive window with a byte budget widens for small items and narrows for large ones",
+          "[rpc][channel][credit]") {
+  // Before anything arrived: 16 at most, whatever the items turn out to be.
+  rpc::detail::receive_window fresh(1000, 1 << 20);
+  CHECK(fresh.capacity() == 16);
+  rpc::detail::receive_window small(1000, 1 << 20);  // 8-byte items: 1 MiB would be 131072 of them, capped at 1000
+  REQUIRE(small.on_arrival(8));
+  CHECK(small.capacity() == 1000);
+  CHECK(small.on_consumed() == 1000);
+  rpc::detail::receive_window large(1000, 1 << 20);  // 256 KiB items: 4 would fill the budget; the floor is 16
+  REQUIRE(large.on_arrival(256 << 10));
+  CHECK(large.capacity() == 16);
+  CHECK(large.on_consumed() == 16);
+  rpc::detail::receive_window mid(1000, 1 << 20);  // 16 KiB items: 64 of them
+  REQUIRE(mid.on_arrival(16 << 10));
+  CHECK(mid.capacity() == 64);
+  // The bound holds as the capacity moves: what is granted and held never exceeds the capacity of the moment
+  // it was granted at.
+  std::size_t arrived = 0;
+  for (int round = 0; round < 50; ++round) {
+    while (mid.outstanding() > 0) {
+      REQUIRE(mid.on_arrival(16 << 10));
+      ++arrived;
+      REQUIRE(mid.outstanding() + mid.buffered() <= 64);
+    }
+    mid.on_consumed();
+  }
+  CHECK(arrived > 64);
+  rpc::detail::receive_window unbudgeted(10);  // no byte budget: the fixed count, as zerorpc's
+  CHECK(unbudgeted.capacity() == 10);
+}
+
 TEST_CASE("heartbeats fall due every period from the channel's opening", "[rpc][channel][heartbeat]") {
   rpc::detail::heartbeat hb(5s, t0);
   CHECK_FALSE(hb.send_due(t0 + 4999ms));

@@ -241,6 +241,40 @@ TEST_CASE("streams: a plain zerorpc client gets STREAM items and STREAM_DONE as 
   CHECK(done.args().type == msgpack::type::NIL);
 }
 
+TEST_CASE("streams: a client that takes batches gets several items to an event, each counted against its credit",
+          "[rpc][stream][wire][batch]") {
+  rpc::server server;
+  server.bind("count", [](rpc::sink& out, int n) {
+    for (int i = 0; i < n; ++i) out.write(i);
+  });
+  std::string endpoint = server.listen("tcp://127.0.0.1:0");
+  server.start();
+  zmq::context_t ctx;
+  zmq::socket_t dealer = test::plain_dealer(ctx, endpoint);
+  rpc::id_generator ids;
+  rpc::message_id call = ids.next();
+  rpc::event_header h{call};
+  h.accepts_batches = true;
+  test::send_body(dealer, rpc::encode_event(h, "count", std::make_tuple(5000)).span());
+  // The one free event first, then as much as we grant: 999 more items, in however many events.
+  rpc::event first = test::recv_event(dealer);
+  REQUIRE(first.name == "STREAM_BATCH");
+  REQUIRE(first.args().via.array.size == 1);
+  test::send_body(dealer, rpc::encode_event({ids.next(), call}, "_zpc_more", std::make_tuple(999)).span());
+  int next = 1, events = 0;
+  while (next < 1000) {
+    rpc::event e = test::recv_event(dealer);
+    REQUIRE(e.name == "STREAM_BATCH");
+    ++events;
+    for (std::uint32_t i = 0; i < e.args().via.array.size; ++i) REQUIRE(e.args().via.array.ptr[i].as<int>() == next++);
+  }
+  CHECK(next == 1000);  // exactly the credit: not one item beyond it
+  CHECK(events < 999);  // and some events carried several
+  // Nothing more comes until we grant more (a heartbeat at most, which is 5 s away): look for a while.
+  zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+  CHECK(zmq::poll(&item, 1, std::chrono::milliseconds(200)) == 0);
+}
+
 TEST_CASE("streams: 1 GiB in 64 KiB chunks to a slower consumer keeps each process under 64 MiB resident",
           "[rpc][stream][memory][process]") {
   // Both sides are fresh processes (rpc-stream-peer), so that each one's peak resident memory is its own. Without

@@ -38,7 +38,11 @@ struct client_options {
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   std::optional<std::chrono::milliseconds> timeout;               ///< default limit for every call; none if empty
   std::size_t max_message_size = std::size_t{64} << 20;
-  std::size_t stream_window = 100;  ///< stream items buffered or on their way, at most (the credit we grant)
+  /// The credit a stream's reader grants: at most stream_window items buffered or on their way, and about
+  /// stream_window_bytes of them (the count adapts to the items' average size, 16 at least). Small items get a
+  /// wide window and stream fast; large ones a narrow one, which keeps memory small. 0 bytes: items only.
+  std::size_t stream_window = 1000;
+  std::size_t stream_window_bytes = std::size_t{16} << 20;
 };
 
 class client {

@@ -98,6 +98,11 @@ inline constexpr std::string_view progress_header_key = "ductrpc_progress";
 /// plain zerorpc server ignores the key and answers anyway; our client drops answers to channels it never opened.
 inline constexpr std::string_view oneway_header_key = "ductrpc_oneway";
 
+/// The header key with which our client, asking for a stream, announces that it takes STREAM_BATCH events: several
+/// items in one event ([item, ...] as its args), each counting as one event against the credit. A plain zerorpc
+/// client never sends it, so it only ever gets STREAM events.
+inline constexpr std::string_view batch_header_key = "ductrpc_batch";
+
 struct event_header {
   message_id id;                           ///< this event's own id ("message_id")
   std::optional<message_id> response_to;   ///< the channel it belongs to, on every event after the first
@@ -106,6 +111,7 @@ struct event_header {
   bool accepts_stop = false;               ///< stop_header_key: true
   bool wants_progress = false;             ///< progress_header_key: true
   bool oneway = false;                     ///< oneway_header_key: true
+  bool accepts_batches = false;            ///< batch_header_key: true
 };
 
 /// A decoded event. It owns the memory `args()` points into.
@@ -122,6 +128,9 @@ class event {
   [[nodiscard]] const message_id& channel() const noexcept {
     return header.response_to ? *header.response_to : header.id;
   }
+
+   /// The size of the event's body on the wire, in bytes (0 for an event that was not decoded).
+  std::size_t wire_size = 0;
 
  private:
   friend event decode_event(std::span<const std::byte>, const duct::decode_limits&);
