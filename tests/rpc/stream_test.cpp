@@ -60,6 +60,11 @@ struct streams : test::served {
       while (!out.stop_token().stop_requested()) std::this_thread::yield();
       ++stalled;
     });
+    server.bind("burst_then_stall", [this](rpc::sink& out, int n) {
+      for (int i = 0; i < n; ++i) out.write(i);
+      while (!out.stop_token().stop_requested()) std::this_thread::yield();
+      ++stalled;
+    });
     server.bind("add", [](int a, int b) { return a + b; });
     serve(server, over_duct, co);
   }
@@ -163,6 +168,19 @@ TEST_CASE("streams: a time limit between items ends a stalled stream and stops i
   CHECK_THROWS_AS(items.next_for(100ms), rpc::timeout_error);
   CHECK(std::chrono::steady_clock::now() - start >= 100ms);
   CHECK_THROWS_AS(items.next(), rpc::timeout_error);  // the stream stays ended
+  test::eventually([&] { return s.stalled.load() == 1; });
+}
+
+TEST_CASE("streams: items written with credit to spare leave soon, though the producer then goes quiet",
+          "[rpc][stream][batch]") {
+  // Items are held back a moment to leave together; a producer that writes a few and then pauses must not keep them.
+  bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  streams s(over_duct);
+  rpc::source items = s.client->stream("burst_then_stall", 50);
+  // Well before the heartbeat (5 s), which would flush them too.
+  for (int i = 0; i < 50; ++i) REQUIRE(items.next_for(2s)->as<int>() == i);
+  items.cancel();
   test::eventually([&] { return s.stalled.load() == 1; });
 }
 
