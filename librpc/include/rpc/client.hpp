@@ -130,6 +130,24 @@ class client {
     return start_async(method, pack_args(args...), limit);
   }
 
+  // ---- with the arguments already packed (tools, proxies: the count and types known only at run time) -----------
+  // `packed_args` is one msgpack array, the call's positional arguments; each behaves as its typed form above.
+
+  duct::value call_packed(std::string_view method, const duct::buffer& packed_args,
+                          std::optional<std::chrono::milliseconds> limit = std::nullopt) {
+    return call_here(method, packed_args, limit);
+  }
+  source stream_packed(std::string_view method, const duct::buffer& packed_args) {
+    return start_stream(method, packed_args);
+  }
+  duplex chunked_call_packed(std::string_view method, const duct::buffer& packed_args) {
+    return start_chunked(method, packed_args, false);
+  }
+  duct::value call_with_progress_packed(std::string_view method, const duct::buffer& packed_args,
+                                        const std::function<void(const duct::value&)>& on_progress) {
+    return call_reporting(method, packed_args, on_progress);
+  }
+
   // ---- deferred calls (the server's _ductrpc_* built-ins) ----------------------------------------------------------
 
   /// Starts `method` as a deferred call. Returns: its token, which any client of the same server may use.

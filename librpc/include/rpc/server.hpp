@@ -105,6 +105,22 @@ class server {
     bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how),
                  {detail::wire_arity<F>(), detail::streams<F>(), detail::reports_progress<F>(), detail::reads_input<F>()});
   }
+  /// What a method takes besides its wire arguments, for bind_raw().
+  struct shape {
+    std::size_t arity = 0;  ///< arguments on the wire (for the default arg_names)
+    bool streams = false;   ///< ctx.out is its rpc::sink (its result is ignored)
+    bool reports = false;   ///< ctx.report is its rpc::progress, or null when the caller did not ask
+    bool reads = false;     ///< ctx.in is its rpc::source: a chunked request (empty for a plain call)
+  };
+
+  /// Serves `f` as `name` as it is: `f` gets the call's args array, whatever its length and types, and the call's
+  /// context as `is` says, and returns its result packed as one msgpack value; its exceptions become ERRs as for
+  /// bind(). For methods whose signatures are only known at run time (rpc-serve's commands).
+  /// Throws: as bind().
+  void bind_raw(std::string name, detail::handler f, method_options how, shape is) {
+    bind_handler(name, std::move(f), std::move(how), is);
+  }
+
   /// Serves `f` as `name` on the pool, deferred after the budget; `doc` and `arg_names` as in method_options.
   template <class F>
   void bind(std::string name, F f, std::string doc = {}, std::vector<std::string> arg_names = {}) {
@@ -148,10 +164,6 @@ class server {
   struct impl;
 
  private:
-  struct shape {
-    std::size_t arity;  // arguments on the wire
-    bool streams, reports, reads;
-  };
   void bind_handler(const std::string& name, detail::handler h, method_options how, shape is);
   std::unique_ptr<impl> impl_;
 };

@@ -1,0 +1,74 @@
+# Shared by the tool tests: a private directory, a server started on port 0 whose endpoint is read from its own
+# stderr (no fixed ports, no sleeps), and checks that say what they expected. Every process a test starts is
+# ended by PID when it exits.
+set -u
+: "${RPC_CALL:?}" "${RPC_SERVE:?}"
+T=$(mktemp -d "${TMPDIR:-/tmp}/ductrpc-tools.XXXXXX")
+SERVER_PID=""
+failures=0
+
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# start_server [rpc-serve options...]: starts rpc-serve on tcp://127.0.0.1:0; sets EP and SERVER_PID. Its log goes
+# to $T/serve.log once the first line (the endpoint) has been read.
+start_server() {
+  rm -f "$T/serve.fifo"
+  mkfifo "$T/serve.fifo"
+  "$RPC_SERVE" --bind tcp://127.0.0.1:0 "$@" 2>"$T/serve.fifo" &
+  SERVER_PID=$!
+  exec 3<"$T/serve.fifo"
+  if ! read -r -t 20 first <&3; then
+    echo "FAIL: rpc-serve $* did not say where it listens" >&2
+    exit 1
+  fi
+  EP=${first##*listening on }
+  cat <&3 >"$T/serve.log" &
+  exec 3<&-
+}
+
+# stop_server [SIGNAL]: ends the server and waits for it; sets SERVER_RC.
+stop_server() {
+  kill "-${1:-TERM}" "$SERVER_PID"
+  wait "$SERVER_PID"
+  SERVER_RC=$?
+  SERVER_PID=""
+}
+
+# expect_rc WANT CMD...: runs CMD with its stdout in $T/out and stderr in $T/err; checks its exit code.
+expect_rc() {
+  want=$1
+  shift
+  "$@" >"$T/out" 2>"$T/err"
+  rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    fail "$* exited $rc, not $want; stdout: $(head -c 300 "$T/out"); stderr: $(head -c 300 "$T/err")"
+  fi
+}
+
+# expect_out TEXT: the last command's stdout was exactly TEXT (and a newline).
+expect_out() {
+  printf '%s\n' "$1" >"$T/want"
+  cmp -s "$T/want" "$T/out" || fail "stdout was '$(cat "$T/out")', not '$1'"
+}
+
+# expect_err_has TEXT: the last command's stderr contains TEXT.
+expect_err_has() {
+  grep -qF -- "$1" "$T/err" || fail "stderr '$(cat "$T/err")' lacks '$1'"
+}
+
+finish() {
+  if [ "$failures" -ne 0 ]; then
+    echo "$failures check(s) failed" >&2
+    exit 1
+  fi
+  echo "all checks passed"
+}

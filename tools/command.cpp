@@ -1,0 +1,178 @@
+// Running a command with pipes. See command.hpp.
+#include "command.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace tools {
+namespace {
+
+constexpr std::size_t err_keep = 4096;
+
+struct pipe_pair {
+  int read = -1, write = -1;
+  pipe_pair() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    read = fds[0];
+    write = fds[1];
+  }
+  ~pipe_pair() {
+    close_read();
+    close_write();
+  }
+  void close_read() {
+    if (read >= 0) ::close(read);
+    read = -1;
+  }
+  void close_write() {
+    if (write >= 0) ::close(write);
+    write = -1;
+  }
+};
+
+bool write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;  // EPIPE: the command does not read its input (any more)
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// An item of the chunked request as the bytes it stands for on stdin: a string's or bytes' own, anything else as
+// a JSON line.
+void write_item(int fd, const duct::value& item, bool& open) {
+  const msgpack::object& o = item.get();
+  if (o.type == msgpack::type::STR) open = write_all(fd, o.via.str.ptr, o.via.str.size);
+  else if (o.type == msgpack::type::BIN) open = write_all(fd, o.via.bin.ptr, o.via.bin.size);
+  else {
+    std::string line = item.to_json() + "\n";
+    open = write_all(fd, line.data(), line.size());
+  }
+}
+
+}  // namespace
+
+command_result run_command(const std::vector<std::string>& argv, const command_options& opts) {
+  if (argv.empty()) throw std::runtime_error("an empty command");
+  pipe_pair in, out, err;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in.read, 0);
+  posix_spawn_file_actions_adddup2(&actions, out.write, 1);
+  posix_spawn_file_actions_adddup2(&actions, err.write, 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(rc));
+  in.close_read();
+  out.close_write();
+  err.close_write();
+
+  // stdin: fed from the request by a thread of its own (a write may block while the command is busy). Once the
+  // command is over, the rest of the request is not wanted: cancelling the source ends the feeder's wait.
+  std::thread feeder;
+  if (opts.input) {
+    feeder = std::thread([&] {
+      bool open = true;
+      try {
+        while (open) {
+          auto item = opts.input->next();
+          if (!item) break;
+          write_item(in.write, *item, open);
+        }
+      } catch (const std::exception&) {
+        // the request ended with an error (or the command is over): the command gets what came before it
+      }
+      in.close_write();
+    });
+  } else {
+    in.close_write();
+  }
+  auto stop_feeding = [&] {
+    if (!feeder.joinable()) return;
+    opts.input->cancel();
+    feeder.join();
+  };
+
+  command_result r;
+  try {
+    const auto started = std::chrono::steady_clock::now();
+    std::string partial;  // a streamed stdout's line so far
+    bool killed = false;
+    auto kill_it = [&](bool& flag) {
+      flag = true;
+      killed = true;
+      ::kill(pid, SIGTERM);
+    };
+    std::optional<std::chrono::steady_clock::time_point> hard_kill_at;
+    while (out.read >= 0 || err.read >= 0) {
+      pollfd fds[2] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}};
+      ::poll(fds, 2, 50);
+      char buf[65536];
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        int fd = i == 0 ? out.read : err.read;
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          (i == 0 ? out : err).close_read();
+          continue;
+        }
+        if (i == 1) {
+          r.err_tail.append(buf, static_cast<std::size_t>(n));
+          if (r.err_tail.size() > 2 * err_keep) r.err_tail.erase(0, r.err_tail.size() - err_keep);
+        } else if (opts.on_line) {
+          partial.append(buf, static_cast<std::size_t>(n));
+          for (std::size_t nl; (nl = partial.find('\n')) != std::string::npos;) {
+            opts.on_line(partial.substr(0, nl));
+            partial.erase(0, nl + 1);
+          }
+        } else {
+          if (r.out.size() + static_cast<std::size_t>(n) > opts.max_output) {
+            throw std::runtime_error(argv[0] + " wrote more than " + std::to_string(opts.max_output) + " bytes");
+          }
+          r.out.append(buf, static_cast<std::size_t>(n));
+        }
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (!killed && opts.limit && now - started >= *opts.limit) kill_it(r.timed_out);
+      if (!killed && opts.stop.stop_requested()) kill_it(r.cancelled);
+      if (killed && !hard_kill_at) hard_kill_at = now + std::chrono::seconds(1);
+      if (hard_kill_at && now >= *hard_kill_at) ::kill(pid, SIGKILL);  // it ignored SIGTERM
+    }
+    if (opts.on_line && !partial.empty()) opts.on_line(partial);
+  } catch (...) {  // the output outgrew its limit, or the stream it went to failed: the command goes too
+    ::kill(pid, SIGKILL);
+    stop_feeding();
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  stop_feeding();
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  if (r.err_tail.size() > err_keep) r.err_tail.erase(0, r.err_tail.size() - err_keep);
+  return r;
+}
+
+}  // namespace tools

@@ -1,0 +1,360 @@
+// rpc-call: call a method of any zerorpc server from a shell. See man/rpc-call.1 (the exit codes are listed there
+// and in `exit_code` below).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <duct/codec.hpp>
+#include <rpc/client.hpp>
+
+#include "json_form.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// The exit codes, documented in man/rpc-call.1.
+enum exit_code : int {
+  ok = 0,
+  remote_failed = 1,  // the method failed (Name: message on stderr), or the server broke the protocol
+  usage = 2,
+  unreachable = 3,  // cannot connect, or the server went away (lost remote)
+  timed_out = 4,
+  cancelled = 5,
+  still_running = 6,  // --poll, or --wait whose limit passed first
+};
+
+struct settings {
+  std::string endpoint, method;
+  std::vector<std::string> args;
+  bool strings = false, from_stdin = false, raw = false, pretty = false, progress = false, async = false;
+  std::size_t chunk_size = 0;
+  std::string wait_token, poll_token, cancel_token;
+  bool list = false, inspect = false, verbose = false;
+  std::optional<double> timeout;
+  double heartbeat = 5, connect_timeout = 5;
+};
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+void print(const msgpack::object& o, const settings& cfg) {
+  std::string line = tools::to_json(o, {cfg.pretty, cfg.raw});
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);  // each stream item as it arrives
+}
+
+// The call's arguments as one msgpack array: JSON where they parse as JSON (unless --string), strings otherwise;
+// "-" is one JSON value read from stdin.
+duct::buffer pack_arguments(const settings& cfg) {
+  duct::pack_buffer buf;
+  msgpack::packer<duct::pack_buffer> p(buf);
+  p.pack_array(static_cast<std::uint32_t>(cfg.args.size()));
+  for (const std::string& a : cfg.args) {
+    if (a == "-" && !cfg.strings) {
+      std::string text(std::istreambuf_iterator<char>(std::cin), {});
+      tools::pack_json(p, text);  // throws json_error: a usage error
+    } else if (!cfg.strings && tools::is_json(a)) {
+      tools::pack_json(p, a);
+    } else {
+      p.pack(a);
+    }
+  }
+  return duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())));
+}
+
+// stdin into the call's input: lines (each with its newline, so the bytes arrive as they were), or raw chunks.
+void send_stdin(rpc::duplex& call, const settings& cfg) {
+  if (cfg.chunk_size > 0) {
+    std::vector<char> buf(cfg.chunk_size);
+    for (;;) {
+      std::size_t n = std::fread(buf.data(), 1, buf.size(), stdin);
+      if (n == 0) break;
+      call.write(std::vector<char>(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)));  // bin
+    }
+  } else {
+    // A line that is not UTF-8 goes as bytes: a msgpack str must be text.
+    auto send = [&](const std::string& line) {
+      if (duct::is_valid_utf8(line)) call.write(line);
+      else call.write(std::vector<char>(line.begin(), line.end()));
+    };
+    std::string line;
+    for (int c; (c = std::getc(stdin)) != EOF;) {
+      line += static_cast<char>(c);
+      if (c == '\n') {
+        send(line);
+        line.clear();
+      }
+    }
+    if (!line.empty()) send(line);
+  }
+  call.end();
+}
+
+// A progress bar on a terminal, JSON lines otherwise.
+void show_progress(const duct::value& report) {
+  if (!::isatty(2)) {
+    std::fprintf(stderr, "%s\n", report.to_json().c_str());
+    return;
+  }
+  const msgpack::object& o = report.get();
+  std::optional<double> fraction;
+  auto number = [](const msgpack::object& x) -> std::optional<double> {
+    if (x.type == msgpack::type::POSITIVE_INTEGER || x.type == msgpack::type::NEGATIVE_INTEGER ||
+        x.type == msgpack::type::FLOAT32 || x.type == msgpack::type::FLOAT64)
+      return x.as<double>();
+    return std::nullopt;
+  };
+  if (auto n = number(o)) fraction = *n > 1 ? *n / 100 : *n;  // a percentage or a fraction
+  if (o.type == msgpack::type::MAP) {  // {"done": x, "total": y}
+    std::optional<double> done, total;
+    for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+      std::string key = o.via.map.ptr[i].key.type == msgpack::type::STR ? o.via.map.ptr[i].key.as<std::string>() : "";
+      if (key == "done") done = number(o.via.map.ptr[i].val);
+      if (key == "total") total = number(o.via.map.ptr[i].val);
+    }
+    if (done && total && *total > 0) fraction = *done / *total;
+  }
+  if (!fraction) {
+    std::fprintf(stderr, "\r\033[K%s", report.to_json().c_str());
+    return;
+  }
+  const int width = 30, filled = static_cast<int>(std::clamp(*fraction, 0.0, 1.0) * width);
+  std::fprintf(stderr, "\r[%s%s] %3.0f%%", std::string(static_cast<std::size_t>(filled), '#').c_str(),
+               std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), *fraction * 100);
+}
+
+int run(const settings& cfg) {
+  rpc::client_options co;
+  co.heartbeat = ms(cfg.heartbeat);
+  if (cfg.timeout) co.timeout = ms(*cfg.timeout);
+  rpc::client c(cfg.endpoint, co);
+  // ZeroMQ connects in the background and never says it could not: a ping answered within the connect timeout
+  // tells us someone is there.
+  try {
+    (void)c.call_for(ms(cfg.connect_timeout), "_zerorpc_ping");
+  } catch (const rpc::timeout_error&) {
+    std::fprintf(stderr, "rpc-call: cannot connect to %s: no answer within %g s\n", cfg.endpoint.c_str(),
+                 cfg.connect_timeout);
+    return unreachable;
+  } catch (const rpc::remote_error&) {
+    // answered, if not with a pong: someone is there
+  }
+  if (cfg.list) {
+    duct::value methods = c.call("_zerorpc_list");
+    if (cfg.raw && methods.get().type == msgpack::type::ARRAY) {  // one name per line
+      for (std::uint32_t i = 0; i < methods.get().via.array.size; ++i) print(methods.get().via.array.ptr[i], cfg);
+    } else {
+      print(methods.get(), cfg);
+    }
+    return ok;
+  }
+  if (cfg.inspect) {
+    duct::value all = c.call("_zerorpc_inspect");
+    if (cfg.method.empty()) {
+      print(all.get(), cfg);
+      return ok;
+    }
+    const msgpack::object& o = all.get();
+    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i) {
+      if (o.via.map.ptr[i].key.type != msgpack::type::STR || o.via.map.ptr[i].key.as<std::string>() != "methods")
+        continue;
+      const msgpack::object& methods = o.via.map.ptr[i].val;
+      for (std::uint32_t j = 0; methods.type == msgpack::type::MAP && j < methods.via.map.size; ++j) {
+        if (methods.via.map.ptr[j].key.type == msgpack::type::STR &&
+            methods.via.map.ptr[j].key.as<std::string>() == cfg.method) {
+          print(methods.via.map.ptr[j].val, cfg);
+          return ok;
+        }
+      }
+    }
+    throw rpc::unknown_method_error("NameError", cfg.method + " is not a method of " + cfg.endpoint);
+  }
+  if (!cfg.poll_token.empty()) {
+    duct::value state = c.poll(cfg.poll_token);
+    print(state.get(), cfg);
+    const msgpack::object& o = state.get();
+    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i)
+      if (o.via.map.ptr[i].val.type == msgpack::type::STR && o.via.map.ptr[i].val.as<std::string>() == "running")
+        return still_running;
+    return ok;
+  }
+  if (!cfg.cancel_token.empty()) {
+    print(c.call("_ductrpc_cancel", cfg.cancel_token).get(), cfg);
+    return ok;
+  }
+  if (!cfg.wait_token.empty()) {
+    // Waits a second at a time (the server holds each wait), showing the time spent on a terminal.
+    const auto start = std::chrono::steady_clock::now();
+    const bool tty = ::isatty(2);
+    for (;;) {
+      auto spent = std::chrono::steady_clock::now() - start;
+      if (cfg.timeout && spent >= ms(*cfg.timeout)) {
+        if (tty) std::fprintf(stderr, "\n");
+        throw rpc::still_running_error("StillRunning", cfg.wait_token + " is still running");
+      }
+      auto slice = 1000ms;
+      if (cfg.timeout) slice = std::min<std::chrono::milliseconds>(slice, ms(*cfg.timeout) - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
+      try {
+        duct::value result = c.wait(cfg.wait_token, slice);
+        if (tty) std::fprintf(stderr, "\r\033[K");
+        print(result.get(), cfg);
+        return ok;
+      } catch (const rpc::still_running_error&) {
+        if (tty)
+          std::fprintf(stderr, "\r\033[Kwaiting for %s: %.0f s", cfg.wait_token.c_str(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+    }
+  }
+
+  duct::buffer args = pack_arguments(cfg);
+  if (cfg.async) {
+    // _ductrpc_submit(method, [args]): the args array goes in as it is.
+    duct::pack_buffer buf;
+    msgpack::packer<duct::pack_buffer> p(buf);
+    p.pack_array(2);
+    p.pack(cfg.method);
+    buf.write(reinterpret_cast<const char*>(args.data()), args.size());
+    print(c.call_packed("_ductrpc_submit", duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())))).get(), cfg);
+    return ok;
+  }
+  if (cfg.progress) {
+    duct::value result = c.call_with_progress_packed(cfg.method, args, show_progress);
+    if (::isatty(2)) std::fprintf(stderr, "\n");
+    print(result.get(), cfg);
+    return ok;
+  }
+  // A plain call is read as a stream: a method that streams prints each item as it comes, one that answers prints
+  // its result (the stream's only item).
+  std::optional<rpc::duplex> upload;
+  std::optional<rpc::source> plain;
+  if (cfg.from_stdin) upload.emplace(c.chunked_call_packed(cfg.method, args));
+  else plain.emplace(c.stream_packed(cfg.method, args));
+  rpc::source& items = upload ? upload->output() : *plain;
+  if (upload) send_stdin(*upload, cfg);
+  const auto deadline = cfg.timeout ? std::optional(std::chrono::steady_clock::now() + ms(*cfg.timeout)) : std::nullopt;
+  for (;;) {
+    std::optional<duct::value> item;
+    if (deadline) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+      item = items.next_for(std::max(left, 0ms));
+    } else {
+      item = items.next();
+    }
+    if (!item) return ok;
+    print(item->get(), cfg);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings cfg;
+  CLI::App app{"rpc-call: call a method of a zerorpc server (ours, Python's, node's) and print the result as JSON.\n"
+               "Arguments are JSON where they parse as JSON, strings otherwise; - reads one JSON value from stdin.",
+               "rpc-call"};
+  app.add_option("endpoint", cfg.endpoint, "tcp://HOST:PORT or ipc://PATH")->required()->type_name("ENDPOINT");
+  app.add_option("method", cfg.method, "The method to call (with --inspect: to describe)")->type_name("METHOD");
+  std::vector<std::string> unused;  // ARGs are taken before parsing (see below); this only lists them in --help
+  app.add_option("args", unused, "Its arguments, everything after METHOD (so options go before it)")
+      ->type_name("ARG");
+  app.add_flag("-s,--string", cfg.strings, "Send every ARG as a string, JSON or not");
+  app.add_flag("--stdin", cfg.from_stdin, "Stream stdin to the method as a chunked request, line by line");
+  app.add_option("--chunk-size", cfg.chunk_size, "With --stdin: raw chunks of N bytes instead of lines")
+      ->type_name("N")->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
+  app.add_flag("-r,--raw", cfg.raw, "Print strings without quotes, bytes as they are");
+  app.add_flag("-p,--pretty", cfg.pretty, "Print indented JSON");
+  app.add_flag("--progress", cfg.progress, "Show the method's progress reports on stderr");
+  app.add_flag("--async", cfg.async, "Start the call deferred, print its token and exit");
+  app.add_option("--wait", cfg.wait_token, "Wait for the deferred call TOKEN and print its result")->type_name("TOKEN");
+  app.add_option("--poll", cfg.poll_token, "Print the state of the deferred call TOKEN (exit 6 while running)")
+      ->type_name("TOKEN");
+  app.add_option("--cancel", cfg.cancel_token, "Cancel the deferred call TOKEN")->type_name("TOKEN");
+  app.add_flag("-l,--list", cfg.list, "List the server's methods");
+  app.add_flag("-i,--inspect", cfg.inspect, "Describe the server's methods, or METHOD");
+  app.add_option("-t,--timeout", cfg.timeout, "Give up after SECONDS (default: never, while the server is alive)")
+      ->type_name("SECONDS")->check(CLI::PositiveNumber);
+  app.add_option("--heartbeat", cfg.heartbeat, "Heartbeat period in seconds (default 5)")->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--connect-timeout", cfg.connect_timeout, "Give up connecting after SECONDS (default 5)")
+      ->type_name("SECONDS")->check(CLI::PositiveNumber);
+  app.add_flag("-v,--verbose", cfg.verbose, "Print the remote traceback with an error");
+  app.set_version_flag("--version", "rpc-call (ductrpc) 0.1");
+  // Everything after METHOD is an argument, verbatim — a negative number or a JSON array included — so options go
+  // before it. (CLI11 would read "-1" as an option and "[1, 2]" as a list.)
+  const std::vector<std::string> with_value = {"--chunk-size", "--wait", "--poll", "--cancel", "-t", "--timeout",
+                                               "--heartbeat", "--connect-timeout"};
+  int split = argc, positional = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") {
+      if (i + 2 < argc) split = i + 3;  // -- ENDPOINT METHOD ARG...
+      break;
+    }
+    if (a.size() > 1 && a[0] == '-') {
+      if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) ++i;
+      continue;
+    }
+    if (++positional == 2) {
+      split = i + 1;
+      break;
+    }
+  }
+  for (int i = split; i < argc; ++i) cfg.args.emplace_back(argv[i]);
+  try {
+    app.parse(split, argv);
+    int modes = (cfg.list ? 1 : 0) + (cfg.inspect ? 1 : 0) + (!cfg.wait_token.empty() ? 1 : 0) +
+                (!cfg.poll_token.empty() ? 1 : 0) + (!cfg.cancel_token.empty() ? 1 : 0) + (cfg.async ? 1 : 0) +
+                (cfg.progress ? 1 : 0) + (cfg.from_stdin ? 1 : 0);
+    if (modes > 1)
+      throw CLI::ValidationError("--list, --inspect, --wait, --poll, --cancel, --async, --progress and --stdin "
+                                 "go one at a time");
+    bool needs_method = !cfg.list && !cfg.inspect && cfg.wait_token.empty() && cfg.poll_token.empty() &&
+                        cfg.cancel_token.empty();
+    if (needs_method && cfg.method.empty()) throw CLI::ValidationError("METHOD", "a method to call is needed");
+    if (!needs_method && !cfg.args.empty()) throw CLI::ValidationError("ARG", "arguments go with a METHOD call only");
+    if (cfg.chunk_size && !cfg.from_stdin) throw CLI::ValidationError("--chunk-size", "goes with --stdin");
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : usage;  // --help and --version exit 0; every usage error 2
+  }
+  try {
+    return run(cfg);
+  } catch (const tools::json_error& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return usage;
+  } catch (const rpc::cancelled_error& e) {
+    std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
+    return cancelled;
+  } catch (const rpc::still_running_error& e) {
+    std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
+    return still_running;
+  } catch (const rpc::remote_error& e) {
+    std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
+    if (cfg.verbose && !e.traceback().empty()) std::fprintf(stderr, "%s\n", e.traceback().c_str());
+    return remote_failed;
+  } catch (const rpc::timeout_error& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return timed_out;
+  } catch (const rpc::lost_remote_error& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return unreachable;
+  } catch (const rpc::closed_error& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return unreachable;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return remote_failed;
+  }
+}

@@ -1,0 +1,355 @@
+// rpc-serve: turns commands into RPC methods (or serves a demo set), for any zerorpc client. See man/rpc-serve.1.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <duct/codec.hpp>
+#include <rpc/server.hpp>
+
+#include "command.hpp"
+#include "json_form.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using rpc::detail::call_context;
+
+struct settings {
+  std::vector<std::string> binds;
+  std::string name = "rpc-serve";
+  std::vector<std::string> execs, streams, limits;
+  bool shell = false;
+  std::size_t jobs = 4;
+  double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
+  std::string shutdown = "drain";
+  bool quiet = false, verbose = false;
+};
+
+// One log line per call on stderr, unless -q.
+class call_log {
+ public:
+  explicit call_log(const settings& s) : quiet_(s.quiet), verbose_(s.verbose) {}
+  void done(const std::string& method, const msgpack::object& args, std::chrono::steady_clock::duration took,
+            const std::string& outcome) {
+    if (quiet_) return;
+    std::string shown = tools::to_json(args);
+    if (!verbose_ && shown.size() > 80) shown = shown.substr(0, 77) + "...";
+    auto ms = std::chrono::duration<double, std::milli>(took).count();
+    std::lock_guard lock(mu_);
+    std::fprintf(stderr, "rpc-serve: %s %s -> %s (%.1f ms)\n", method.c_str(), shown.c_str(), outcome.c_str(), ms);
+  }
+
+ private:
+  bool quiet_, verbose_;
+  std::mutex mu_;
+};
+
+duct::buffer packed(const auto& value) {
+  duct::pack_buffer out;
+  msgpack::pack(out, value);
+  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+}
+
+// The args array's element i, or a TypeError naming the method.
+const msgpack::object& arg(const std::string& method, const msgpack::object& args, std::uint32_t i, std::uint32_t n) {
+  if (args.type != msgpack::type::ARRAY || args.via.array.size != n)
+    throw rpc::remote_error("TypeError", method + "() takes " + std::to_string(n) + " argument" + (n == 1 ? "" : "s"));
+  return args.via.array.ptr[i];
+}
+
+bool is_number(const msgpack::object& o) {
+  return o.type == msgpack::type::POSITIVE_INTEGER || o.type == msgpack::type::NEGATIVE_INTEGER ||
+         o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64;
+}
+
+// Wraps a raw handler so that each call is logged with its outcome and time.
+rpc::detail::handler logged(call_log& log, std::string method, rpc::detail::handler f) {
+  return [&log, method = std::move(method), f = std::move(f)](const msgpack::object& args, call_context& ctx) {
+    auto start = std::chrono::steady_clock::now();
+    try {
+      duct::buffer result = f(args, ctx);
+      log.done(method, args, std::chrono::steady_clock::now() - start, "OK");
+      return result;
+    } catch (const rpc::remote_error& e) {
+      log.done(method, args, std::chrono::steady_clock::now() - start, e.name() + ": " + e.message());
+      throw;
+    } catch (const std::exception& e) {
+      log.done(method, args, std::chrono::steady_clock::now() - start, std::string("error: ") + e.what());
+      throw;
+    }
+  };
+}
+
+void bind_demo(rpc::server& s, call_log& log) {
+  using shape = rpc::server::shape;
+  s.bind_raw("echo", logged(log, "echo", [](const msgpack::object& args, call_context&) {
+               return packed(arg("echo", args, 0, 1));
+             }),
+             {.doc = "Returns its argument.", .arg_names = {"value"}}, shape{1});
+  s.bind_raw("add", logged(log, "add", [](const msgpack::object& args, call_context&) {
+               const msgpack::object &a = arg("add", args, 0, 2), &b = arg("add", args, 1, 2);
+               if (!is_number(a) || !is_number(b))
+                 throw rpc::remote_error("TypeError", "add() adds two numbers, not " + duct::value::type_name(a) +
+                                                          " and " + duct::value::type_name(b));
+               bool ints = a.type != msgpack::type::FLOAT32 && a.type != msgpack::type::FLOAT64 &&
+                           b.type != msgpack::type::FLOAT32 && b.type != msgpack::type::FLOAT64;
+               if (ints) return packed(a.as<std::int64_t>() + b.as<std::int64_t>());
+               return packed(a.as<double>() + b.as<double>());
+             }),
+             {.doc = "Adds two numbers.", .arg_names = {"a", "b"}}, shape{2});
+  s.bind_raw("sleep", logged(log, "sleep", [](const msgpack::object& args, call_context& ctx) {
+               const msgpack::object& a = arg("sleep", args, 0, 1);
+               if (!is_number(a)) throw rpc::remote_error("TypeError", "sleep() takes a number of seconds");
+               const double seconds = a.as<double>();
+               const auto start = std::chrono::steady_clock::now();
+               const auto until = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                              std::chrono::duration<double>(seconds));
+               for (auto now = start; now < until; now = std::chrono::steady_clock::now()) {
+                 if (ctx.stop.stop_requested()) throw rpc::cancelled_error("Cancelled", "sleep() was cancelled");
+                 if (ctx.report) {
+                   double done = std::chrono::duration<double>(now - start).count();
+                   ctx.report->report(std::map<std::string, double>{{"done", done}, {"total", seconds}});
+                 }
+                 std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(100ms, until - now));
+               }
+               return packed(seconds);
+             }),
+             {.doc = "Sleeps, reporting its progress; returns the seconds slept.", .arg_names = {"seconds"}},
+             shape{1, false, true});
+  s.bind_raw("count", logged(log, "count", [](const msgpack::object& args, call_context& ctx) {
+               const msgpack::object& a = arg("count", args, 0, 1);
+               if (a.type != msgpack::type::POSITIVE_INTEGER && a.type != msgpack::type::NEGATIVE_INTEGER)
+                 throw rpc::remote_error("TypeError", "count() takes an integer");
+               for (std::int64_t i = 0, n = a.as<std::int64_t>(); i < n; ++i) ctx.out->write(i);
+               return packed(msgpack::type::nil_t());
+             }),
+             {.doc = "Streams the integers from 0 up to n.", .arg_names = {"n"}}, shape{1, true});
+  s.bind_raw("fail", logged(log, "fail", [](const msgpack::object& args, call_context&) -> duct::buffer {
+               const msgpack::object& a = arg("fail", args, 0, 1);
+               throw rpc::remote_error("DemoError", a.type == msgpack::type::STR ? a.as<std::string>() : tools::to_json(a));
+             }),
+             {.doc = "Fails with a DemoError carrying its message.", .arg_names = {"message"}}, shape{1});
+}
+
+// An argument on a command's command line: a string as it is, anything else as JSON.
+std::string as_argument(const msgpack::object& o) {
+  if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
+  return tools::to_json(o);
+}
+
+// The result of a command's stdout: text as a string, anything else as bytes.
+duct::buffer output_value(const std::string& out) {
+  duct::pack_buffer buf;
+  msgpack::packer<duct::pack_buffer> p(buf);
+  if (duct::is_valid_utf8(out)) p.pack(out);
+  else {
+    p.pack_bin(static_cast<std::uint32_t>(out.size()));
+    p.pack_bin_body(out.data(), static_cast<std::uint32_t>(out.size()));
+  }
+  return duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())));
+}
+
+std::vector<std::string> split_words(const std::string& command) {
+  std::vector<std::string> words;
+  std::string w;
+  for (char c : command) {
+    if (c == ' ' || c == '\t') {
+      if (!w.empty()) words.push_back(std::move(w));
+      w.clear();
+    } else {
+      w += c;
+    }
+  }
+  if (!w.empty()) words.push_back(std::move(w));
+  return words;
+}
+
+void bind_command(rpc::server& s, call_log& log, const settings& cfg, const std::string& name,
+                  const std::string& command, bool streams, std::optional<std::chrono::milliseconds> limit) {
+  std::vector<std::string> base = cfg.shell ? std::vector<std::string>{"/bin/sh", "-c", command, name}
+                                            : split_words(command);
+  if (base.empty()) throw CLI::ValidationError("--exec", name + ": the command is empty");
+  auto f = [name, base, streams, limit](const msgpack::object& args, call_context& ctx) {
+    std::vector<std::string> argv = base;
+    if (args.type == msgpack::type::ARRAY)
+      for (std::uint32_t i = 0; i < args.via.array.size; ++i) argv.push_back(as_argument(args.via.array.ptr[i]));
+    tools::command_options o;
+    o.limit = limit;
+    o.input = ctx.in;
+    o.stop = ctx.stop;
+    if (streams) o.on_line = [&ctx](std::string line) { ctx.out->write(line); };
+    tools::command_result r;
+    try {
+      r = tools::run_command(argv, o);
+    } catch (const rpc::error&) {
+      throw;  // the stream's client went away, or cancelled it
+    } catch (const std::exception& e) {
+      throw rpc::remote_error("CommandFailed", name + ": " + e.what());
+    }
+    if (r.cancelled) throw rpc::cancelled_error("Cancelled", name + ": the call was cancelled: the command was killed");
+    if (r.timed_out)
+      throw rpc::remote_error("Timeout", name + ": the command ran past its limit of " +
+                                             std::to_string(limit->count()) + " ms and was killed");
+    if (r.status != 0) {
+      std::string why = r.status < 0 ? "killed by signal " + std::to_string(-r.status)
+                                     : "exit status " + std::to_string(r.status);
+      while (!r.err_tail.empty() && (r.err_tail.back() == '\n' || r.err_tail.back() == '\r')) r.err_tail.pop_back();
+      throw rpc::remote_error("CommandFailed", name + ": " + why + (r.err_tail.empty() ? "" : ": " + r.err_tail));
+    }
+    return streams ? packed(msgpack::type::nil_t()) : output_value(r.out);
+  };
+  std::string doc = (cfg.shell ? "sh -c '" + command + "'" : command) + " with the call's arguments appended" +
+                    (streams ? "; streams its output's lines" : "; returns its output");
+  s.bind_raw(name, logged(log, name, std::move(f)), {.doc = doc, .arg_names = {"args..."}},
+             rpc::server::shape{0, streams, false, true});
+}
+
+// NAME=VALUE, split. Throws: CLI::ValidationError naming the option.
+std::pair<std::string, std::string> split_assignment(const std::string& option, const std::string& text) {
+  auto eq = text.find('=');
+  if (eq == 0 || eq == std::string::npos) throw CLI::ValidationError(option, "expected NAME=VALUE, got '" + text + "'");
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+std::chrono::milliseconds seconds_option(double s) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings cfg;
+  CLI::App app{"rpc-serve: serve commands (or a demo set of methods) to zerorpc clients: rpc-call, Python, node.\n"
+               "With no --exec, serves echo, add, sleep (reports progress), count (a stream) and fail.",
+               "rpc-serve"};
+  app.add_option("-b,--bind", cfg.binds, "Listen on ENDPOINT (tcp://HOST:PORT, port 0 picks one; ipc://PATH); "
+                                         "repeatable; default tcp://127.0.0.1:4242")
+      ->type_name("ENDPOINT");
+  app.add_option("-n,--name", cfg.name, "The name _zerorpc_name reports")->type_name("NAME");
+  app.add_option("-e,--exec", cfg.execs, "Serve method NAME: run COMMAND with the call's arguments appended "
+                                         "(no shell); a chunked request goes to its stdin; repeatable")
+      ->type_name("NAME=COMMAND");
+  app.add_flag("--shell", cfg.shell, "Run each --exec COMMAND with /bin/sh -c, the arguments as \"$@\"");
+  app.add_option("--stream", cfg.streams, "Stream method NAME's output, one item per line; repeatable")
+      ->type_name("NAME");
+  app.add_option("--timeout", cfg.limits, "Kill method NAME's command after SECONDS; repeatable")
+      ->type_name("NAME=SECONDS");
+  app.add_option("-j,--jobs", cfg.jobs, "Calls running at once, at most (default 4)")->type_name("N")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--heartbeat", cfg.heartbeat, "Heartbeat period in seconds (default 5)")->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--defer-after", cfg.defer_after,
+                 "Answer our clients with a token once a call runs this long (default 0.5)")
+      ->type_name("SECONDS")->check(CLI::NonNegativeNumber);
+  app.add_option("--keep-results", cfg.keep_results, "Keep deferred results this long (default 300)")
+      ->type_name("SECONDS")->check(CLI::NonNegativeNumber);
+  app.add_option("--shutdown", cfg.shutdown, "On SIGTERM or SIGINT: drain (finish running calls) or abort "
+                                             "(default drain); a second signal aborts")
+      ->type_name("drain|abort")->check(CLI::IsMember({"drain", "abort"}));
+  app.add_option("--grace", cfg.grace, "How long a drain may take before it aborts (default 30)")
+      ->type_name("SECONDS")->check(CLI::NonNegativeNumber);
+  app.add_flag("-q,--quiet", cfg.quiet, "No log line per call");
+  app.add_flag("-v,--verbose", cfg.verbose, "Log each call's arguments in full");
+  app.set_version_flag("--version", "rpc-serve (ductrpc) 0.1");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help and --version exit 0; every usage error 2
+  }
+  if (cfg.binds.empty()) cfg.binds.push_back("tcp://127.0.0.1:4242");
+
+  // The signals are taken by sigwait() below; every thread started from here on inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a command that stops reading its input must not end us
+
+  rpc::server_options so;
+  so.name = cfg.name;
+  so.threads = cfg.jobs;
+  so.heartbeat = seconds_option(cfg.heartbeat);
+  so.defer_after = seconds_option(cfg.defer_after);
+  so.keep_results = std::chrono::seconds(static_cast<std::int64_t>(cfg.keep_results));
+  rpc::server server(so);
+  call_log log(cfg);
+  try {
+    std::map<std::string, std::chrono::milliseconds> limits;
+    for (const std::string& l : cfg.limits) {
+      auto [name, value] = split_assignment("--timeout", l);
+      double s = 0;
+      try {
+        s = std::stod(value);
+      } catch (const std::exception&) {
+        throw CLI::ValidationError("--timeout", "'" + value + "' is not a number of seconds");
+      }
+      limits[name] = seconds_option(s);
+    }
+    std::map<std::string, bool> execs;
+    for (const std::string& e : cfg.execs) {
+      auto [name, command] = split_assignment("--exec", e);
+      bool streams = std::find(cfg.streams.begin(), cfg.streams.end(), name) != cfg.streams.end();
+      std::optional<std::chrono::milliseconds> limit;
+      if (auto it = limits.find(name); it != limits.end()) limit = it->second;
+      bind_command(server, log, cfg, name, command, streams, limit);
+      execs[name] = true;
+    }
+    for (const std::string& n : cfg.streams)
+      if (!execs.count(n)) throw CLI::ValidationError("--stream", n + " is not a method given with --exec");
+    for (const auto& [n, l] : limits)
+      if (!execs.count(n)) throw CLI::ValidationError("--timeout", n + " is not a method given with --exec");
+    if (cfg.execs.empty()) bind_demo(server, log);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help and --version exit 0; every usage error 2
+  } catch (const rpc::error& e) {
+    std::fprintf(stderr, "rpc-serve: %s\n", e.what());
+    return 2;
+  }
+  try {
+    for (const std::string& b : cfg.binds) {
+      std::string where = server.listen(b);
+      std::fprintf(stderr, "rpc-serve: listening on %s\n", where.c_str());
+    }
+    server.start();
+  } catch (const rpc::error& e) {
+    std::fprintf(stderr, "rpc-serve: %s\n", e.what());
+    return 1;
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  const bool drain = cfg.shutdown == "drain";
+  std::fprintf(stderr, "rpc-serve: %s, %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
+               drain ? "draining (a second signal aborts)" : "aborting");
+  std::atomic<bool> ended{false};
+  std::thread ending([&] {
+    server.shutdown(drain ? rpc::shutdown_mode::drain : rpc::shutdown_mode::abort, seconds_option(cfg.grace));
+    ended = true;
+  });
+  if (drain) {
+    // A second signal aborts what is left; the wait for it ends once the drain has.
+    timespec tick{0, 50'000'000};
+    while (!ended) {
+      if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+        std::fprintf(stderr, "rpc-serve: second signal, aborting\n");
+        server.shutdown(rpc::shutdown_mode::abort, 0ms);
+        break;
+      }
+    }
+  }
+  ending.join();
+  return 0;
+}
