@@ -151,32 +151,38 @@ int run(const settings& cfg) {
   } catch (const rpc::remote_error&) {
     // answered, if not with a pong: someone is there
   }
-  if (cfg.list) {
-    duct::value methods = c.call("_zerorpc_list");
-    if (cfg.raw && methods.get().type == msgpack::type::ARRAY) {  // one name per line
-      for (std::uint32_t i = 0; i < methods.get().via.array.size; ++i) print(methods.get().via.array.ptr[i], cfg);
-    } else {
-      print(methods.get(), cfg);
-    }
-    return ok;
-  }
-  if (cfg.inspect) {
+  if (cfg.list || cfg.inspect) {
+    // _zerorpc_inspect, which zerorpc-python, zerorpc-node and ours all answer (node has no _zerorpc_list).
     duct::value all = c.call("_zerorpc_inspect");
-    if (cfg.method.empty()) {
+    if (cfg.inspect && cfg.method.empty()) {
       print(all.get(), cfg);
       return ok;
     }
     const msgpack::object& o = all.get();
-    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i) {
-      if (o.via.map.ptr[i].key.type != msgpack::type::STR || o.via.map.ptr[i].key.as<std::string>() != "methods")
-        continue;
-      const msgpack::object& methods = o.via.map.ptr[i].val;
-      for (std::uint32_t j = 0; methods.type == msgpack::type::MAP && j < methods.via.map.size; ++j) {
-        if (methods.via.map.ptr[j].key.type == msgpack::type::STR &&
-            methods.via.map.ptr[j].key.as<std::string>() == cfg.method) {
-          print(methods.via.map.ptr[j].val, cfg);
-          return ok;
-        }
+    const msgpack::object* methods = nullptr;
+    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i)
+      if (o.via.map.ptr[i].key.type == msgpack::type::STR && o.via.map.ptr[i].key.as<std::string>() == "methods" &&
+          o.via.map.ptr[i].val.type == msgpack::type::MAP)
+        methods = &o.via.map.ptr[i].val;
+    if (!methods) throw rpc::protocol_error(cfg.endpoint + ": _zerorpc_inspect did not list the methods");
+    if (cfg.list) {  // the names, sorted: a JSON array, or one per line with --raw
+      std::vector<std::string> names;
+      for (std::uint32_t j = 0; j < methods->via.map.size; ++j)
+        if (methods->via.map.ptr[j].key.type == msgpack::type::STR) names.push_back(methods->via.map.ptr[j].key.as<std::string>());
+      std::sort(names.begin(), names.end());
+      duct::pack_buffer buf;
+      msgpack::pack(buf, names);
+      msgpack::object_handle h = msgpack::unpack(buf.data(), buf.size());
+      if (!cfg.raw) print(h.get(), cfg);
+      else
+        for (std::uint32_t i = 0; i < h.get().via.array.size; ++i) print(h.get().via.array.ptr[i], cfg);
+      return ok;
+    }
+    for (std::uint32_t j = 0; j < methods->via.map.size; ++j) {
+      if (methods->via.map.ptr[j].key.type == msgpack::type::STR &&
+          methods->via.map.ptr[j].key.as<std::string>() == cfg.method) {
+        print(methods->via.map.ptr[j].val, cfg);
+        return ok;
       }
     }
     throw rpc::unknown_method_error("NameError", cfg.method + " is not a method of " + cfg.endpoint);

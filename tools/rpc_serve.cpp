@@ -124,7 +124,7 @@ void bind_demo(rpc::server& s, call_log& log) {
                  }
                  std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(100ms, until - now));
                }
-               return packed(seconds);
+               return packed(a);  // as it came: 1 stays 1
              }),
              {.doc = "Sleeps, reporting its progress; returns the seconds slept.", .arg_names = {"seconds"}},
              shape{1, false, true});
@@ -149,11 +149,15 @@ std::string as_argument(const msgpack::object& o) {
   return tools::to_json(o);
 }
 
-// The result of a command's stdout: text as a string, anything else as bytes.
-duct::buffer output_value(const std::string& out) {
+// The result of a command's stdout: text as a string without its final newline (as the shell's $(...) has it),
+// anything else as bytes, exactly.
+duct::buffer output_value(std::string out) {
   duct::pack_buffer buf;
   msgpack::packer<duct::pack_buffer> p(buf);
-  if (duct::is_valid_utf8(out)) p.pack(out);
+  if (duct::is_valid_utf8(out)) {
+    if (!out.empty() && out.back() == '\n') out.pop_back();
+    p.pack(out);
+  }
   else {
     p.pack_bin(static_cast<std::uint32_t>(out.size()));
     p.pack_bin_body(out.data(), static_cast<std::uint32_t>(out.size()));
@@ -161,25 +165,49 @@ duct::buffer output_value(const std::string& out) {
   return duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())));
 }
 
-std::vector<std::string> split_words(const std::string& command) {
+// COMMAND into words as a shell would split it, without running one: blanks separate words; '...' is literal;
+// "..." keeps blanks, with \" \\ \$ and \` escaped; a backslash outside quotes escapes the next character.
+// Throws: CLI::ValidationError for an unterminated quote.
+std::vector<std::string> split_words(const std::string& name, const std::string& command) {
   std::vector<std::string> words;
   std::string w;
-  for (char c : command) {
+  bool in_word = false;
+  for (std::size_t i = 0; i < command.size(); ++i) {
+    char c = command[i];
     if (c == ' ' || c == '\t') {
-      if (!w.empty()) words.push_back(std::move(w));
+      if (in_word) words.push_back(std::move(w));
       w.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (c == '\\' && i + 1 < command.size()) {
+      w += command[++i];
+    } else if (c == '\'') {
+      auto end = command.find('\'', i + 1);
+      if (end == std::string::npos) throw CLI::ValidationError("--exec", name + ": unterminated ' in the command");
+      w += command.substr(i + 1, end - i - 1);
+      i = end;
+    } else if (c == '"') {
+      for (++i;; ++i) {
+        if (i >= command.size()) throw CLI::ValidationError("--exec", name + ": unterminated \" in the command");
+        if (command[i] == '"') break;
+        if (command[i] == '\\' && i + 1 < command.size() && std::string_view("\"\\$`").find(command[i + 1]) != std::string_view::npos)
+          ++i;
+        w += command[i];
+      }
     } else {
       w += c;
     }
   }
-  if (!w.empty()) words.push_back(std::move(w));
+  if (in_word) words.push_back(std::move(w));
   return words;
 }
 
 void bind_command(rpc::server& s, call_log& log, const settings& cfg, const std::string& name,
                   const std::string& command, bool streams, std::optional<std::chrono::milliseconds> limit) {
   std::vector<std::string> base = cfg.shell ? std::vector<std::string>{"/bin/sh", "-c", command, name}
-                                            : split_words(command);
+                                            : split_words(name, command);
   if (base.empty()) throw CLI::ValidationError("--exec", name + ": the command is empty");
   auto f = [name, base, streams, limit](const msgpack::object& args, call_context& ctx) {
     std::vector<std::string> argv = base;

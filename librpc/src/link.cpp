@@ -153,6 +153,7 @@ chunked_halves link_core::open_stream(std::string_view name, std::span<const std
   chunked_halves halves{c.upload, std::make_shared<stream_state>(where, c.o.window, c.o.window_bytes)};
   c.stream = halves.out;
   h.accepts_batches = !c.progress;  // a stream's items may come several to an event
+  h.accepts_deferred = false;       // a stream cannot be answered with a token
   c.o.deadline.reset();  // a stream has no total limit: its consumer limits the wait for each item
   bool wake = false;
   {

@@ -700,6 +700,8 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   running_call& call = running_calls[call_key{identity, ev->header.id}];
   call.method = method;
   const bool chunked = call.input != nullptr;
+  // Our client: any of our header keys says so. It may stop a stream with _ductrpc_stop.
+  const bool ours = ev->header.accepts_deferred || ev->header.accepts_batches || ev->header.wants_progress || chunked;
   if (m.where == run_on::receiver) {
     outbound o{identity, ev->header.id, "OK", {}, {}};
     inline_calls.push_back({&m.fn, std::move(ev), call.stop.get_token(), std::move(o)});
@@ -708,8 +710,7 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   if (m.streams) {  // never deferred: the items are the reply
     call.lost = std::make_shared<std::atomic<bool>>(false);
     auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, method, call.stop.get_token(),
-                                                     call.lost, ev->header.accepts_deferred || chunked,
-                                                     ev->header.accepts_batches);
+                                                     call.lost, ours, ev->header.accepts_batches);
     run_handler(m.fn, std::move(ev), args, call.stop.get_token(), outbound{identity, {}, "OK", {}, {}, true},
                 std::move(out), nullptr, std::move(in));
     return;
@@ -722,9 +723,13 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
     if (m.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
     note_deadline(*call.defer_at);
   }
+  const bool at_once = call.defer_at && m.policy == defer_policy::always;
+  const call_key key{identity, ev->header.id};
   std::stop_token stop = call.stop.get_token();
   run_handler(m.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, std::move(report),
               std::move(in));
+  // Deferred always: the token goes now, under the lock the handler's outcome needs, so it can never come first.
+  if (at_once) defer_now(key);
 }
 
 // Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) is completed under the
@@ -850,17 +855,21 @@ void server::impl::defer(const call_key& key, running_call& call) {
   finish(key.identity, key.channel, "DEFERRED", pack(std::make_tuple(j.token)));
 }
 
+// Defers running call `key` now: it becomes a job and its client gets the token (or, with no room for a job, it
+// stays an open call).
+void server::impl::defer_now(const call_key& key) {
+  auto it = running_calls.find(key);
+  running_call call = std::move(it->second);
+  running_calls.erase(it);  // finish() in defer() would drop it anyway; the job holds its stop state now
+  defer(key, call);
+  if (call.defer_at == std::nullopt) running_calls.emplace(key, std::move(call));  // kept open: no room for a job
+}
+
 void server::impl::tick(detail::clock::time_point now) {
   std::vector<call_key> due;
   for (auto& [key, call] : running_calls)
     if (call.defer_at && *call.defer_at <= now) due.push_back(key);
-  for (const call_key& key : due) {
-    auto it = running_calls.find(key);
-    running_call call = std::move(it->second);
-    running_calls.erase(it);  // finish() below would drop it anyway; the job holds its stop state now
-    defer(key, call);
-    if (call.defer_at == std::nullopt) running_calls.emplace(key, std::move(call));  // kept open: no room for a job
-  }
+  for (const call_key& key : due) defer_now(key);
   for (auto& [j, w] : jobs.overdue_waiters(now)) {
     finish(w.identity, w.channel, "ERR",
            err_args("StillRunning", j->method + " (token " + j->token + ") is still running"));

@@ -204,6 +204,7 @@ struct server::impl final : detail::link_server {
   void cancel(const detail::call_key& key, bool lost = false);
   void abort_running();
   void defer(const detail::call_key& key, detail::running_call& call);
+  void defer_now(const detail::call_key& key);
   void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
                    std::shared_ptr<detail::server_progress> report = nullptr,

@@ -184,6 +184,7 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
   call.method = std::string(method);
   call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window, opts.stream_window_bytes);
   h.accepts_batches = !call.progress;  // a stream's items may come several to an event
+  h.accepts_deferred = false;          // a stream cannot be answered with a token
   detail::chunked_halves halves{call.upload, call.stream};
   bool wake_io = false;
   {

@@ -1,0 +1,33 @@
+#!/bin/bash
+# rpc-serve on SIGTERM: drains (a running call finishes, new ones are refused), and a second signal aborts.
+. "$(dirname "$0")/lib.sh"
+
+# Drain: the running sleep gets its result.
+start_server
+"$RPC_CALL" --progress "$EP" sleep 1 >"$T/slow.out" 2>"$T/slow.err" &
+caller=$!
+for _ in $(seq 1000); do grep -q done "$T/slow.err" && break; sleep 0.01; done
+grep -q done "$T/slow.err" || fail "the long call never started"
+stop_server TERM
+[ "$SERVER_RC" -eq 0 ] || fail "a drained rpc-serve exited $SERVER_RC"
+wait "$caller" || fail "the call running during the drain failed: $(cat "$T/slow.err")"
+[ "$(cat "$T/slow.out")" = 1 ] || fail "the drained call returned '$(cat "$T/slow.out")'"
+grep -q "SIGTERM, draining" "$T/serve.log" || fail "no drain in the log: $(cat "$T/serve.log")"
+
+# A second signal aborts: the running call is cancelled (exit 5) instead of finishing its 30 s.
+start_server
+"$RPC_CALL" --progress "$EP" sleep 30 >"$T/slow.out" 2>"$T/slow.err" &
+caller=$!
+for _ in $(seq 1000); do grep -q done "$T/slow.err" && break; sleep 0.01; done
+kill -TERM "$SERVER_PID"
+for _ in $(seq 1000); do grep -q draining "$T/serve.log" 2>/dev/null && break; sleep 0.01; done
+kill -INT "$SERVER_PID"
+wait "$SERVER_PID"
+SERVER_RC=$?
+SERVER_PID=""
+[ "$SERVER_RC" -eq 0 ] || fail "an aborted rpc-serve exited $SERVER_RC"
+wait "$caller"
+rc=$?
+[ "$rc" -eq 5 ] || fail "the aborted call exited $rc, not 5 (cancelled): $(cat "$T/slow.err")"
+grep -q "second signal, aborting" "$T/serve.log" || fail "no abort in the log: $(cat "$T/serve.log")"
+finish
