@@ -7,7 +7,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ductrpc-install-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 # The tools, their man pages and completions land where man and the shells look.
-for f in bin/rpc-call bin/rpc-serve share/man/man1/rpc-call.1 share/man/man1/rpc-serve.1 \
+for f in bin/rpc-call bin/rpc-serve bin/duct-cat share/man/man1/rpc-call.1 share/man/man1/rpc-serve.1 \
+         share/man/man1/duct-cat.1 share/fish/vendor_completions.d/duct-cat.fish \
          share/bash-completion/completions/rpc-call share/zsh/site-functions/_rpc-call \
          share/fish/vendor_completions.d/rpc-call.fish; do
   [ -e "$work/prefix/$f" ] || { echo "not installed: $f" >&2; exit 1; }
