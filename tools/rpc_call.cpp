@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -138,12 +140,17 @@ void show_progress(const duct::value& report) {
 int run(const settings& cfg) {
   rpc::client_options co;
   co.heartbeat = ms(cfg.heartbeat);
-  if (cfg.timeout) co.timeout = ms(*cfg.timeout);
-  rpc::client c(cfg.endpoint, co);
+  // --wait keeps its own deadline: each wait is held by the server for a slice of it, and answered in time.
+  if (cfg.timeout && cfg.wait_token.empty()) co.timeout = ms(*cfg.timeout);
+  // Never destroyed: main() ends the process with _Exit once the output is flushed, sparing the orderly close of
+  // the client's threads and ZeroMQ's (a millisecond of a command that may run in a loop). Nothing is left unsent:
+  // every call made has been answered or abandoned by then.
+  rpc::client& c = *new rpc::client(cfg.endpoint, co);
   // ZeroMQ connects in the background and never says it could not: a ping answered within the connect timeout
   // tells us someone is there.
+  // (Asynchronous, so that it goes over the same connection as the call's stream: one TCP handshake, not two.)
   try {
-    (void)c.call_for(ms(cfg.connect_timeout), "_zerorpc_ping");
+    (void)c.async_call_for(ms(cfg.connect_timeout), "_zerorpc_ping").get();
   } catch (const rpc::timeout_error&) {
     std::fprintf(stderr, "rpc-call: cannot connect to %s: no answer within %g s\n", cfg.endpoint.c_str(),
                  cfg.connect_timeout);
@@ -264,6 +271,9 @@ int run(const settings& cfg) {
   }
 }
 
+// Runs `body`, turning each kind of failure into its message on stderr and its exit code.
+int report(const std::function<int()>& body, const settings& cfg);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -335,8 +345,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : usage;  // --help and --version exit 0; every usage error 2
   }
+  int rc = report([&] { return run(cfg); }, cfg);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(rc);
+}
+
+namespace {
+
+int report(const std::function<int()>& body, const settings& cfg) {
   try {
-    return run(cfg);
+    return body();
   } catch (const tools::json_error& e) {
     std::fprintf(stderr, "rpc-call: %s\n", e.what());
     return usage;
@@ -364,3 +383,5 @@ int main(int argc, char** argv) {
     return remote_failed;
   }
 }
+
+}  // namespace
