@@ -31,9 +31,10 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 check: test test-asan
 
 demo: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS) --target duct-demo rpc-demo
+	cmake --build $(BUILD) -j $(JOBS) --target duct-demo rpc-demo rpc-call rpc-serve duct-cat
 	$(BUILD)/libduct/examples/duct-demo
 	$(BUILD)/librpc/examples/rpc-demo
+	bash tools/demo.sh $(BUILD)
 
 bench: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench stream-bench zmq-bare spawn-time rpc-call rpc-serve duct-cat
