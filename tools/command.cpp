@@ -139,6 +139,8 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
         if (i == 1) {
           r.err_tail.append(buf, static_cast<std::size_t>(n));
           if (r.err_tail.size() > 2 * err_keep) r.err_tail.erase(0, r.err_tail.size() - err_keep);
+        } else if (opts.on_bytes) {
+          opts.on_bytes(std::string(buf, static_cast<std::size_t>(n)));
         } else if (opts.on_line) {
           partial.append(buf, static_cast<std::size_t>(n));
           for (std::size_t nl; (nl = partial.find('\n')) != std::string::npos;) {

@@ -26,6 +26,7 @@ struct command_options {
   std::size_t max_output = std::size_t{64} << 20;  ///< more stdout than this (collected) is an error
   rpc::source* input = nullptr;                    ///< items to write to stdin, then close it; none: stdin is empty
   std::function<void(std::string line)> on_line;   ///< if set, stdout goes here line by line instead of `out`
+  std::function<void(std::string bytes)> on_bytes; ///< if set, stdout goes here as each read returns it
   std::stop_token stop;                            ///< stopped: the command is killed
 };
 

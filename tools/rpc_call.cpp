@@ -50,9 +50,11 @@ std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
 }
 
+// One value on stdout: a line of JSON; with --raw a string's text and a newline, or bytes exactly as they are (so a
+// stream of bytes comes out as it went in).
 void print(const msgpack::object& o, const settings& cfg) {
   std::string line = tools::to_json(o, {cfg.pretty, cfg.raw});
-  line += '\n';
+  if (!(cfg.raw && o.type == msgpack::type::BIN)) line += '\n';
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);  // each stream item as it arrives
 }
@@ -290,7 +292,7 @@ int main(int argc, char** argv) {
   app.add_flag("--stdin", cfg.from_stdin, "Stream stdin to the method as a chunked request, line by line");
   app.add_option("--chunk-size", cfg.chunk_size, "With --stdin: raw chunks of N bytes instead of lines")
       ->type_name("N")->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
-  app.add_flag("-r,--raw", cfg.raw, "Print strings without quotes, bytes as they are");
+  app.add_flag("-r,--raw", cfg.raw, "Print strings without quotes, bytes as they are (with no newline)");
   app.add_flag("-p,--pretty", cfg.pretty, "Print indented JSON");
   app.add_flag("--progress", cfg.progress, "Show the method's progress reports on stderr");
   app.add_flag("--async", cfg.async, "Start the call deferred, print its token and exit");
@@ -365,6 +367,11 @@ int report(const std::function<int()>& body, const settings& cfg) {
   } catch (const rpc::still_running_error& e) {
     std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
     return still_running;
+  } catch (const rpc::unknown_method_error& e) {
+    std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
+    if (cfg.from_stdin && e.message() == "_ductrpc_chunked")
+      std::fprintf(stderr, "rpc-call: --stdin needs a server that takes chunked requests (ductrpc's)\n");
+    return remote_failed;
   } catch (const rpc::remote_error& e) {
     std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
     if (cfg.verbose && !e.traceback().empty()) std::fprintf(stderr, "%s\n", e.traceback().c_str());

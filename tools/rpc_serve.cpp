@@ -29,7 +29,7 @@ using rpc::detail::call_context;
 struct settings {
   std::vector<std::string> binds;
   std::string name = "rpc-serve";
-  std::vector<std::string> execs, streams, limits;
+  std::vector<std::string> execs, streams, raw_streams, limits;
   bool shell = false;
   std::size_t jobs = 4;
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
@@ -204,12 +204,16 @@ std::vector<std::string> split_words(const std::string& name, const std::string&
   return words;
 }
 
+// How a command's stdout makes the result.
+enum class output_as { result, lines, bytes };
+
 void bind_command(rpc::server& s, call_log& log, const settings& cfg, const std::string& name,
-                  const std::string& command, bool streams, std::optional<std::chrono::milliseconds> limit) {
+                  const std::string& command, output_as output, std::optional<std::chrono::milliseconds> limit) {
+  const bool streams = output != output_as::result;
   std::vector<std::string> base = cfg.shell ? std::vector<std::string>{"/bin/sh", "-c", command, name}
                                             : split_words(name, command);
   if (base.empty()) throw CLI::ValidationError("--exec", name + ": the command is empty");
-  auto f = [name, base, streams, limit](const msgpack::object& args, call_context& ctx) {
+  auto f = [name, base, output, streams, limit](const msgpack::object& args, call_context& ctx) {
     std::vector<std::string> argv = base;
     if (args.type == msgpack::type::ARRAY)
       for (std::uint32_t i = 0; i < args.via.array.size; ++i) argv.push_back(as_argument(args.via.array.ptr[i]));
@@ -217,7 +221,9 @@ void bind_command(rpc::server& s, call_log& log, const settings& cfg, const std:
     o.limit = limit;
     o.input = ctx.in;
     o.stop = ctx.stop;
-    if (streams) o.on_line = [&ctx](std::string line) { ctx.out->write(line); };
+    if (output == output_as::lines) o.on_line = [&ctx](std::string line) { ctx.out->write(line); };
+    if (output == output_as::bytes)
+      o.on_bytes = [&ctx](std::string bytes) { ctx.out->write(std::vector<char>(bytes.begin(), bytes.end())); };
     tools::command_result r;
     try {
       r = tools::run_command(argv, o);
@@ -239,7 +245,9 @@ void bind_command(rpc::server& s, call_log& log, const settings& cfg, const std:
     return streams ? packed(msgpack::type::nil_t()) : output_value(r.out);
   };
   std::string doc = (cfg.shell ? "sh -c '" + command + "'" : command) + " with the call's arguments appended" +
-                    (streams ? "; streams its output's lines" : "; returns its output");
+                    (output == output_as::lines   ? "; streams its output's lines"
+                     : output == output_as::bytes ? "; streams its output's bytes"
+                                                  : "; returns its output");
   s.bind_raw(name, logged(log, name, std::move(f)), {.doc = doc, .arg_names = {"args..."}},
              rpc::server::shape{0, streams, false, true});
 }
@@ -271,6 +279,9 @@ int main(int argc, char** argv) {
       ->type_name("NAME=COMMAND");
   app.add_flag("--shell", cfg.shell, "Run each --exec COMMAND with /bin/sh -c, the arguments as \"$@\"");
   app.add_option("--stream", cfg.streams, "Stream method NAME's output, one item per line; repeatable")
+      ->type_name("NAME");
+  app.add_option("--stream-raw", cfg.raw_streams, "Stream method NAME's output as bytes, as the command writes "
+                                                  "them; repeatable")
       ->type_name("NAME");
   app.add_option("--timeout", cfg.limits, "Kill method NAME's command after SECONDS; repeatable")
       ->type_name("NAME=SECONDS");
@@ -329,14 +340,21 @@ int main(int argc, char** argv) {
     std::map<std::string, bool> execs;
     for (const std::string& e : cfg.execs) {
       auto [name, command] = split_assignment("--exec", e);
-      bool streams = std::find(cfg.streams.begin(), cfg.streams.end(), name) != cfg.streams.end();
+      auto listed = [&](const std::vector<std::string>& names) {
+        return std::find(names.begin(), names.end(), name) != names.end();
+      };
+      if (listed(cfg.streams) && listed(cfg.raw_streams))
+        throw CLI::ValidationError("--stream-raw", name + " is given with --stream too");
+      output_as output = listed(cfg.streams) ? output_as::lines : listed(cfg.raw_streams) ? output_as::bytes : output_as::result;
       std::optional<std::chrono::milliseconds> limit;
       if (auto it = limits.find(name); it != limits.end()) limit = it->second;
-      bind_command(server, log, cfg, name, command, streams, limit);
+      bind_command(server, log, cfg, name, command, output, limit);
       execs[name] = true;
     }
     for (const std::string& n : cfg.streams)
       if (!execs.count(n)) throw CLI::ValidationError("--stream", n + " is not a method given with --exec");
+    for (const std::string& n : cfg.raw_streams)
+      if (!execs.count(n)) throw CLI::ValidationError("--stream-raw", n + " is not a method given with --exec");
     for (const auto& [n, l] : limits)
       if (!execs.count(n)) throw CLI::ValidationError("--timeout", n + " is not a method given with --exec");
     if (cfg.execs.empty()) bind_demo(server, log);

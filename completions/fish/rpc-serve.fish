@@ -7,6 +7,7 @@ complete -c rpc-serve -s n -l name -x -d 'The name _zerorpc_name reports'
 complete -c rpc-serve -s e -l exec -x -d 'Serve NAME by running COMMAND (NAME=COMMAND)'
 complete -c rpc-serve -l shell -d 'Run commands with /bin/sh -c'
 complete -c rpc-serve -l stream -x -d "Stream method NAME's output by lines"
+complete -c rpc-serve -l stream-raw -x -d "Stream method NAME's output as bytes"
 complete -c rpc-serve -l timeout -x -d "Kill method NAME's command after SECONDS (NAME=SECONDS)"
 complete -c rpc-serve -s j -l jobs -x -d 'Calls running at once, at most'
 complete -c rpc-serve -l heartbeat -x -d 'Heartbeat period in seconds'

@@ -233,16 +233,30 @@ TEST_CASE("streams: a connection lost mid-stream ends it with lost remote, on bo
   }
 }
 
+namespace {
+
+// A server streaming count(n) on tcp://127.0.0.1:0, and a plain DEALER connected to it, for the wire tests.
+struct counting_server {
+  rpc::server server;
+  std::string endpoint;
+  zmq::context_t ctx;
+  zmq::socket_t dealer;
+  counting_server() {
+    server.bind("count", [](rpc::sink& out, int n) {
+      for (int i = 0; i < n; ++i) out.write(i);
+    });
+    endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+    dealer = test::plain_dealer(ctx, endpoint);
+  }
+};
+
+}  // namespace
+
 TEST_CASE("streams: a plain zerorpc client gets STREAM items and STREAM_DONE as zerorpc-python sends them",
           "[rpc][stream][wire]") {
-  rpc::server server;
-  server.bind("count", [](rpc::sink& out, int n) {
-    for (int i = 0; i < n; ++i) out.write(i);
-  });
-  std::string endpoint = server.listen("tcp://127.0.0.1:0");
-  server.start();
-  zmq::context_t ctx;
-  zmq::socket_t dealer = test::plain_dealer(ctx, endpoint);
+  counting_server s;
+  zmq::socket_t& dealer = s.dealer;
   rpc::id_generator ids;
   rpc::message_id call = ids.next();
   test::send_body(dealer, rpc::encode_event({call}, "count", std::make_tuple(3)).span());
@@ -261,14 +275,8 @@ TEST_CASE("streams: a plain zerorpc client gets STREAM items and STREAM_DONE as 
 
 TEST_CASE("streams: a client that takes batches gets several items to an event, each counted against its credit",
           "[rpc][stream][wire][batch]") {
-  rpc::server server;
-  server.bind("count", [](rpc::sink& out, int n) {
-    for (int i = 0; i < n; ++i) out.write(i);
-  });
-  std::string endpoint = server.listen("tcp://127.0.0.1:0");
-  server.start();
-  zmq::context_t ctx;
-  zmq::socket_t dealer = test::plain_dealer(ctx, endpoint);
+  counting_server s;
+  zmq::socket_t& dealer = s.dealer;
   rpc::id_generator ids;
   rpc::message_id call = ids.next();
   rpc::event_header h{call};

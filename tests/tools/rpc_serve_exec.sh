@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 start_server --exec 'args=printf %s|' --exec sum=sha256sum --exec 'wc=wc -c' --exec 'lines=cat' --stream lines \
   --exec 'broken=ls /no/such/path' --exec 'slow=sleep 30' --timeout slow=0.3 \
-  --exec 'quoted=printf "[%s]" "a b" '"'"'c  d'"'"' e\ f'
+  --exec 'quoted=printf "[%s]" "a b" '"'"'c  d'"'"' e\ f' --exec 'bytes=cat' --stream-raw bytes
 
 expect_rc 0 "$RPC_CALL" --raw "$EP" args 'two words' '*' 3
 expect_out 'two words|*|3|'                                  # each argument whole, nothing expanded
@@ -28,6 +28,10 @@ expect_out '"0"'
 expect_rc 0 sh -c '"$0" --raw --stdin "$1" lines <"$2"' "$RPC_CALL" "$EP" "$T/text"
 cmp -s "$T/out" "$T/text" || fail "a streamed command's lines came back changed"
 
+# --stream-raw: the output's bytes as they come, back unchanged through rpc-call --raw.
+expect_rc 0 sh -c '"$0" --raw --stdin --chunk-size 65536 "$1" bytes <"$2"' "$RPC_CALL" "$EP" "$T/binary"
+expect_rc 0 sh -c '"$0" --raw --stdin --chunk-size 65536 "$1" bytes <"$2" | cmp -s - "$2"' "$RPC_CALL" "$EP" "$T/binary"
+
 expect_rc 1 "$RPC_CALL" "$EP" broken
 expect_err_has "CommandFailed: broken: exit status 2: "
 expect_err_has "No such file or directory"
@@ -38,14 +42,35 @@ expect_out '[a b][c  d][e f][x]'
 stop_server
 [ "$SERVER_RC" -eq 0 ] || fail "rpc-serve exited $SERVER_RC after SIGTERM"
 
-# --shell: the command runs under sh -c, the call's arguments as "$@".
-start_server --shell --exec 'greet=echo "hello, $1"'
+# --shell: the command runs under sh -c, the call's arguments as "$@". --name: what inspect reports.
+start_server --shell --exec 'greet=echo "hello, $1"' --name greeter
 expect_rc 0 "$RPC_CALL" --raw "$EP" greet world
 expect_out 'hello, world'
+expect_rc 0 "$RPC_CALL" "$EP" --inspect
+grep -q '"name": "greeter"' "$T/out" || fail "--name greeter: inspect said $(cat "$T/out")"
 stop_server
+
+# --jobs: with one slot taken by a long call, another call waits its turn (and here times out).
+start_server --jobs 1 --shutdown abort
+"$RPC_CALL" --progress "$EP" sleep 30 >/dev/null 2>"$T/long.err" &
+long=$!
+for _ in $(seq 1000); do grep -q done "$T/long.err" && break; sleep 0.01; done
+expect_rc 4 "$RPC_CALL" --timeout 0.5 "$EP" add 1 2
+stop_server
+wait "$long" 2>/dev/null
+start_server --jobs 2 --shutdown abort
+"$RPC_CALL" --progress "$EP" sleep 30 >/dev/null 2>"$T/long.err" &
+long=$!
+for _ in $(seq 1000); do grep -q done "$T/long.err" && break; sleep 0.01; done
+expect_rc 0 "$RPC_CALL" --timeout 5 "$EP" add 1 2
+stop_server
+wait "$long" 2>/dev/null
 
 expect_rc 2 "$RPC_SERVE" --exec nameonly
 expect_err_has "NAME=VALUE"
 expect_rc 2 "$RPC_SERVE" --exec a=true --stream b
 expect_err_has "b is not a method given with --exec"
+expect_rc 2 "$RPC_SERVE" --exec 'a=sh -c "unterminated'
+expect_err_has "unterminated"
+expect_rc 2 "$RPC_SERVE" --shutdown later
 finish

@@ -30,4 +30,15 @@ wait "$caller"
 rc=$?
 [ "$rc" -eq 5 ] || fail "the aborted call exited $rc, not 5 (cancelled): $(cat "$T/slow.err")"
 grep -q "second signal, aborting" "$T/serve.log" || fail "no abort in the log: $(cat "$T/serve.log")"
+
+# --shutdown abort: the first signal cancels the running call.
+start_server --shutdown abort
+"$RPC_CALL" --progress "$EP" sleep 30 >"$T/slow.out" 2>"$T/slow.err" &
+caller=$!
+for _ in $(seq 1000); do grep -q done "$T/slow.err" && break; sleep 0.01; done
+stop_server TERM
+[ "$SERVER_RC" -eq 0 ] || fail "an aborting rpc-serve exited $SERVER_RC"
+wait "$caller"
+rc=$?
+[ "$rc" -eq 5 ] || fail "the call aborted by --shutdown abort exited $rc, not 5: $(cat "$T/slow.err")"
 finish
