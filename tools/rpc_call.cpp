@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -150,16 +151,24 @@ int run(const settings& cfg) {
   rpc::client& c = *new rpc::client(cfg.endpoint, co);
   // ZeroMQ connects in the background and never says it could not: a ping answered within the connect timeout
   // tells us someone is there.
-  // (Asynchronous, so that it goes over the same connection as the call's stream: one TCP handshake, not two.)
-  try {
-    (void)c.async_call_for(ms(cfg.connect_timeout), "_zerorpc_ping").get();
-  } catch (const rpc::timeout_error&) {
-    std::fprintf(stderr, "rpc-call: cannot connect to %s: no answer within %g s\n", cfg.endpoint.c_str(),
-                 cfg.connect_timeout);
-    return unreachable;
-  } catch (const rpc::remote_error&) {
-    // answered, if not with a pong: someone is there
-  }
+  // It goes over the same connection as a call's stream (one TCP handshake, not two), and a plain call is sent
+  // right behind it: both round trips overlap.
+  std::future<duct::value> ping = c.async_call_for(ms(cfg.connect_timeout), "_zerorpc_ping");
+  auto connected = [&] {
+    try {
+      (void)ping.get();
+    } catch (const rpc::timeout_error&) {
+      std::fprintf(stderr, "rpc-call: cannot connect to %s: no answer within %g s\n", cfg.endpoint.c_str(),
+                   cfg.connect_timeout);
+      return false;
+    } catch (const rpc::remote_error&) {
+      // answered, if not with a pong: someone is there
+    }
+    return true;
+  };
+  const bool plain = !cfg.list && !cfg.inspect && cfg.poll_token.empty() && cfg.cancel_token.empty() &&
+                     cfg.wait_token.empty() && !cfg.async && !cfg.progress;
+  if (!plain && !connected()) return unreachable;
   if (cfg.list || cfg.inspect) {
     // _zerorpc_inspect, which zerorpc-python, zerorpc-node and ours all answer (node has no _zerorpc_list).
     duct::value all = c.call("_zerorpc_inspect");
@@ -254,10 +263,11 @@ int run(const settings& cfg) {
   // A plain call is read as a stream: a method that streams prints each item as it comes, one that answers prints
   // its result (the stream's only item).
   std::optional<rpc::duplex> upload;
-  std::optional<rpc::source> plain;
+  std::optional<rpc::source> stream;
   if (cfg.from_stdin) upload.emplace(c.chunked_call_packed(cfg.method, args));
-  else plain.emplace(c.stream_packed(cfg.method, args));
-  rpc::source& items = upload ? upload->output() : *plain;
+  else stream.emplace(c.stream_packed(cfg.method, args));
+  if (!connected()) return unreachable;
+  rpc::source& items = upload ? upload->output() : *stream;
   if (upload) send_stdin(*upload, cfg);
   const auto deadline = cfg.timeout ? std::optional(std::chrono::steady_clock::now() + ms(*cfg.timeout)) : std::nullopt;
   for (;;) {
