@@ -150,9 +150,8 @@ int run(const settings& cfg) {
   // every call made has been answered or abandoned by then.
   rpc::client& c = *new rpc::client(cfg.endpoint, co);
   // ZeroMQ connects in the background and never says it could not: a ping answered within the connect timeout
-  // tells us someone is there.
-  // It goes over the same connection as a call's stream (one TCP handshake, not two), and a plain call is sent
-  // right behind it: both round trips overlap.
+  // tells us someone is there. It goes over the same connection as a call's stream (one TCP handshake, not two),
+  // and a plain call is sent right behind it, so that the two round trips overlap.
   std::future<duct::value> ping = c.async_call_for(ms(cfg.connect_timeout), "_zerorpc_ping");
   auto connected = [&] {
     try {
@@ -209,9 +208,12 @@ int run(const settings& cfg) {
     duct::value state = c.poll(cfg.poll_token);
     print(state.get(), cfg);
     const msgpack::object& o = state.get();
-    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i)
-      if (o.via.map.ptr[i].val.type == msgpack::type::STR && o.via.map.ptr[i].val.as<std::string>() == "running")
+    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i) {
+      const msgpack::object_kv& kv = o.via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR && kv.key.as<std::string>() == "state" &&
+          kv.val.type == msgpack::type::STR && kv.val.as<std::string>() == "running")
         return still_running;
+    }
     return ok;
   }
   if (!cfg.cancel_token.empty()) {
@@ -229,7 +231,8 @@ int run(const settings& cfg) {
         throw rpc::still_running_error("StillRunning", cfg.wait_token + " is still running");
       }
       auto slice = 1000ms;
-      if (cfg.timeout) slice = std::min<std::chrono::milliseconds>(slice, ms(*cfg.timeout) - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
+      if (cfg.timeout)
+        slice = std::min(slice, ms(*cfg.timeout) - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
       try {
         duct::value result = c.wait(cfg.wait_token, slice);
         if (tty) std::fprintf(stderr, "\r\033[K");

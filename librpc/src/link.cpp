@@ -426,7 +426,8 @@ void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   const auto act = c.stops.arrived(ev);
   if (act != stream_stop::action::keep) {  // the consumer dropped it before this first event
     if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
-    if (c.upload) c.upload->close(std::make_exception_ptr(cancelled_error("Cancelled", c.o.where + ": the call was cancelled", "")));
+    if (c.upload)
+      c.upload->close(std::make_exception_ptr(cancelled_error("Cancelled", c.o.where + ": the call was cancelled", "")));
     calls_.erase(id);
     return;
   }

@@ -291,8 +291,9 @@ void server::impl::cancel(const call_key& key, bool lost) {
   if (it->second.lost) it->second.lost->store(lost);
   if (it->second.input) {
     const std::string& m = it->second.method;
-    it->second.input->fail(lost ? std::make_exception_ptr(lost_remote_error(m + ": the client was lost: its input cannot go on"))
-                                : std::make_exception_ptr(cancelled_error("Cancelled", m + ": the call was cancelled", "")));
+    it->second.input->fail(
+        lost ? std::make_exception_ptr(lost_remote_error(m + ": the client was lost: its input cannot go on"))
+             : std::make_exception_ptr(cancelled_error("Cancelled", m + ": the call was cancelled", "")));
   }
   it->second.stop.request_stop();
   running_calls.erase(it);
@@ -381,7 +382,8 @@ void server::stop() noexcept {
     std::lock_guard lock(impl_->mu);
     impl_->credit_cv.notify_all();  // streams waiting for credit give up
     for (auto& [key, call] : impl_->running_calls)  // and handlers waiting for input
-      if (call.input) call.input->fail(std::make_exception_ptr(cancelled_error("Cancelled", call.method + ": the server stopped", "")));
+      if (call.input)
+        call.input->fail(std::make_exception_ptr(cancelled_error("Cancelled", call.method + ": the server stopped", "")));
   }
   impl_->io.join();
   std::vector<std::shared_ptr<detail::link_core>> links;
