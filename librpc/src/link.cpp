@@ -162,23 +162,24 @@ chunked_halves link_core::open_stream(std::string_view name, std::span<const std
     if (closed_) throw lost_remote_error(where + ": the duct closed");
     ensure_reader();
     h.id = ids_.next();
-    const message_id id = h.id;
-    halves.out->attach(
-        [core = weak_from_this(), id](std::size_t n) {
-          if (auto l = core.lock()) l->grant(id, n);
-        },
-        [core = weak_from_this(), id] {
-          if (auto l = core.lock()) l->stop_stream(id);
-        });
-    if (halves.in) {
-      halves.in->attach([core = weak_from_this(), id, where](std::string_view event_name, std::span<const std::byte> args) {
-        auto l = core.lock();
-        if (!l) throw closed_error(where + ": the link was closed");
-        return l->send_chunk(id, event_name, args);
-      });
-    }
-    auto [it, _] = calls_.try_emplace(id, std::move(c));
+    auto [it, _] = calls_.try_emplace(h.id, std::move(c));
     wake = it->second.beat.next_deadline() < reader_wakes_at_;
+  }
+  // Attached without mu_, which the callbacks take under the state's callback lock (see zmq_client.cpp).
+  const message_id id = h.id;
+  halves.out->attach(
+      [core = weak_from_this(), id](std::size_t n) {
+        if (auto l = core.lock()) l->grant(id, n);
+      },
+      [core = weak_from_this(), id] {
+        if (auto l = core.lock()) l->stop_stream(id);
+      });
+  if (halves.in) {
+    halves.in->attach([core = weak_from_this(), id, where](std::string_view event_name, std::span<const std::byte> args) {
+      auto l = core.lock();
+      if (!l) throw closed_error(where + ": the link was closed");
+      return l->send_chunk(id, event_name, args);
+    });
   }
   try {
     conn_.send_bytes(encode_event_packed(h, name, packed_args).span());

@@ -31,7 +31,7 @@ class stream_state {
   stream_state(std::string where, std::size_t window, std::size_t window_bytes = 0)
       : where_(std::move(where)), window_(window, window_bytes) {}
 
-  /// Connects the transport. Called once, before any event can arrive.
+  /// Connects the transport. Called once, before the consumer (or writer) has the state; events may arrive before.
   void attach(grant_fn grant, stop_fn stop);
   /// The transport is going away: no callback is made after this returns.
   void detach() noexcept;

@@ -35,7 +35,7 @@ class upload_state {
 
   explicit upload_state(std::string where) : where_(std::move(where)) {}
 
-  /// Connects the transport. Called once, before any event can arrive.
+  /// Connects the transport. Called once, before the consumer (or writer) has the state; events may arrive before.
   void attach(send_fn send);
   /// The transport is going away: no callback is made after this returns.
   void detach() noexcept;

@@ -191,26 +191,29 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
     std::lock_guard lock(mu);
     if (closing) throw closed_error(where + ": the client is closing");
     h.id = ids.next();
-    const message_id id = h.id;
-    halves.out->attach(
-        [ref = self, id](std::size_t n) {
-          std::lock_guard hold(ref->mu);
-          if (ref->client) ref->client->grant(id, n);
-        },
-        [ref = self, id] {
-          std::lock_guard hold(ref->mu);
-          if (ref->client) ref->client->stop_stream(id);
-        });
-    if (halves.in) {
-      halves.in->attach([ref = self, id, where](std::string_view event_name, std::span<const std::byte> args) {
-        std::lock_guard hold(ref->mu);
-        if (!ref->client) throw closed_error(where + ": the client was closed");
-        return ref->client->send_chunk(id, event_name, args);
-      });
-    }
-    detail::channel* ch = channels.open(id, detail::clock::now());
+    detail::channel* ch = channels.open(h.id, detail::clock::now());
     wake_io = ch && ch->beat.next_deadline() < io_wakes_at;
-    calls.emplace(id, std::move(call));
+    calls.emplace(h.id, std::move(call));
+  }
+  // Attached without `mu`: a callback runs under the state's callback lock and then takes `mu`, so the two are
+  // never taken in the other order. Nothing calls back before the caller has the state; events that arrive
+  // meanwhile only fill it.
+  const message_id id = h.id;
+  halves.out->attach(
+      [ref = self, id](std::size_t n) {
+        std::lock_guard hold(ref->mu);
+        if (ref->client) ref->client->grant(id, n);
+      },
+      [ref = self, id] {
+        std::lock_guard hold(ref->mu);
+        if (ref->client) ref->client->stop_stream(id);
+      });
+  if (halves.in) {
+    halves.in->attach([ref = self, id, where](std::string_view event_name, std::span<const std::byte> args) {
+      std::lock_guard hold(ref->mu);
+      if (!ref->client) throw closed_error(where + ": the client was closed");
+      return ref->client->send_chunk(id, event_name, args);
+    });
   }
   try {
     wake_io = send_async(encode_event_packed(h, name, packed_args.span())) || wake_io;
