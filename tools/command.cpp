@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "fd_io.hpp"
+
 extern char** environ;
 
 namespace tools {
@@ -41,17 +43,6 @@ struct pipe_pair {
     write = -1;
   }
 };
-
-bool write_all(int fd, const char* p, std::size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return false;  // EPIPE: the command does not read its input (any more)
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
 
 // An item of the chunked request as the bytes it stands for on stdin: a string's or bytes' own, anything else as
 // a JSON line.

@@ -5,11 +5,11 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <memory>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -23,6 +23,7 @@
 #include <duct/listener.hpp>
 #include <duct/spawn.hpp>
 
+#include "fd_io.hpp"
 #include "json_form.hpp"
 
 namespace {
@@ -63,17 +64,6 @@ void widen_pipe(int fd) {
 #endif
 }
 
-bool write_all(int fd, const char* p, std::size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return false;
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
 // Reads what stdin has now, up to `want` bytes: blocks for the first bytes only, then takes whatever else is
 // already there, so a bulk copy moves large messages while an interactive one is not held back.
 // Returns: the bytes read (0 at end of input).
@@ -110,6 +100,8 @@ void pump_stdin(duct::connection& duct, const settings& cfg, counters& count) {
     duct::corked_writer out(duct);
     std::vector<char> buf(big_read);
     std::string record;
+    // A JSON line that is only blanks carries no value: it is skipped rather than sent as an error.
+    auto wanted = [&] { return mode != boundary::json || record.find_first_not_of(" \t\r") != std::string::npos; };
     auto emit = [&] {
       if (mode == boundary::json) {
         duct::pack_buffer packed;
@@ -136,13 +128,13 @@ void pump_stdin(duct::connection& duct, const settings& cfg, counters& count) {
         }
         record.append(p, e);
         p = e + 1;
-        if (!(mode == boundary::json && record.find_first_not_of(" \t\r") == std::string::npos)) emit();
+        if (wanted()) emit();
         record.clear();
       }
       pollfd more{0, POLLIN, 0};
       if (::poll(&more, 1, 0) <= 0) out.flush();  // nothing more right now: what is batched goes
     }
-    if (!record.empty() && !(mode == boundary::json && record.find_first_not_of(" \t\r") == std::string::npos)) emit();
+    if (!record.empty() && wanted()) emit();
     out.flush();
   }
   duct.shutdown_write();
@@ -171,19 +163,19 @@ bool pump_duct(duct::connection& duct, const settings& cfg, counters& count) {
     bool ok = true;
     switch (mode) {
       case boundary::reads:
-      case boundary::chunks: ok = write_all(1, data, n); break;
+      case boundary::chunks: ok = tools::write_all(1, data, n); break;
       case boundary::lines:
       case boundary::nul:
         line.assign(data, n);
         line += mode == boundary::nul ? '\0' : '\n';
-        ok = write_all(1, line.data(), line.size());
+        ok = tools::write_all(1, line.data(), line.size());
         break;
       case boundary::json: {
         const duct::codec wire = cfg.codec == "json" ? duct::codec::json : duct::codec::msgpack;
         try {
           duct::value v = duct::decode(wire, std::as_bytes(std::span(data, n)));
           line = tools::to_json(v.get()) + "\n";
-          ok = write_all(1, line.data(), line.size());
+          ok = tools::write_all(1, line.data(), line.size());
         } catch (const duct::codec_error& e) {  // one bad message is reported and skipped, not the end
           std::fprintf(stderr, "duct-cat: %s: message %llu skipped: %s\n", duct.name().c_str(),
                        static_cast<unsigned long long>(count.messages_in.load()), e.what());

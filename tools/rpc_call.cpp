@@ -187,12 +187,11 @@ int run(const settings& cfg) {
       for (std::uint32_t j = 0; j < methods->via.map.size; ++j)
         if (methods->via.map.ptr[j].key.type == msgpack::type::STR) names.push_back(methods->via.map.ptr[j].key.as<std::string>());
       std::sort(names.begin(), names.end());
-      duct::pack_buffer buf;
-      msgpack::pack(buf, names);
-      msgpack::object_handle h = msgpack::unpack(buf.data(), buf.size());
-      if (!cfg.raw) print(h.get(), cfg);
+      msgpack::zone zone;
+      const msgpack::object list(names, zone);
+      if (!cfg.raw) print(list, cfg);
       else
-        for (std::uint32_t i = 0; i < h.get().via.array.size; ++i) print(h.get().via.array.ptr[i], cfg);
+        for (std::uint32_t i = 0; i < list.via.array.size; ++i) print(list.via.array.ptr[i], cfg);
       return ok;
     }
     for (std::uint32_t j = 0; j < methods->via.map.size; ++j) {
@@ -248,13 +247,9 @@ int run(const settings& cfg) {
 
   duct::buffer args = pack_arguments(cfg);
   if (cfg.async) {
-    // _ductrpc_submit(method, [args]): the args array goes in as it is.
-    duct::pack_buffer buf;
-    msgpack::packer<duct::pack_buffer> p(buf);
-    p.pack_array(2);
-    p.pack(cfg.method);
-    buf.write(reinterpret_cast<const char*>(args.data()), args.size());
-    print(c.call_packed("_ductrpc_submit", duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())))).get(), cfg);
+    std::string token = c.submit_packed(cfg.method, args);
+    msgpack::zone zone;
+    print(msgpack::object(token, zone), cfg);
     return ok;
   }
   if (cfg.progress) {
@@ -325,8 +320,13 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "rpc-call (ductrpc) 0.1");
   // Everything after METHOD is an argument, verbatim — a negative number or a JSON array included — so options go
   // before it. (CLI11 would read "-1" as an option and "[1, 2]" as a list.)
-  const std::vector<std::string> with_value = {"--chunk-size", "--wait", "--poll", "--cancel", "-t", "--timeout",
-                                               "--heartbeat", "--connect-timeout"};
+  // Which options take a value is the parser's own knowledge, not a list to keep in step with it.
+  std::vector<std::string> with_value;
+  for (const CLI::Option* o : app.get_options([](const CLI::Option* o) { return o->nonpositional(); })) {
+    if (o->get_items_expected_max() == 0) continue;  // a flag
+    for (const std::string& n : o->get_lnames()) with_value.push_back("--" + n);
+    for (const std::string& n : o->get_snames()) with_value.push_back("-" + n);
+  }
   int split = argc, positional = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -337,7 +338,7 @@ int main(int argc, char** argv) {
       }
       limits[name] = seconds_option(s);
     }
-    std::map<std::string, bool> execs;
+    std::set<std::string> execs;
     for (const std::string& e : cfg.execs) {
       auto [name, command] = split_assignment("--exec", e);
       auto listed = [&](const std::vector<std::string>& names) {
@@ -349,7 +350,7 @@ int main(int argc, char** argv) {
       std::optional<std::chrono::milliseconds> limit;
       if (auto it = limits.find(name); it != limits.end()) limit = it->second;
       bind_command(server, log, cfg, name, command, output, limit);
-      execs[name] = true;
+      execs.insert(name);
     }
     for (const std::string& n : cfg.streams)
       if (!execs.count(n)) throw CLI::ValidationError("--stream", n + " is not a method given with --exec");

@@ -2,6 +2,7 @@
 #include <rpc/client.hpp>
 
 #include "client_impl.hpp"
+#include "reply.hpp"
 #include "stream_state.hpp"
 #include "upload_state.hpp"
 
@@ -39,6 +40,11 @@ duct::value client::call_reporting(std::string_view method, const duct::buffer& 
   if (auto limit = impl_->limit_of(std::nullopt)) deadline = detail::clock::now() + *limit;
   while (auto report = state->next(deadline)) on_progress(*report);
   return state->take_result();
+}
+
+std::string client::submit_packed(std::string_view method, const duct::buffer& packed_args) {
+  return impl_->call("_ductrpc_submit", detail::method_and_args(method, packed_args.span()), std::nullopt)
+      .as<std::string>();
 }
 
 duct::value client::call_here(std::string_view method, const duct::buffer& packed_args,

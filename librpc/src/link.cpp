@@ -144,7 +144,7 @@ chunked_halves link_core::start_chunked(std::string_view method, std::span<const
   open_call c{std::move(o), {}, {}, beat};
   c.oneway = oneway;
   c.upload = std::make_shared<upload_state>(c.o.where);
-  return open_stream(chunked_request, chunked_args(method, packed_args).span(), std::move(c), h);
+  return open_stream(chunked_request, method_and_args(method, packed_args).span(), std::move(c), h);
 }
 
 chunked_halves link_core::open_stream(std::string_view name, std::span<const std::byte> packed_args, open_call c,
@@ -251,9 +251,7 @@ void link_core::stop_stream(const message_id& id) {
     const auto act = it->second.stops.drop();
     if (act == stream_stop::action::keep) return;
     if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
-    if (it->second.upload)
-      it->second.upload->close(
-          std::make_exception_ptr(cancelled_error("Cancelled", it->second.o.where + ": the call was cancelled", "")));
+    if (it->second.upload) it->second.upload->close(call_cancelled(it->second.o.where));
     calls_.erase(it);
   }
   flush(out);
@@ -427,8 +425,7 @@ void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
   const auto act = c.stops.arrived(ev);
   if (act != stream_stop::action::keep) {  // the consumer dropped it before this first event
     if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
-    if (c.upload)
-      c.upload->close(std::make_exception_ptr(cancelled_error("Cancelled", c.o.where + ": the call was cancelled", "")));
+    if (c.upload) c.upload->close(call_cancelled(c.o.where));
     calls_.erase(id);
     return;
   }

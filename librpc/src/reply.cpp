@@ -118,7 +118,11 @@ std::optional<std::int64_t> credit_of(const event& ev) {
   return static_cast<std::int64_t>(std::min<std::uint64_t>(args.via.array.ptr[0].via.u64, INT64_MAX));
 }
 
-duct::buffer chunked_args(std::string_view method, std::span<const std::byte> packed_args) {
+std::exception_ptr call_cancelled(const std::string& where) {
+  return std::make_exception_ptr(cancelled_error("Cancelled", where + ": the call was cancelled", ""));
+}
+
+duct::buffer method_and_args(std::string_view method, std::span<const std::byte> packed_args) {
   duct::pack_buffer out;
   msgpack::packer<duct::pack_buffer> p(out);
   p.pack_array(2);

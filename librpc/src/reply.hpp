@@ -30,8 +30,12 @@ duct::buffer credit_event(message_id id, const message_id& channel, std::size_t 
 /// The n of a `_zpc_more [n]` event, or nothing if `ev` is not one (or is malformed).
 std::optional<std::int64_t> credit_of(const event& ev);
 
-/// The packed args of a chunked call's request: [method, args], `packed_args` being the call's args array.
-duct::buffer chunked_args(std::string_view method, std::span<const std::byte> packed_args);
+/// [method, args], `packed_args` being the call's args array: the args of a request that carries another call
+/// (_ductrpc_chunked, _ductrpc_submit).
+duct::buffer method_and_args(std::string_view method, std::span<const std::byte> packed_args);
+
+/// The error a call stopped from our side ends with: cancelled_error naming `where` ("endpoint: method").
+std::exception_ptr call_cancelled(const std::string& where);
 /// The request name of a chunked call (our extension: a zerorpc server answers NameError).
 inline constexpr std::string_view chunked_request = "_ductrpc_chunked";
 

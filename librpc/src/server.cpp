@@ -291,9 +291,8 @@ void server::impl::cancel(const call_key& key, bool lost) {
   if (it->second.lost) it->second.lost->store(lost);
   if (it->second.input) {
     const std::string& m = it->second.method;
-    it->second.input->fail(
-        lost ? std::make_exception_ptr(lost_remote_error(m + ": the client was lost: its input cannot go on"))
-             : std::make_exception_ptr(cancelled_error("Cancelled", m + ": the call was cancelled", "")));
+    it->second.input->fail(lost ? std::make_exception_ptr(lost_remote_error(m + ": the client was lost: its input cannot go on"))
+                                : detail::call_cancelled(m));
   }
   it->second.stop.request_stop();
   running_calls.erase(it);

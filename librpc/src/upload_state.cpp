@@ -1,6 +1,8 @@
 // Internal: a chunked request's credit and end on the client side. See upload_state.hpp.
 #include "upload_state.hpp"
 
+#include "reply.hpp"
+
 #include <duct/msgpack.hpp>
 #include <rpc/error.hpp>
 #include <rpc/stream.hpp>
@@ -133,7 +135,7 @@ duct::value duplex::finish() {
 void duplex::cancel() noexcept {
   if (!in_) return;
   out_.cancel();  // stops the call, if it is still open
-  in_->close(std::make_exception_ptr(cancelled_error("Cancelled", in_->where() + ": the call was cancelled", "")));
+  in_->close(detail::call_cancelled(in_->where()));
 }
 
 }  // namespace rpc

@@ -173,7 +173,7 @@ detail::chunked_halves zmq_client::chunked(std::string_view method, const duct::
   h.accepts_stop = true;  // we understand _ductrpc_stop: the server may stop our input's producer
   h.oneway = oneway;      // a chunked publish: the server closes the call once its input has ended
   return open_stream(method, detail::chunked_request,
-                     detail::chunked_args(method, packed_args.span()), std::move(call), h);
+                     detail::method_and_args(method, packed_args.span()), std::move(call), h);
 }
 
 // Registers and sends a call whose events go to a stream_state (and, for a chunked call, whose input goes from
@@ -291,8 +291,7 @@ void zmq_client::stop_stream(const message_id& id) {
     const auto act = it->second.stops.drop();
     if (act == detail::stream_stop::action::keep) return;
     if (act == detail::stream_stop::action::stop) body = detail::stop_event(ids.next(), id);
-    close_upload(it->second, std::make_exception_ptr(
-                                 cancelled_error("Cancelled", endpoint + ": " + it->second.method + ": the call was cancelled", "")));
+    close_upload(it->second, detail::call_cancelled(endpoint + ": " + it->second.method));
     calls.erase(it);
     channels.close(id);
   }
@@ -536,8 +535,7 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
         // the server then notices the silence instead
       }
     }
-    close_upload(c->second, std::make_exception_ptr(cancelled_error(
-                                "Cancelled", endpoint + ": " + c->second.method + ": the call was cancelled", "")));
+    close_upload(c->second, detail::call_cancelled(endpoint + ": " + c->second.method));
     channels.close(c->first);
     calls.erase(c);
     return;

@@ -147,6 +147,8 @@ class client {
                                         const std::function<void(const duct::value&)>& on_progress) {
     return call_reporting(method, packed_args, on_progress);
   }
+  /// As submit().
+  std::string submit_packed(std::string_view method, const duct::buffer& packed_args);
 
   // ---- deferred calls (the server's _ductrpc_* built-ins) ----------------------------------------------------------
 
