@@ -13,6 +13,9 @@ expect_rc 0 node "$peer" client "$EP" add '[40, 2]'
 expect_out 42
 expect_rc 0 node "$peer" stream "$EP" count '[3]'
 expect_out "$(printf '0\n1\n2\nEND')"
+expect_rc 0 node "$peer" client "$EP" _zerorpc_inspect '[]'
+grep -q '"add":{"args":\[{"name":"a"},{"name":"b"}\],"doc":"Adds two numbers."}' "$T/out" ||
+  fail "node's inspect of rpc-serve gave $(cat "$T/out")"
 expect_rc 1 node "$peer" client "$EP" fail '["from node"]'
 grep -q "DemoError: from node" "$T/out" || fail "node saw '$(cat "$T/out")'"
 
