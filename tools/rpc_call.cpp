@@ -152,7 +152,7 @@ int run(const settings& cfg) {
   // ZeroMQ connects in the background and never says it could not: a ping answered within the connect timeout
   // tells us someone is there. It goes over the same connection as a call's stream (one TCP handshake, not two),
   // and a plain call is sent right behind it, so that the two round trips overlap.
-  std::future<duct::value> ping = c.async_call_for(ms(cfg.connect_timeout), "_zerorpc_ping");
+  rpc::future ping = c.async_call_for(ms(cfg.connect_timeout), "_zerorpc_ping");
   auto connected = [&] {
     try {
       (void)ping.get();

@@ -14,7 +14,7 @@ client::~client() = default;
 
 const std::string& client::endpoint() const noexcept { return impl_->endpoint; }
 
-std::future<duct::value> client::start_async(std::string_view method, duct::buffer packed_args,
+future client::start_async(std::string_view method, duct::buffer packed_args,
                                              std::optional<std::chrono::milliseconds> limit) {
   return impl_->start(method, packed_args, limit);
 }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <chrono>
-#include <future>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,8 +25,8 @@ struct client::impl {
   virtual duct::value call(std::string_view method, const duct::buffer& packed_args,
                            std::optional<std::chrono::milliseconds> limit) = 0;
   /// Starts a call; the future throws what call() would.
-  virtual std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
-                                         std::optional<std::chrono::milliseconds> limit) = 0;
+  virtual future start(std::string_view method, const duct::buffer& packed_args,
+                       std::optional<std::chrono::milliseconds> limit) = 0;
 
   /// Starts a streamed call: its items arrive into the returned state, which the transport has attach()ed. With
   /// `progress`, the call asks for progress reports instead: they arrive as the items, and the result is the

@@ -14,7 +14,7 @@ std::string outcome::message() const {
   }
 }
 
-std::vector<outcome> group::collect(std::vector<std::future<duct::value>>& pending) {
+std::vector<outcome> group::collect(std::vector<future>& pending) {
   std::vector<outcome> out;
   out.reserve(pending.size());
   for (std::size_t i = 0; i < pending.size(); ++i) {

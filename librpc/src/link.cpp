@@ -95,11 +95,11 @@ void link_core::flush(outbox& out) noexcept {
   out.clear();
 }
 
-std::future<duct::value> link_core::start_call(std::string_view method, std::span<const std::byte> packed_args,
-                                               link_call_options o, bool with_reader) {
+std::shared_ptr<call_state> link_core::start_call(std::string_view method, std::span<const std::byte> packed_args,
+                                                  link_call_options o, bool with_reader) {
   const std::string where = o.where;
   message_id id;
-  std::future<duct::value> f;
+  std::shared_ptr<call_state> f;
   bool wake = false;
   {
     std::lock_guard lock(mu_);
@@ -108,8 +108,8 @@ std::future<duct::value> link_core::start_call(std::string_view method, std::spa
     if (with_reader) ensure_reader();
     id = ids_.next();
     heartbeat beat(o.heartbeat, clock::now());
-    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, {}, beat});
-    f = it->second.result.get_future();
+    auto [it, _] = calls_.try_emplace(id, open_call{std::move(o), {}, std::make_shared<call_state>(), beat});
+    f = it->second.result;
     auto due = it->second.beat.next_deadline();
     if (it->second.o.deadline) due = std::min(due, *it->second.o.deadline);
     wake = due < reader_wakes_at_;  // the reader sleeps past this call's first deadline: wake it
@@ -277,7 +277,7 @@ void link_core::fail(const message_id& id, std::exception_ptr e) {
 void link_core::fail_call(open_call& c, std::exception_ptr e) {
   if (c.upload) c.upload->close(e);
   if (c.stream) c.stream->fail(std::move(e));
-  else c.result.set_exception(std::move(e));
+  else c.result->settle({}, std::move(e));
 }
 
 template <class Done>
@@ -344,19 +344,19 @@ bool link_core::read_here() {
 }
 
 duct::value link_core::call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o) {
-  std::future<duct::value> f = start_call(method, packed_args, std::move(o), false);
+  std::shared_ptr<call_state> f = start_call(method, packed_args, std::move(o), false);
   // No reader thread (a link used only for blocking calls so far): read the reply here, and save a thread hand-off.
   // A second caller meanwhile finds direct_mu_ taken and starts the reader thread; both then read.
   if (read_here() && direct_mu_.try_lock()) {
     std::lock_guard hold(direct_mu_, std::adopt_lock);
     direct_active_ = true;
-    pump([&] { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }, true);
+    pump([&] { return f->settled(); }, true);
     direct_active_ = false;
   } else {
     std::lock_guard lock(mu_);
     ensure_reader();
   }
-  return f.get();
+  return rpc::future(std::move(f)).get();
 }
 
 void link_core::dispatch(duct::buffer body, outbox& out) {
@@ -401,7 +401,7 @@ void link_core::on_reply(const message_id& id, event& ev, outbox& out) {
     std::string token;
     switch (settle(ev, c.o.where, result, token)) {
       case reply::alive: return;
-      case reply::result: c.result.set_value(std::move(result)); break;
+      case reply::result: c.result->settle(std::move(result), nullptr); break;
       case reply::deferred: wait_on_token(std::move(c), token, out); break;
     }
   } catch (const still_running_error&) {
@@ -441,7 +441,7 @@ void link_core::on_stream_event(const message_id& id, event& ev, outbox& out) {
 void link_core::wait_on_token(open_call c, const std::string& token, outbox& out) {
   auto now = clock::now();
   if (c.o.deadline && now >= *c.o.deadline) {
-    c.result.set_exception(std::make_exception_ptr(timeout_error(no_result_within(c.o.where, c.o.limit))));
+    c.result->settle({}, std::make_exception_ptr(timeout_error(no_result_within(c.o.where, c.o.limit))));
     return;
   }
   message_id id = ids_.next();
@@ -528,9 +528,9 @@ struct link_client final : client::impl {
                    std::optional<std::chrono::milliseconds> limit) override {
     return core->call(method, packed_args.span(), options(method, limit));
   }
-  std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
-                                 std::optional<std::chrono::milliseconds> limit) override {
-    return core->start_call(method, packed_args.span(), options(method, limit));
+  future start(std::string_view method, const duct::buffer& packed_args,
+               std::optional<std::chrono::milliseconds> limit) override {
+    return future(core->start_call(method, packed_args.span(), options(method, limit)));
   }
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override {

@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,6 +17,7 @@
 #include <duct/connection.hpp>
 #include <rpc/event.hpp>
 
+#include "call_state.hpp"
 #include "channel.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
@@ -81,8 +81,8 @@ class link_core : public std::enable_shared_from_this<link_core> {
   // ---- the client side -------------------------------------------------------------------------------------------
   /// Sends a request and returns the future of its outcome. A DEFERRED reply is followed up server-side
   /// (_ductrpc_wait) without the caller seeing it. Throws: closed_error or lost_remote_error if the duct is closed.
-  std::future<duct::value> start_call(std::string_view method, std::span<const std::byte> packed_args,
-                                      link_call_options o, bool with_reader = true);
+  std::shared_ptr<call_state> start_call(std::string_view method, std::span<const std::byte> packed_args,
+                                         link_call_options o, bool with_reader = true);
   /// A blocking call: as start_call, then waits for the outcome. Returns: the result. Throws: the call's error.
   duct::value call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o);
   /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
@@ -108,7 +108,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
   struct open_call {
     link_call_options o;
     std::string token;  // set once the server deferred the call
-    std::promise<duct::value> result;
+    std::shared_ptr<call_state> result;  // a call's outcome (not a stream's), settled by the reader
     heartbeat beat;
     std::shared_ptr<stream_state> stream = nullptr;  // a streamed call: its events go here, not to `result`
     stream_stop stops;                               // when and how a dropped stream is stopped

@@ -207,8 +207,10 @@ server::impl::locked::~locked() {
   if (!router_sends.empty()) socket = std::unique_lock(s_.router_mu);
   lock_.unlock();
   if (socket) {
-    wake = s_.send_router(router_sends) || wake;
+    const bool input = s_.send_router(router_sends);
     socket.unlock();
+    if (input && on_io) s_.io_input = true;  // it looks again before it sleeps: no need to signal itself
+    else wake = input || wake;
   }
   for (detail::link_core* l : to_drain) s_.drain(*l);
   if (wake) s_.wake.signal();
@@ -416,8 +418,9 @@ detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
 }
 
 // The I/O thread. It sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever touches the
-// socket may consume one, so the loop looks at ZMQ_EVENTS before sleeping, and a handler thread that sends and then
-// sees input waiting wakes it (send_router()).
+// socket may consume one. So whoever sends looks at ZMQ_EVENTS afterwards (send_router()): a handler thread that
+// sees input waiting wakes the I/O thread, which itself then does not sleep; and the loop reads until nothing is
+// left (or a full batch), after which ZeroMQ signals the descriptor again.
 void server::impl::loop() {
   io_id = std::this_thread::get_id();
   const int router_fd = router.get(zmq::sockopt::fd);
@@ -429,10 +432,8 @@ void server::impl::loop() {
       locked g(*this);
       wait = next_wait(detail::clock::now());
     }
-    {
-      std::lock_guard lock(router_mu);
-      if (detail::has_input(router)) wait = detail::clock::duration(0);
-    }
+    if (io_input) wait = detail::clock::duration(0);
+    io_input = false;
     pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
@@ -441,7 +442,8 @@ void server::impl::loop() {
       locked g(*this);
       std::lock_guard lock(router_mu);
       // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats.
-      for (int i = 0; i < 1000 && detail::try_recv(router, frames); ++i) {
+      int i = 0;
+      for (; i < 1000 && detail::try_recv(router, frames); ++i) {
         if (frames.size() < 2) {
           ++dropped;
           continue;
@@ -455,6 +457,7 @@ void server::impl::loop() {
           ++dropped;
         }
       }
+      if (i == 1000) io_input = true;  // a full batch: more may be waiting
       calls.swap(inline_calls);
     }
     run_inline(calls);  // the replies leave together, in one pass over the socket

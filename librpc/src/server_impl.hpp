@@ -123,6 +123,7 @@ struct server::impl final : detail::link_server {
   std::unique_ptr<detail::thread_pool> pool;
   std::thread io;
   std::thread::id io_id;
+  bool io_input = false;  // the I/O thread's own: input may be waiting that no edge of the descriptor will announce
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};

@@ -1,6 +1,9 @@
 // rpc::client over ZeroMQ. A blocking call runs on the calling thread over a DEALER of that thread's own. An
-// asynchronous call is registered and sent by the calling thread over a shared DEALER (under a lock); an I/O thread
-// receives on it, keeps each open call's heartbeat and time limit, and settles the futures. See client.hpp.
+// asynchronous call is registered and sent by the calling thread over a shared DEALER (under a lock). Replies on it
+// are read by the first thread waiting on one of its futures (the leader), which sleeps on the socket itself so
+// that its own reply wakes it directly; by the I/O thread while no thread leads and somebody needs them promptly
+// (a stream's consumer, a thread waiting behind the leader); and otherwise by the I/O thread when it wakes for
+// the calls' heartbeats and time limits, which it keeps. See client.hpp and future.hpp.
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -10,6 +13,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "call_state.hpp"
 #include "channel.hpp"
 #include "client_impl.hpp"
 #include "reply.hpp"
@@ -26,7 +30,7 @@ using detail::reply;
 struct open_call {
   std::string method;
   std::string token;  // set once the server deferred the call: we are now waiting on this token
-  std::promise<duct::value> result;
+  std::shared_ptr<detail::call_state> result;  // a call's future (not a stream's)
   std::optional<detail::clock::time_point> deadline;
   std::chrono::milliseconds limit{0};
   std::shared_ptr<detail::stream_state> stream;  // a streamed call: its events go here, not to `result`
@@ -51,13 +55,10 @@ struct back_ref {
 
 // A future to settle once the lock is released, so that its waiter does not wake into a held lock.
 struct settled {
-  std::promise<duct::value> promise;
+  std::shared_ptr<detail::call_state> state;
   duct::value value;
   std::exception_ptr error;
-  void now() {
-    if (error) promise.set_exception(error);
-    else promise.set_value(std::move(value));
-  }
+  void now() { state->settle(std::move(value), std::move(error)); }
 };
 
 void send_body(zmq::socket_t& socket, const duct::buffer& body) {
@@ -79,7 +80,7 @@ struct direct_socket {
   id_generator ids;
 };
 
-struct zmq_client final : client::impl {
+struct zmq_client final : client::impl, detail::reply_reader {
   zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), o), dealer(make_socket()) {
     io = std::thread([this] { loop(); });
   }
@@ -87,8 +88,9 @@ struct zmq_client final : client::impl {
 
   duct::value call(std::string_view method, const duct::buffer& packed_args,
                    std::optional<std::chrono::milliseconds> limit) override;
-  std::future<duct::value> start(std::string_view method, const duct::buffer& packed_args,
-                                 std::optional<std::chrono::milliseconds> limit) override;
+  future start(std::string_view method, const duct::buffer& packed_args,
+               std::optional<std::chrono::milliseconds> limit) override;
+  void read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) override;
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override;
   void publish(std::string_view method, const duct::buffer& packed_args) override;
@@ -99,12 +101,19 @@ struct zmq_client final : client::impl {
   detail::chunked_halves open_stream(std::string_view method, std::string_view name, const duct::buffer& packed_args,
                                      open_call call, event_header h);
   std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
+  std::shared_ptr<detail::reader_ref> reader = std::make_shared<detail::reader_ref>(this);
 
   zmq::context_t ctx{1};
   std::mutex dealer_mu;  // guards dealer: callers send on it, the I/O thread receives. Taken after `mu`, never before.
   zmq::socket_t dealer;
+  const int dealer_fd = dealer.get(zmq::sockopt::fd);
   detail::wakeup wake;
   detail::wakeup closing_signal;  // written once on close and never drained: wakes every blocked call()
+  detail::wakeup leader_wake;     // wakes the leader: input it may have missed, or its call settled by another thread
+  // Who sleeps on the DEALER's descriptor: a sender that takes its edge (send_async()) must wake them.
+  std::atomic<bool> leading{false};      // a thread waiting on a future reads replies (set under `mu`)
+  std::atomic<bool> io_watching{false};  // the I/O thread reads replies (set under `mu`)
+  std::vector<zmq::message_t> lead_frames;  // the leader's
   std::mutex sockets_mu;
   std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
   std::atomic<bool> running{true};
@@ -116,11 +125,16 @@ struct zmq_client final : client::impl {
   detail::channel_table channels{opts.heartbeat};
   std::unordered_map<message_id, open_call, message_id_hash> calls;
   std::vector<settled> done;  // settled after `mu` is released (release())
+  const detail::call_state* leader_state = nullptr;  // the call the leader waits for
+  std::thread::id leader_thread;
+  int followers = 0;          // threads waiting on a future while another leads
+  std::size_t stream_calls = 0;  // open calls whose events go to a stream's consumer, who needs them promptly
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
 
   void loop();
   void release(std::unique_lock<std::mutex>& lock);
-  bool send_async(const duct::buffer& body);
+  void forget(message_id id);
+  void send_async(const duct::buffer& body);
   zmq::socket_t make_socket();
   direct_socket& my_socket();
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
@@ -142,18 +156,23 @@ zmq_client::~zmq_client() {
     closing = true;
   }
   running = false;
-  closing_signal.signal();
+  closing_signal.signal();  // the leader, if any, stops reading
   wake.signal();
   io.join();
   auto closed = [&](const std::string& method) {
     return std::make_exception_ptr(closed_error(endpoint + ": " + method + ": the client was closed"));
   };
-  for (auto& d : done) d.now();
-  for (auto& [id, c] : calls) {
-    close_upload(c, closed(c.method));
-    if (c.stream) c.stream->fail(closed(c.method));
-    else c.result.set_exception(closed(c.method));
+  {
+    std::unique_lock lock(mu);
+    for (auto& [id, c] : calls) {
+      close_upload(c, closed(c.method));
+      if (c.stream) c.stream->fail(closed(c.method));
+      else done.push_back({std::move(c.result), {}, closed(c.method)});
+    }
+    calls.clear();
+    release(lock);
   }
+  reader->detach();  // the threads waiting on futures, all settled now, leave the client alone
 }
 
 std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args,
@@ -192,8 +211,10 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
     if (closing) throw closed_error(where + ": the client is closing");
     h.id = ids.next();
     detail::channel* ch = channels.open(h.id, detail::clock::now());
-    wake_io = ch && ch->beat.next_deadline() < io_wakes_at;
+    // Its consumer needs its events promptly: the I/O thread reads them unless a leader does until it leaves.
+    wake_io = (ch && ch->beat.next_deadline() < io_wakes_at) || (!io_watching && !leading);
     calls.emplace(h.id, std::move(call));
+    ++stream_calls;
   }
   // Attached without `mu`: a callback runs under the state's callback lock and then takes `mu`, so the two are
   // never taken in the other order. Nothing calls back before the caller has the state; events that arrive
@@ -216,7 +237,7 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
     });
   }
   try {
-    wake_io = send_async(encode_event_packed(h, name, packed_args.span())) || wake_io;
+    send_async(encode_event_packed(h, name, packed_args.span()));
   } catch (const zmq::error_t& e) {
     std::unique_lock lock(mu);
     fail(h.id, std::make_exception_ptr(error(where + ": " + e.what())));
@@ -239,12 +260,11 @@ bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::sp
     body = encode_event_packed({ids.next(), id}, name, args);
     if (name != "CHUNK" && it->second.oneway) {  // a publish is over for us once its input has ended
       it->second.upload->close(nullptr);
-      calls.erase(it);
-      channels.close(id);
+      forget(id);
     }
   }
   try {
-    if (send_async(body)) wake.signal();
+    send_async(body);
   } catch (const zmq::error_t& e) {
     throw error(where + ": " + e.what());
   }
@@ -260,7 +280,7 @@ void zmq_client::publish(std::string_view method, const duct::buffer& packed_arg
   }
   h.oneway = true;
   try {
-    if (send_async(encode_event_packed(h, method, packed_args.span()))) wake.signal();
+    send_async(encode_event_packed(h, method, packed_args.span()));
   } catch (const zmq::error_t& e) {
     throw error(endpoint + ": " + std::string(method) + ": " + e.what());
   }
@@ -275,7 +295,7 @@ void zmq_client::grant(const message_id& id, std::size_t n) {
     body = detail::credit_event(ids.next(), id, n);
   }
   try {
-    if (send_async(body)) wake.signal();
+    send_async(body);
   } catch (const zmq::error_t&) {
     // the socket refused it: the stream stalls and ends with the heartbeat or the consumer's time limit
   }
@@ -292,36 +312,58 @@ void zmq_client::stop_stream(const message_id& id) {
     if (act == detail::stream_stop::action::keep) return;
     if (act == detail::stream_stop::action::stop) body = detail::stop_event(ids.next(), id);
     close_upload(it->second, detail::call_cancelled(endpoint + ": " + it->second.method));
-    calls.erase(it);
-    channels.close(id);
+    forget(id);
   }
   if (!body.empty()) {
     try {
-      (void)send_async(body);
+      send_async(body);
     } catch (const zmq::error_t&) {
       // the server then notices the silence instead
     }
   }
 }
 
-// Unlocks `mu`, then settles the futures that were decided under it.
+// Unlocks `mu`, then settles the futures that were decided under it. The leader sleeps on the socket, not on its
+// future: if this thread settled the leader's call, it wakes the leader.
 void zmq_client::release(std::unique_lock<std::mutex>& lock) {
   std::vector<settled> now;
   now.swap(done);
+  bool wake_leader = false;
+  if (leading && leader_thread != std::this_thread::get_id())
+    for (const auto& d : now) wake_leader = wake_leader || d.state.get() == leader_state;
   lock.unlock();
   for (auto& d : now) d.now();
+  if (wake_leader) leader_wake.signal();
 }
 
-// Sends on the shared DEALER. Returns: whether input is waiting, which ZeroMQ may have taken the edge of the I/O
-// thread's descriptor for (the I/O thread must then be woken). Throws: zmq::error_t.
-bool zmq_client::send_async(const duct::buffer& body) {
-  std::lock_guard lock(dealer_mu);
-  send_body(dealer, body);
-  return detail::has_input(dealer);
+// Forgets open call `id` (under `mu`).
+void zmq_client::forget(message_id id) {
+  auto it = calls.find(id);
+  if (it == calls.end()) return;
+  if (it->second.stream) --stream_calls;
+  calls.erase(it);
+  channels.close(id);
 }
 
-std::future<duct::value> zmq_client::start(std::string_view method, const duct::buffer& packed_args,
-                                           std::optional<std::chrono::milliseconds> limit) {
+// Sends on the shared DEALER. While it sends, ZeroMQ may take the edge of the descriptor that the thread reading
+// replies sleeps on: if input is waiting, that thread is woken. Throws: zmq::error_t.
+void zmq_client::send_async(const duct::buffer& body) {
+  bool lead = false, io_reads = false;
+  {
+    std::lock_guard lock(dealer_mu);
+    send_body(dealer, body);
+    // Read under dealer_mu: a reader that starts later takes dealer_mu after us, and reads before it sleeps.
+    lead = leading;
+    io_reads = io_watching;
+    if (!lead && !io_reads) return;  // nobody sleeps on the socket: asking ZeroMQ costs a system call for nothing
+    if (!detail::has_input(dealer)) return;
+  }
+  if (lead) leader_wake.signal();
+  else wake.signal();
+}
+
+future zmq_client::start(std::string_view method, const duct::buffer& packed_args,
+                         std::optional<std::chrono::milliseconds> limit) {
   limit = limit_of(limit);
   open_call call;
   call.method = std::string(method);
@@ -329,7 +371,8 @@ std::future<duct::value> zmq_client::start(std::string_view method, const duct::
     call.deadline = detail::clock::now() + *limit;
     call.limit = *limit;
   }
-  std::future<duct::value> f = call.result.get_future();
+  call.result = std::make_shared<detail::call_state>(reader);
+  future f(call.result);
   message_id id;
   bool wake_io = false;
   {
@@ -343,7 +386,7 @@ std::future<duct::value> zmq_client::start(std::string_view method, const duct::
   }
   duct::buffer body = encode_event_packed(detail::request_header(id), method, packed_args.span());
   try {
-    wake_io = send_async(body) || wake_io;
+    send_async(body);
   } catch (const zmq::error_t& e) {
     std::unique_lock lock(mu);
     fail(id, std::make_exception_ptr(error(endpoint + ": " + std::string(method) + ": " + e.what())));
@@ -372,15 +415,16 @@ direct_socket& zmq_client::my_socket() {
   return *slot;
 }
 
-// The I/O thread. It sleeps in poll() on the DEALER's descriptor, which ZeroMQ signals by edges that any thread
-// touching the socket may consume: so it looks at ZMQ_EVENTS before sleeping, and a sender that sees input waiting
-// wakes it (send_async()).
+// The I/O thread. It sleeps in poll() until the calls' next heartbeat or time limit, and on the DEALER's descriptor
+// too while somebody needs replies promptly and no leader reads them. ZeroMQ signals that descriptor by edges, which
+// any thread touching the socket may consume: so it looks at ZMQ_EVENTS before sleeping, and a sender that sees
+// input waiting wakes it (send_async()).
 void zmq_client::loop() {
-  const int dealer_fd = dealer.get(zmq::sockopt::fd);
   std::vector<zmq::message_t> frames, bodies;
   while (running) {
     auto now = detail::clock::now();
     std::chrono::milliseconds wait(1000);
+    bool watch = false;
     {
       std::lock_guard lock(mu);
       auto next = now + wait;
@@ -389,15 +433,17 @@ void zmq_client::loop() {
         if (c.deadline) next = std::min(next, *c.deadline);
       io_wakes_at = next;
       wait = detail::ms_until(next, now);
+      watch = !leading && (followers > 0 || stream_calls > 0);
+      io_watching = watch;
     }
-    {
+    if (watch) {
       std::lock_guard lock(dealer_mu);
       if (detail::has_input(dealer)) wait = std::chrono::milliseconds(0);
     }
-    zmq::pollitem_t items[] = {{nullptr, dealer_fd, ZMQ_POLLIN, 0}, {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-    detail::poll_items(items, 2, wait);
-    if (items[1].revents & ZMQ_POLLIN) wake.drain();
-    {
+    zmq::pollitem_t items[] = {{nullptr, wake.fd(), ZMQ_POLLIN, 0}, {nullptr, dealer_fd, ZMQ_POLLIN, 0}};
+    detail::poll_items(items, watch ? 2 : 1, wait);
+    if (items[0].revents & ZMQ_POLLIN) wake.drain();
+    if (!leading) {  // else the leader reads, and keeps the channels' heartbeats heard
       std::lock_guard lock(dealer_mu);
       for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
         if (!frames.empty()) bodies.push_back(std::move(frames.back()));
@@ -408,6 +454,62 @@ void zmq_client::loop() {
     tick(detail::clock::now());
     release(lock);
   }
+}
+
+// A thread waiting on future `st`. The first one leads: it reads replies, settling every call they belong to, until
+// its own is settled; sleeping on the socket, so that its reply wakes it directly. Others wait behind it; when it
+// leaves, the I/O thread reads for them. The leader takes one reply at a time and stops at its own: what is left
+// stays queued for the next reader, which looks before it sleeps; and a reply already queued costs no system call.
+void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) {
+  {
+    std::unique_lock lock(mu);
+    if (st.settled()) return;
+    if (leading || closing) {
+      ++followers;
+      lock.unlock();
+      st.wait_settled(until);
+      lock.lock();
+      --followers;
+      return;
+    }
+    leading = true;
+    leader_state = &st;
+    leader_thread = std::this_thread::get_id();
+  }
+  std::vector<zmq::message_t> bodies;
+  for (;;) {
+    bool more = false;  // what is left after a full batch; after a shorter one, the descriptor signals what comes
+    {
+      std::lock_guard lock(dealer_mu);
+      int i = 0;
+      for (; i < 1000 && detail::try_recv(dealer, lead_frames); ++i)
+        if (!lead_frames.empty()) bodies.push_back(std::move(lead_frames.back()));
+      more = i == 1000;
+    }
+    if (!bodies.empty()) {
+      std::unique_lock lock(mu);
+      for (const auto& body : bodies) on_reply(body, detail::clock::now());
+      bodies.clear();
+      release(lock);
+    }
+    if (st.settled() || !running) break;
+    const auto now = detail::clock::now();
+    if (until && now >= *until) break;
+    if (more) continue;
+    zmq::pollitem_t items[] = {{nullptr, dealer_fd, ZMQ_POLLIN, 0},
+                               {nullptr, leader_wake.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, closing_signal.fd(), ZMQ_POLLIN, 0}};
+    detail::poll_items(items, 3, until ? detail::ms_until(*until, now) : std::chrono::milliseconds(-1));
+    if (items[1].revents & ZMQ_POLLIN) leader_wake.drain();
+  }
+  bool wake_io = false;
+  {
+    std::lock_guard lock(mu);
+    leading = false;
+    leader_state = nullptr;
+    wake_io = followers > 0 || stream_calls > 0;  // they need a reader: the I/O thread
+  }
+  if (wake_io) wake.signal();
 }
 
 // A blocking call the server deferred: wait on its token, a held _ductrpc_wait at a time, until the outcome or the
@@ -480,8 +582,7 @@ void zmq_client::fail(const message_id& id, std::exception_ptr e) {
   close_upload(it->second, e);
   if (it->second.stream) it->second.stream->fail(std::move(e));
   else done.push_back({std::move(it->second.result), {}, std::move(e)});
-  calls.erase(it);
-  channels.close(id);
+  forget(id);
 }
 
 void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point now) {
@@ -517,8 +618,7 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
     fail(id, std::current_exception());
     return;
   }
-  calls.erase(id);
-  channels.close(id);
+  forget(id);
 }
 
 // An event on a streamed call: an item, the clean end, or the error that ends it.
@@ -529,15 +629,13 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
   if (act != detail::stream_stop::action::keep) {  // the consumer dropped it before this first event
     if (act == detail::stream_stop::action::stop) {
       try {
-        std::lock_guard lock(dealer_mu);
-        send_body(dealer, detail::stop_event(ids.next(), c->first));
+        send_async(detail::stop_event(ids.next(), c->first));
       } catch (const zmq::error_t&) {
         // the server then notices the silence instead
       }
     }
     close_upload(c->second, detail::call_cancelled(endpoint + ": " + c->second.method));
-    channels.close(c->first);
-    calls.erase(c);
+    forget(c->first);
     return;
   }
   if (c->second.upload) {
@@ -545,9 +643,7 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
   }
   if (!detail::settle_stream(ev, st, c->second.progress)) return;
   close_upload(c->second, st.error());
-  const message_id id = c->first;
-  calls.erase(id);
-  channels.close(id);
+  forget(c->first);
 }
 
 // Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
@@ -560,9 +656,8 @@ void zmq_client::wait_on_token(open_call c, const std::string& token) {
   message_id id = ids.next();
   c.token = token;
   try {
-    std::lock_guard lock(dealer_mu);
-    send_body(dealer, encode_event_packed(detail::request_header(id), "_ductrpc_wait",
-                                          detail::wait_args(token, c.deadline).span()));
+    send_async(encode_event_packed(detail::request_header(id), "_ductrpc_wait",
+                                   detail::wait_args(token, c.deadline).span()));
   } catch (const zmq::error_t& e) {
     done.push_back({std::move(c.result), {}, std::make_exception_ptr(error(endpoint + ": " + c.method + ": " + e.what()))});
     return;
@@ -588,8 +683,7 @@ void zmq_client::tick(detail::clock::time_point now) {
   }
   for (detail::channel* ch : channels.heartbeats_due(now)) {
     try {
-      std::lock_guard lock(dealer_mu);
-      send_body(dealer, encode_event_packed({ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
+      send_async(encode_event_packed({ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
     } catch (const zmq::error_t&) {
       // a missed heartbeat is survivable: the next one is due in a period
     }

@@ -48,12 +48,13 @@ bool has_input(zmq::socket_t& socket) {
 }
 
 bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
-  frames.clear();
-  try {
-    return zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait).has_value();
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EINTR) throw;
-    return false;
+  for (;;) {
+    frames.clear();
+    try {
+      return zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait).has_value();
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
   }
 }
 

@@ -28,7 +28,8 @@ void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags fl
 /// Throws: zmq::error_t for anything else.
 bool has_input(zmq::socket_t& socket);
 
-/// recv_multipart without waiting. Returns: false when nothing is there, or when a signal interrupted the call.
+/// recv_multipart without waiting, going round again when a signal interrupts it. Returns: false when nothing is
+/// there (ZeroMQ then signals the socket's descriptor when something comes).
 bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames);
 
 }  // namespace rpc::detail

@@ -125,7 +125,7 @@ TEST_CASE("link: the worker calls back over the same duct while the parent's cal
   CHECK(c.call("work", 4).as<int>() == 1000);  // 100 + 200 + 300 + 400, each from a call back to us
   CHECK(steps == 4);
   // Both directions at once, many calls in flight each way.
-  std::vector<std::future<duct::value>> works, adds;
+  std::vector<rpc::future> works, adds;
   for (int i = 0; i < 16; ++i) {
     works.push_back(c.async_call("work", 3));
     adds.push_back(c.async_call("add", i, 1));

@@ -70,7 +70,7 @@ TEST_CASE("a call over tcp and over ipc returns its result", "[rpc][server]") {
 TEST_CASE("many calls in flight from many threads all get their own answers", "[rpc][server][threads]") {
   calc c({.threads = 4});
   rpc::client cl(c.endpoint);
-  std::vector<std::future<duct::value>> futures;
+  std::vector<rpc::future> futures;
   for (int i = 0; i < 200; ++i) futures.push_back(cl.async_call("add", i, 1000));
   std::vector<std::thread> callers;
   std::atomic<int> right{0};

@@ -3,12 +3,13 @@
 //
 //   rpc::client c("tcp://127.0.0.1:4242");
 //   int sum = c.call("add", 1, 2).as<int>();
-//   std::future<duct::value> later = c.async_call("slow", 10);
+//   rpc::future later = c.async_call("slow", 10);
 //
 // Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. Over ZeroMQ a blocking
 // call() runs entirely on the calling thread, over a socket of that thread's own (sending, waiting and heartbeating
-// itself: no hand-off to another thread); async_call() hands the call to the client's I/O thread, which keeps every
-// open asynchronous call's heartbeat. Over a duct, the link's reader thread routes each reply to its caller. Do not
+// itself: no hand-off to another thread); async_call() sends the call over a socket the client's asynchronous calls
+// share, and the thread that waits on its future reads the reply itself (see rpc/future.hpp), while the client's
+// I/O thread keeps every open asynchronous call's heartbeat. Over a duct, the link's reader thread routes each reply to its caller. Do not
 // destroy a client while another thread is inside call(). A call has no total time limit by default — as long as
 // the server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If
 // the server goes silent for two heartbeat periods (or its duct closes), the call fails with lost_remote_error.
@@ -18,7 +19,6 @@
 
 #include <chrono>
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +29,7 @@
 #include <duct/codec.hpp>
 #include <duct/msgpack.hpp>
 #include <rpc/error.hpp>
+#include <rpc/future.hpp>
 #include <rpc/link.hpp>
 #include <rpc/stream.hpp>
 
@@ -74,9 +75,9 @@ class client {
     return call_here(method, pack_args(args...), limit);
   }
 
-  /// Starts a call. Returns: a future for the result; it throws what call() would.
+  /// Starts a call. Returns: a future for the result; its get() throws what call() would.
   template <class... Args>
-  std::future<duct::value> async_call(std::string_view method, const Args&... args) {
+  future async_call(std::string_view method, const Args&... args) {
     return start_async(method, pack_args(args...), std::nullopt);
   }
 
@@ -126,7 +127,7 @@ class client {
 
   /// As async_call(), with its own time limit instead of the client's default.
   template <class... Args>
-  std::future<duct::value> async_call_for(std::chrono::milliseconds limit, std::string_view method, const Args&... args) {
+  future async_call_for(std::chrono::milliseconds limit, std::string_view method, const Args&... args) {
     return start_async(method, pack_args(args...), limit);
   }
 
@@ -182,7 +183,7 @@ class client {
     (p.pack(args), ...);
     return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
   }
-  std::future<duct::value> start_async(std::string_view method, duct::buffer packed_args,
+  future start_async(std::string_view method, duct::buffer packed_args,
                                        std::optional<std::chrono::milliseconds> limit);
   duct::value call_here(std::string_view method, const duct::buffer& packed_args,
                         std::optional<std::chrono::milliseconds> limit);

@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <exception>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,14 +54,14 @@ class group {
   /// Returns: one outcome per member, in the order they were added. Never throws for a member's failure.
   template <class... Args>
   std::vector<outcome> call_all(std::string_view method, const Args&... args) {
-    std::vector<std::future<duct::value>> pending;
+    std::vector<future> pending;
     for (auto& m : members_) pending.push_back(start(*m, [&](client& c) { return c.async_call(method, args...); }));
     return collect(pending);
   }
   /// As call_all(), each member's call limited to `limit`.
   template <class... Args>
   std::vector<outcome> call_all_for(std::chrono::milliseconds limit, std::string_view method, const Args&... args) {
-    std::vector<std::future<duct::value>> pending;
+    std::vector<future> pending;
     for (auto& m : members_)
       pending.push_back(start(*m, [&](client& c) { return c.async_call_for(limit, method, args...); }));
     return collect(pending);
@@ -71,16 +70,14 @@ class group {
  private:
   // A call that cannot even start (a closed link) becomes that member's error, not the group's.
   template <class Start>
-  static std::future<duct::value> start(client& c, Start how) {
+  static future start(client& c, Start how) {
     try {
       return how(c);
     } catch (...) {
-      std::promise<duct::value> failed;
-      failed.set_exception(std::current_exception());
-      return failed.get_future();
+      return future::failed(std::current_exception());
     }
   }
-  std::vector<outcome> collect(std::vector<std::future<duct::value>>& pending);
+  std::vector<outcome> collect(std::vector<future>& pending);
 
   client_options opts_;
   std::vector<std::unique_ptr<client>> members_;
