@@ -113,7 +113,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   // Who sleeps on the DEALER's descriptor: a sender that takes its edge (send_async()) must wake them.
   std::atomic<bool> leading{false};      // a thread waiting on a future reads replies (set under `mu`)
   std::atomic<bool> io_watching{false};  // the I/O thread reads replies (set under `mu`)
-  std::vector<zmq::message_t> lead_frames;  // the leader's
+  std::vector<zmq::message_t> lead_frames, lead_bodies;  // the leader's, kept for their capacity
   std::mutex sockets_mu;
   std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
   std::atomic<bool> running{true};
@@ -458,8 +458,8 @@ void zmq_client::loop() {
 
 // A thread waiting on future `st`. The first one leads: it reads replies, settling every call they belong to, until
 // its own is settled; sleeping on the socket, so that its reply wakes it directly. Others wait behind it; when it
-// leaves, the I/O thread reads for them. The leader takes one reply at a time and stops at its own: what is left
-// stays queued for the next reader, which looks before it sleeps; and a reply already queued costs no system call.
+// leaves, the I/O thread reads for them. It drains what is queued before it sleeps (ZeroMQ signals the descriptor
+// again only after a read found nothing), a thousand replies at most between looks at its own call.
 void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) {
   {
     std::unique_lock lock(mu);
@@ -476,7 +476,7 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     leader_state = &st;
     leader_thread = std::this_thread::get_id();
   }
-  std::vector<zmq::message_t> bodies;
+  std::vector<zmq::message_t>& bodies = lead_bodies;
   for (;;) {
     bool more = false;  // what is left after a full batch; after a shorter one, the descriptor signals what comes
     {

@@ -8,13 +8,14 @@
 // Thread-safe: any number of threads may call at once; each call is its own zerorpc channel. Over ZeroMQ a blocking
 // call() runs entirely on the calling thread, over a socket of that thread's own (sending, waiting and heartbeating
 // itself: no hand-off to another thread); async_call() sends the call over a socket the client's asynchronous calls
-// share, and the thread that waits on its future reads the reply itself (see rpc/future.hpp), while the client's
-// I/O thread keeps every open asynchronous call's heartbeat. Over a duct, the link's reader thread routes each reply to its caller. Do not
-// destroy a client while another thread is inside call(). A call has no total time limit by default — as long as
-// the server keeps heartbeating it is alive — unless client_options.timeout or a per-call limit says otherwise. If
-// the server goes silent for two heartbeat periods (or its duct closes), the call fails with lost_remote_error.
-// When the server defers a long call (answers with a token after its budget), the client waits for the token
-// server-side; callers see only the result. submit()/wait() use tokens explicitly.
+// share, and the thread that waits on its future reads the reply itself (see rpc/future.hpp), while the client's I/O
+// thread keeps every open asynchronous call's heartbeat. Over a duct, the link's reader thread routes each reply to its
+// caller. Do not destroy a client while another thread is inside call() (threads waiting on its futures are fine: they
+// get closed_error). A call has no total time limit by default — as long as the server keeps heartbeating it is alive —
+// unless client_options.timeout or a per-call limit says otherwise. If the server goes silent for two heartbeat periods
+// (or its duct closes), the call fails with lost_remote_error. When the server defers a long call (answers with a token
+// after its budget), the client waits for the token server-side; callers see only the result. submit()/wait() use
+// tokens explicitly.
 #pragma once
 
 #include <chrono>
