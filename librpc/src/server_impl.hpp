@@ -234,9 +234,9 @@ struct server::impl final : detail::link_server {
   bool link_out_waiting() const;
   /// Sends what is queued for `l` until none is left (`mu` not held; this thread marked it draining).
   void drain(detail::link_core& l);
-  /// Sends on the ROUTER (router_mu held). Returns: whether input is waiting, which ZeroMQ may have taken the
-  /// edge of the I/O thread's descriptor for.
-  bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends);
+  /// Sends on the ROUTER (router_mu held). Returns: with `ask`, whether input is waiting, which ZeroMQ may have
+  /// taken the edge of the I/O thread's descriptor for; without, false.
+  bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask);
   void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
