@@ -48,7 +48,7 @@ struct call_state {
 
   /// Settles the call with its result, or with `e` if set; wakes the threads waiting on it. The first settling wins.
   void settle(duct::value v, std::exception_ptr e);
-  [[nodiscard]] bool settled() const noexcept { return done.load(std::memory_order_acquire); }
+  [[nodiscard]] bool settled() const noexcept { return done.load(); }
   /// Waits until settled or `until` passes, reading replies meanwhile if the transport lets this thread.
   /// Returns: whether it is settled.
   bool wait(std::optional<clock::time_point> until);
@@ -58,6 +58,10 @@ struct call_state {
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<bool> done{false};
+  // Set while a thread reads replies for this call, sleeping on the transport rather than on `cv`: whoever settles
+  // it then must wake that thread. Both flags are sequentially consistent, so that of a reader that looks at `done`
+  // before it sleeps and a settler that looks at `led` after settling, at least one sees the other.
+  std::atomic<bool> led{false};
   duct::value value;          // guarded by mu until done
   std::exception_ptr error;   // guarded by mu until done
   const std::shared_ptr<reader_ref> reader;  // null: the transport settles on a thread of its own

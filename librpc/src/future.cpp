@@ -35,7 +35,7 @@ void call_state::settle(duct::value v, std::exception_ptr e) {
     if (done.load(std::memory_order_relaxed)) return;
     value = std::move(v);
     error = std::move(e);
-    done.store(true, std::memory_order_release);
+    done.store(true);
   }
   cv.notify_all();
 }

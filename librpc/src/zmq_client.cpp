@@ -46,6 +46,8 @@ void close_upload(open_call& c, std::exception_ptr why) {
 }
 
 struct zmq_client;
+thread_local const zmq_client* leading_here = nullptr;  // the client this thread leads for, if any
+
 // How a stream's callbacks reach the client; the client empties it before it goes away.
 struct back_ref {
   explicit back_ref(zmq_client* c) : client(c) {}
@@ -125,8 +127,6 @@ struct zmq_client final : client::impl, detail::reply_reader {
   detail::channel_table channels{opts.heartbeat};
   std::unordered_map<message_id, open_call, message_id_hash> calls;
   std::vector<settled> done;  // settled after `mu` is released (release())
-  const detail::call_state* leader_state = nullptr;  // the call the leader waits for
-  std::thread::id leader_thread;
   int followers = 0;          // threads waiting on a future while another leads
   std::size_t stream_calls = 0;  // open calls whose events go to a stream's consumer, who needs them promptly
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
@@ -324,15 +324,17 @@ void zmq_client::stop_stream(const message_id& id) {
 }
 
 // Unlocks `mu`, then settles the futures that were decided under it. The leader sleeps on the socket, not on its
-// future: if this thread settled the leader's call, it wakes the leader.
+// future: if another thread settled the leader's call, it wakes the leader. It looks after settling (see
+// call_state::led): the leader may have started leading meanwhile.
 void zmq_client::release(std::unique_lock<std::mutex>& lock) {
   std::vector<settled> now;
   now.swap(done);
-  bool wake_leader = false;
-  if (leading && leader_thread != std::this_thread::get_id())
-    for (const auto& d : now) wake_leader = wake_leader || d.state.get() == leader_state;
   lock.unlock();
-  for (auto& d : now) d.now();
+  bool wake_leader = false;
+  for (auto& d : now) {
+    d.now();
+    wake_leader = wake_leader || (d.state->led && leading_here != this);
+  }
   if (wake_leader) leader_wake.signal();
 }
 
@@ -442,11 +444,18 @@ void zmq_client::loop() {
     }
     zmq::pollitem_t items[] = {{nullptr, wake.fd(), ZMQ_POLLIN, 0}, {nullptr, dealer_fd, ZMQ_POLLIN, 0}};
     detail::poll_items(items, watch ? 2 : 1, wait);
-    if (items[0].revents & ZMQ_POLLIN) wake.drain();
-    if (!leading) {  // else the leader reads, and keeps the channels' heartbeats heard
+    const bool poked = (items[0].revents & ZMQ_POLLIN) != 0;
+    if (poked) wake.drain();
+    {
       std::lock_guard lock(dealer_mu);
-      for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
-        if (!frames.empty()) bodies.push_back(std::move(frames.back()));
+      if (!leading) {
+        for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
+          if (!frames.empty()) bodies.push_back(std::move(frames.back()));
+      } else if (watch || poked) {
+        // A leader started meanwhile and reads from now on. But the edge it sleeps on may be gone: taken by this
+        // thread's look at ZMQ_EVENTS, or by a sender who then woke this thread, not the leader. Pass it on.
+        leader_wake.signal();
+      }
     }
     std::unique_lock lock(mu);
     for (const auto& body : bodies) on_reply(body, detail::clock::now());
@@ -473,8 +482,8 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
       return;
     }
     leading = true;
-    leader_state = &st;
-    leader_thread = std::this_thread::get_id();
+    st.led = true;  // before it looks at st.settled() again
+    leading_here = this;
   }
   std::vector<zmq::message_t>& bodies = lead_bodies;
   for (;;) {
@@ -506,7 +515,8 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
   {
     std::lock_guard lock(mu);
     leading = false;
-    leader_state = nullptr;
+    st.led = false;
+    leading_here = nullptr;
     wake_io = followers > 0 || stream_calls > 0;  // they need a reader: the I/O thread
   }
   if (wake_io) wake.signal();
