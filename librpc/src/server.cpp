@@ -427,6 +427,8 @@ void server::impl::loop() {
   io_id = std::this_thread::get_id();
   const int router_fd = router.get(zmq::sockopt::fd);
   std::vector<zmq::message_t> frames;
+  std::vector<std::pair<std::string, zmq::message_t>> arrived;     // identity and body, as received
+  std::vector<std::pair<std::string, std::shared_ptr<event>>> decoded;
   std::vector<detail::inline_call> calls;
   while (running) {
     detail::clock::duration wait;
@@ -441,28 +443,33 @@ void server::impl::loop() {
       if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
     }
     io_input = false;
+    // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats. Only the
+    // socket is held while ZeroMQ is asked, and events are decoded before the server's lock is taken: handler
+    // threads need that lock to complete their calls.
     {
-      locked g(*this);
       std::lock_guard lock(router_mu);
-      // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats.
       int i = 0;
       for (; i < 1000 && detail::try_recv(router, frames); ++i) {
-        if (frames.size() < 2) {
-          ++dropped;
-          continue;
-        }
-        const zmq::message_t& body = frames.back();
-        try {
-          auto ev = std::make_shared<event>(
-              decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size()))));
-          on_event(frames.front().to_string(), std::move(ev), detail::clock::now());
-        } catch (const protocol_error&) {
-          ++dropped;
-        }
+        if (frames.size() < 2) ++dropped;
+        else arrived.emplace_back(frames.front().to_string(), std::move(frames.back()));
       }
       if (i == 1000) io_input = true;  // a full batch: more may be waiting
+    }
+    for (auto& [identity, body] : arrived) {
+      try {
+        decoded.emplace_back(std::move(identity), std::make_shared<event>(decode_event(std::as_bytes(
+                                                      std::span(static_cast<const char*>(body.data()), body.size())))));
+      } catch (const protocol_error&) {
+        ++dropped;
+      }
+    }
+    arrived.clear();
+    {
+      locked g(*this);
+      for (auto& [identity, ev] : decoded) on_event(identity, std::move(ev), detail::clock::now());
       calls.swap(inline_calls);
     }
+    decoded.clear();
     run_inline(calls);  // the replies leave together, in one pass over the socket
     locked g(*this);
     if (mode == serving_mode::aborting) abort_running();
