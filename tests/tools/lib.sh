@@ -43,11 +43,12 @@ stop_server() {
   SERVER_PID=""
 }
 
-# expect_rc WANT CMD...: runs CMD with its stdout in $T/out and stderr in $T/err; checks its exit code.
+# expect_rc WANT CMD...: runs CMD with its stdout in $T/out and stderr in $T/err; checks its exit code. A CMD that
+# hangs is killed after 60 s (exit 124), so that the failure names it instead of the whole test timing out.
 expect_rc() {
   want=$1
   shift
-  "$@" >"$T/out" 2>"$T/err"
+  timeout -k 5 60 "$@" >"$T/out" 2>"$T/err"
   rc=$?
   if [ "$rc" -ne "$want" ]; then
     fail "$* exited $rc, not $want; stdout: $(head -c 300 "$T/out"); stderr: $(head -c 300 "$T/err")"
