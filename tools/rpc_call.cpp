@@ -4,10 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
-#include <future>
-#include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <optional>

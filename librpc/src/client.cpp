@@ -15,7 +15,7 @@ client::~client() = default;
 const std::string& client::endpoint() const noexcept { return impl_->endpoint; }
 
 future client::start_async(std::string_view method, duct::buffer packed_args,
-                                             std::optional<std::chrono::milliseconds> limit) {
+                           std::optional<std::chrono::milliseconds> limit) {
   return impl_->start(method, packed_args, limit);
 }
 

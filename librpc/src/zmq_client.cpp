@@ -134,6 +134,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   void loop();
   void release(std::unique_lock<std::mutex>& lock);
   void forget(message_id id);
+  bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
   void send_async(const duct::buffer& body);
   zmq::socket_t make_socket();
   direct_socket& my_socket();
@@ -449,8 +450,7 @@ void zmq_client::loop() {
     {
       std::lock_guard lock(dealer_mu);
       if (!leading) {
-        for (int i = 0; i < 1000 && detail::try_recv(dealer, frames); ++i)
-          if (!frames.empty()) bodies.push_back(std::move(frames.back()));
+        (void)take_replies(frames, bodies);  // a full batch: the next loop looks again if anyone needs it
       } else if (watch || poked) {
         // A leader started meanwhile and reads from now on. But the edge it sleeps on may be gone: taken by this
         // thread's look at ZMQ_EVENTS, or by a sender who then woke this thread, not the leader. Pass it on.
@@ -463,6 +463,16 @@ void zmq_client::loop() {
     tick(detail::clock::now());
     release(lock);
   }
+}
+
+// Takes what is queued on the DEALER, a thousand replies at most, into `bodies` (dealer_mu held). Returns: whether
+// the batch was full: more may be waiting, which no edge of the descriptor will announce. After a shorter batch,
+// ZeroMQ signals the descriptor when the next reply comes.
+bool zmq_client::take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies) {
+  int i = 0;
+  for (; i < 1000 && detail::try_recv(dealer, frames); ++i)
+    if (!frames.empty()) bodies.push_back(std::move(frames.back()));
+  return i == 1000;
 }
 
 // A thread waiting on future `st`. The first one leads: it reads replies, settling every call they belong to, until
@@ -485,20 +495,16 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     st.led = true;  // before it looks at st.settled() again
     leading_here = this;
   }
-  std::vector<zmq::message_t>& bodies = lead_bodies;
   for (;;) {
     bool more = false;  // what is left after a full batch; after a shorter one, the descriptor signals what comes
     {
       std::lock_guard lock(dealer_mu);
-      int i = 0;
-      for (; i < 1000 && detail::try_recv(dealer, lead_frames); ++i)
-        if (!lead_frames.empty()) bodies.push_back(std::move(lead_frames.back()));
-      more = i == 1000;
+      more = take_replies(lead_frames, lead_bodies);
     }
-    if (!bodies.empty()) {
+    if (!lead_bodies.empty()) {
       std::unique_lock lock(mu);
-      for (const auto& body : bodies) on_reply(body, detail::clock::now());
-      bodies.clear();
+      for (const auto& body : lead_bodies) on_reply(body, detail::clock::now());
+      lead_bodies.clear();
       release(lock);
     }
     if (st.settled() || !running) break;

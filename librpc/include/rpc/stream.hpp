@@ -15,8 +15,8 @@
 // Flow control: the client grants credit as its consumer reads (client_options::stream_window and
 // stream_window_bytes bound what is buffered or on its way), and the handler's write() waits while it has none:
 // memory stays bounded on both sides however fast the producer is. Dropping a source before its end stops the
-// producer: its next write() throws
-// cancelled_error (at once with our server; a zerorpc server notices when the heartbeats stop).
+// producer: its next write() throws cancelled_error (at once with our server; a zerorpc server notices when the
+// heartbeats stop).
 //
 // The other direction, a chunked request: a handler whose first parameter is rpc::source& reads the items the client
 // writes into an rpc::duplex (client::chunked_call); with rpc::sink& second it streams its reply as it reads.
