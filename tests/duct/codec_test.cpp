@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <string>
+#include <vector>
 
 #include <duct/codec.hpp>
 #include <duct/msgpack.hpp>
@@ -101,6 +103,23 @@ TEST_CASE("msgpack round-trips user types", "[codec][msgpack]") {
   CHECK(back.x == 7);
   CHECK(back.label == "seven");
   CHECK(v.to_json() == R"([7, "seven"])");
+}
+
+// A small input gets a small first chunk to decode into (it stays in malloc's per-thread cache); one that decodes
+// into far more than that must still come out whole, and a large one into many chunks as well.
+TEST_CASE("small inputs that decode big, and large inputs, come out whole", "[codec][msgpack]") {
+  std::vector<int> small(250);  // 253 bytes on the wire, 16 bytes each decoded
+  for (std::size_t i = 0; i < small.size(); ++i) small[i] = static_cast<int>(i % 100);
+  std::map<std::string, std::vector<int>> mixed;
+  for (int i = 0; i < 3; ++i) mixed["k" + std::to_string(i)] = {i, i + 1};
+  std::vector<std::string> large(2000, std::string(40, 'x'));  // about 84 KB: many 8 KiB chunks
+  large.back() = "last";
+
+  const duct::buffer small_wire = packed(small);
+  REQUIRE(small_wire.size() <= 256);
+  CHECK(duct::decode(duct::codec::msgpack, small_wire.span()).as<std::vector<int>>() == small);
+  CHECK(duct::decode(duct::codec::msgpack, packed(mixed).span()).as<decltype(mixed)>() == mixed);
+  CHECK(duct::decode(duct::codec::msgpack, packed(large).span()).as<std::vector<std::string>>() == large);
 }
 
 TEST_CASE("asking a value for the wrong type is a type_error", "[codec]") {
