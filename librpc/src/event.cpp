@@ -1,7 +1,6 @@
 // zerorpc event codec. See event.hpp.
 #include <rpc/event.hpp>
 
-#include <cstdio>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -21,22 +20,25 @@ constexpr std::pair<std::string_view, bool event_header::*> flag_keys[] = {
 }  // namespace
 
 message_id message_id::from_object(const msgpack::object& o) {
-  if (o.type == msgpack::type::BIN) return {std::string(o.via.bin.ptr, o.via.bin.size), true};
-  if (o.type == msgpack::type::STR) return {std::string(o.via.str.ptr, o.via.str.size), false};
+  if (o.type == msgpack::type::BIN) return {std::string_view(o.via.bin.ptr, o.via.bin.size), true};
+  if (o.type == msgpack::type::STR) return {std::string_view(o.via.str.ptr, o.via.str.size), false};
   throw protocol_error("message id must be a string or bytes, not msgpack " + duct::value::type_name(o));
+}
+
+namespace {
+constexpr char hex_digits[] = "0123456789abcdef";
 }
 
 id_generator::id_generator() {
   std::random_device rd;
   counter_ = rd();
-  static constexpr char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 24; ++i) suffix_ += hex[rd() & 15];
+  for (std::size_t i = 8; i < text_.size(); ++i) text_[i] = hex_digits[rd() & 15];
 }
 
 message_id id_generator::next() {
-  char prefix[9];
-  std::snprintf(prefix, sizeof prefix, "%08x", counter_++);
-  return {std::string(prefix, 8) + suffix_, true};
+  const std::uint32_t n = counter_++;
+  for (int i = 0; i < 8; ++i) text_[static_cast<std::size_t>(i)] = hex_digits[(n >> (28 - 4 * i)) & 15];
+  return {std::string_view(text_.data(), text_.size()), true};
 }
 
 event decode_event(std::span<const std::byte> body, const duct::decode_limits& limits) {

@@ -107,6 +107,30 @@ TEST_CASE("a reply echoes the request id with the msgpack type it came in", "[rp
   }
 }
 
+// Ids up to 40 bytes are kept inline and longer ones on the heap: both must travel, compare and hash by their bytes.
+TEST_CASE("ids of any length round-trip, compare and hash by their bytes", "[rpc][event]") {
+  for (std::size_t n : {0, 1, 32, 36, 40, 41, 300}) {
+    std::string bytes(n, 'a');
+    for (std::size_t i = 0; i < n; ++i) bytes[i] = static_cast<char>('a' + i % 26);
+    rpc::message_id id(bytes, n % 2 == 0);
+    CHECK(id.bytes() == bytes);
+    CHECK(id.empty() == (n == 0));
+    rpc::message_id copy = id;
+    CHECK(copy == id);
+    CHECK(rpc::message_id_hash()(copy) == rpc::message_id_hash()(id));
+    if (n > 0) {
+      std::string other = bytes;
+      other.back() = '!';
+      CHECK_FALSE(rpc::message_id(other, id.binary()) == id);
+    }
+    duct::buffer reply = rpc::encode_event({rpc::message_id("x", true), id}, "OK", std::make_tuple(5));
+    rpc::event e = rpc::decode_event(reply.span());
+    REQUIRE(e.header.response_to);
+    CHECK(*e.header.response_to == id);
+    CHECK(e.header.response_to->bytes() == bytes);
+  }
+}
+
 TEST_CASE("ids are made as zerorpc-python makes them", "[rpc][event]") {
   rpc::id_generator ids;
   rpc::message_id a = ids.next(), b = ids.next();
@@ -114,7 +138,8 @@ TEST_CASE("ids are made as zerorpc-python makes them", "[rpc][event]") {
   REQUIRE(a.bytes().size() == 32);
   CHECK(a.bytes().find_first_not_of("0123456789abcdef") == std::string::npos);
   CHECK(a.bytes().substr(8) == b.bytes().substr(8));
-  CHECK(std::stoul(b.bytes().substr(0, 8), nullptr, 16) == ((std::stoul(a.bytes().substr(0, 8), nullptr, 16) + 1) & 0xffffffffu));
+  CHECK(std::stoul(std::string(b.bytes().substr(0, 8)), nullptr, 16) ==
+        ((std::stoul(std::string(a.bytes().substr(0, 8)), nullptr, 16) + 1) & 0xffffffffu));
   CHECK_FALSE(rpc::id_generator().next().bytes().substr(8) == a.bytes().substr(8));
 }
 

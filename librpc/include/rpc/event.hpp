@@ -13,7 +13,9 @@
 //   duct::buffer reply = rpc::encode_event({ids.next(), e.header.message_id}, "OK", std::make_tuple(5));
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -33,40 +35,52 @@ inline constexpr int protocol_version = 3;
 class message_id {
  public:
   message_id() = default;
-  message_id(std::string bytes, bool binary) : bytes_(std::move(bytes)), binary_(binary) {}
+  message_id(std::string_view bytes, bool binary) : size_(static_cast<std::uint32_t>(bytes.size())), binary_(binary) {
+    if (bytes.size() <= inline_capacity) std::memcpy(inline_.data(), bytes.data(), bytes.size());
+    else long_.assign(bytes);
+  }
 
   /// Reads an id from a msgpack object. Throws: protocol_error unless it is a str or bin.
   static message_id from_object(const msgpack::object& o);
 
-  [[nodiscard]] const std::string& bytes() const noexcept { return bytes_; }
+  /// The id's bytes (valid as long as this id lives, unchanged).
+  [[nodiscard]] std::string_view bytes() const noexcept {
+    return size_ <= inline_capacity ? std::string_view(inline_.data(), size_) : std::string_view(long_);
+  }
   [[nodiscard]] bool binary() const noexcept { return binary_; }
-  [[nodiscard]] bool empty() const noexcept { return bytes_.empty(); }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
 
   /// Python compares decoded values, so bin "abc" and str "abc" are different ids.
   friend bool operator==(const message_id& a, const message_id& b) noexcept {
-    return a.binary_ == b.binary_ && a.bytes_ == b.bytes_;
+    return a.binary_ == b.binary_ && a.bytes() == b.bytes();
   }
 
   template <class Packer>
   void msgpack_pack(Packer& p) const {
-    const auto size = static_cast<std::uint32_t>(bytes_.size());
+    const std::string_view b = bytes();
+    const auto size = static_cast<std::uint32_t>(b.size());
     if (binary_) {
       p.pack_bin(size);
-      p.pack_bin_body(bytes_.data(), size);
+      p.pack_bin_body(b.data(), size);
     } else {
       p.pack_str(size);
-      p.pack_str_body(bytes_.data(), size);
+      p.pack_str_body(b.data(), size);
     }
   }
 
  private:
-  std::string bytes_;
+  // Every id is copied into a few tables per call: the usual ones (zerorpc-python's 32 hex digits, zerorpc-node's
+  // 36-character uuids) are kept inline, where std::string would allocate for anything over 15 bytes.
+  static constexpr std::size_t inline_capacity = 40;
+  std::array<char, inline_capacity> inline_{};  // the bytes, if they fit (only the first size_ are meaningful)
+  std::string long_;                          // the bytes, if they do not
+  std::uint32_t size_ = 0;
   bool binary_ = true;
 };
 
 struct message_id_hash {
   std::size_t operator()(const message_id& id) const noexcept {
-    return std::hash<std::string>()(id.bytes()) ^ static_cast<std::size_t>(id.binary());
+    return std::hash<std::string_view>()(id.bytes()) ^ static_cast<std::size_t>(id.binary());
   }
 };
 
@@ -79,7 +93,7 @@ class id_generator {
 
  private:
   std::uint32_t counter_;
-  std::string suffix_;
+  std::array<char, 32> text_;  // the last id: 8 hex digits of the counter, then the fixed random part
 };
 
 /// The header key with which our client announces that it understands deferred replies (a DEFERRED event carrying
