@@ -192,7 +192,9 @@ server::impl::locked::~locked() {
       to_drain.push_back(l);
     }
   }
-  std::vector<std::pair<std::string, duct::buffer>> router_sends;
+  // Swapped with router_out, so both keep their capacity: a vector grown afresh for every batch was a string of
+  // mallocs per reply. Cleared by send_router() before this thread comes back here.
+  thread_local std::vector<std::pair<std::string, duct::buffer>> router_sends;
   if (!defer_router_ || on_io || full) {
     router_sends.swap(s_.router_out);
     s_.router_io_asked = false;
@@ -713,6 +715,7 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
                               std::shared_ptr<detail::stream_state> in) {
   running_call& call = running_calls[call_key{identity, ev->header.id}];
   call.method = method;
+  if (m.where != run_on::receiver) call.stop = std::stop_source();
   const bool chunked = call.input != nullptr;
   // Our client: any of our header keys says so. It may stop a stream with _ductrpc_stop.
   const bool ours = ev->header.accepts_deferred || ev->header.accepts_batches || ev->header.wants_progress || chunked;
@@ -801,6 +804,7 @@ void server::impl::on_published(const std::string& identity, std::shared_ptr<eve
   running_call& call = running_calls[key];
   call.method = ev->name;
   call.oneway = true;
+  call.stop = std::stop_source();
   ++open;
   std::stop_token stop = call.stop.get_token();
   const msgpack::object& args = ev->args();
@@ -810,7 +814,9 @@ void server::impl::on_published(const std::string& identity, std::shared_ptr<eve
 
 void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,
                           const duct::buffer& args) {
-  if (auto rc = running_calls.find(call_key{identity, channel}); rc != running_calls.end() && rc->second.oneway) {
+  const call_key key{identity, channel};
+  auto rc = running_calls.find(key);
+  if (rc != running_calls.end() && rc->second.oneway) {
     running_calls.erase(rc);  // published: its outcome goes nowhere
     closed_one();
     return;
@@ -819,8 +825,8 @@ void server::impl::finish(const std::string& identity, const message_id& channel
   if (peer == peers.end() || !peer->second.find(channel)) return;  // the client was lost meanwhile
   // Closed before the reply leaves (after the lock is released), so that a client holding its answer never sees
   // the call still counted open.
-  running_calls.erase(call_key{identity, channel});
-  pending_progress.erase(call_key{identity, channel});  // the outcome supersedes any progress still waiting
+  if (rc != running_calls.end()) running_calls.erase(rc);
+  if (!pending_progress.empty()) pending_progress.erase(key);  // the outcome supersedes any progress still waiting
   peer->second.close(channel);
   if (peer->second.size() == 0) peers.erase(peer);
   send(identity, {ids.next(), channel}, name, args.span());

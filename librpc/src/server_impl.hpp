@@ -59,7 +59,9 @@ enum class serving_mode { serving, draining, aborting };
 
 // A call whose handler is running on the pool.
 struct running_call {
-  std::stop_source stop;
+  // Empty for a run_on::receiver call, which runs to its end before anything could stop it: a stop state is an
+  // allocation, and such calls are the ones that must cost least. The other paths make one (start_call()).
+  std::stop_source stop{std::nostopstate};
   std::shared_ptr<std::atomic<bool>> lost;  // a stream's: whether it was stopped because its client was lost
   std::string method;
   std::optional<clock::time_point> defer_at;  // when to answer with a token instead (clients that accept it)
