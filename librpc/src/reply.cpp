@@ -35,17 +35,17 @@ duct::value own(const msgpack::object& o) {
 
 }  // namespace
 
-reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token) {
+reply settle(const event& ev, call_name where, duct::value& result, std::string& token) {
   const msgpack::object& args = ev.args();
   if (ev.name == "_zpc_hb" || ev.name == "_zpc_more") return reply::alive;
   if (ev.name == "OK" || ev.name == "DEFERRED") {
     if (args.type != msgpack::type::ARRAY || args.via.array.size < 1)
-      throw protocol_error(where + ": " + ev.name + " without a value");
+      throw protocol_error(where.str() + ": " + ev.name + " without a value");
     if (ev.name == "OK") {
       result = duct::value(msgpack::clone(args.via.array.ptr[0]));
       return reply::result;
     }
-    if (args.via.array.ptr[0].type != msgpack::type::STR) throw protocol_error(where + ": DEFERRED without a token");
+    if (args.via.array.ptr[0].type != msgpack::type::STR) throw protocol_error(where.str() + ": DEFERRED without a token");
     token = args.via.array.ptr[0].as<std::string>();
     return reply::deferred;
   }
@@ -64,8 +64,8 @@ reply settle(const event& ev, const std::string& where, duct::value& result, std
     throw remote_error(name, message, traceback);
   }
   if (ev.name == "STREAM" || ev.name == "STREAM_DONE")
-    throw protocol_error(where + ": the method answered with a stream, which call() cannot return");
-  throw protocol_error(where + ": unexpected event " + ev.name);
+    throw protocol_error(where.str() + ": the method answered with a stream, which call() cannot return");
+  throw protocol_error(where.str() + ": unexpected event " + ev.name);
 }
 
 bool settle_stream(event& ev, stream_state& st, bool progress) {

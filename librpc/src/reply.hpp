@@ -15,11 +15,22 @@ namespace rpc::detail {
 
 enum class reply { alive, result, deferred };
 
+/// Names a call in error messages ("endpoint: method"), put together only when an error needs it: most replies
+/// carry none, and building the name was two allocations per reply. Refers to strings that must outlive it.
+struct call_name {
+  call_name(const std::string& where) : first(where) {}  // NOLINT: a whole name converts implicitly
+  call_name(std::string_view endpoint, std::string_view method) : first(endpoint), second(method) {}
+  [[nodiscard]] std::string str() const {
+    return second.empty() ? std::string(first) : std::string(first) + ": " + std::string(second);
+  }
+  std::string_view first, second;
+};
+
 /// What a reply event means for its call: `result` set for OK; `token` set for DEFERRED (the server answers a call
 /// that ran past its budget with a token, only because we announced we understand that); alive for events that only
-/// show the server is there (_zpc_hb, _zpc_more). `where` ("endpoint: method") prefixes error messages.
+/// show the server is there (_zpc_hb, _zpc_more). `where` prefixes error messages.
 /// Throws: the call's error for ERR (typed by its name), protocol_error for a stream or anything unexpected.
-reply settle(const event& ev, const std::string& where, duct::value& result, std::string& token);
+reply settle(const event& ev, call_name where, duct::value& result, std::string& token);
 
 /// Routes an event of a streamed call (or of one that asked for `progress`) into its state: an item, the clean end
 /// (or the result), or the error that ends it. Returns: whether the call has ended.

@@ -328,7 +328,9 @@ void zmq_client::stop_stream(const message_id& id) {
 // future: if another thread settled the leader's call, it wakes the leader. It looks after settling (see
 // call_state::led): the leader may have started leading meanwhile.
 void zmq_client::release(std::unique_lock<std::mutex>& lock) {
-  std::vector<settled> now;
+  // Swapped with `done`, so that both keep their capacity (a vector grown afresh per batch was a malloc per reply).
+  // Emptied before this thread can come back here: settling runs nothing of ours that could.
+  thread_local std::vector<settled> now;
   now.swap(done);
   lock.unlock();
   bool wake_leader = false;
@@ -336,6 +338,7 @@ void zmq_client::release(std::unique_lock<std::mutex>& lock) {
     d.now();
     wake_leader = wake_leader || (d.state->led && leading_here != this);
   }
+  now.clear();
   if (wake_leader) leader_wake.signal();
 }
 
@@ -616,7 +619,7 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
   try {
     duct::value result;
     std::string token;
-    switch (detail::settle(*ev, endpoint + ": " + c->second.method, result, token)) {
+    switch (detail::settle(*ev, {endpoint, c->second.method}, result, token)) {
       case reply::alive: return;
       case reply::result:
         done.push_back({std::move(c->second.result), std::move(result), nullptr});

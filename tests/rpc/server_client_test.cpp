@@ -261,6 +261,37 @@ TEST_CASE("garbage is dropped and counted while other clients are served", "[rpc
   CHECK(good.call("add", 3, 4).as<int>() == 7);
 }
 
+// A server that answers with what no reply may be: the call fails with a protocol error naming where it went,
+// through the blocking path and the future's alike.
+TEST_CASE("a reply that makes no sense fails its call, naming endpoint and method", "[rpc][client][errors]") {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::rcvtimeo, 10000);
+  router.bind("tcp://127.0.0.1:0");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::thread odd_server([&] {
+    rpc::id_generator ids;
+    for (int i = 0; i < 4; ++i) {
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(router, std::back_inserter(frames))) return;
+      rpc::event req = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+      duct::buffer reply = req.name == "odd" ? rpc::encode_event({ids.next(), req.header.id}, "WHAT", std::make_tuple(1))
+                                             : rpc::encode_event({ids.next(), req.header.id}, "OK", std::make_tuple());
+      router.send(frames.front(), zmq::send_flags::sndmore);
+      router.send(zmq::message_t(), zmq::send_flags::sndmore);
+      router.send(zmq::buffer(reply.data(), reply.size()));
+    }
+  });
+  {
+    rpc::client c(endpoint);
+    CHECK_THROWS_WITH(c.call("odd"), endpoint + ": odd: unexpected event WHAT");
+    CHECK_THROWS_WITH(c.call("empty"), endpoint + ": empty: OK without a value");
+    CHECK_THROWS_WITH(c.async_call("odd").get(), endpoint + ": odd: unexpected event WHAT");
+    CHECK_THROWS_WITH(c.async_call("empty").get(), endpoint + ": empty: OK without a value");
+  }
+  odd_server.join();
+}
+
 TEST_CASE("a method run on the receiving thread answers while every pool thread is busy", "[rpc][server][inline]") {
   // One pool thread, held by a handler that runs until cancelled: a pool method would wait behind it, an inline
   // one must not.
