@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "object_builder.hpp"
+
 namespace duct {
 namespace {
 
@@ -276,10 +278,10 @@ std::string sanitize_json_text(std::string_view in, std::size_t max_depth) {
 std::size_t zone_chunk_for(std::size_t size) { return size <= 256 ? 960 : 8192; }
 
 value unpack_checked(const char* data, std::size_t size, const decode_limits& limits) {
-  check_msgpack(std::as_bytes(std::span(data, size)), limits);
-  msgpack::unpack_limit lim(size, size, size, size, size, limits.max_depth);
+  const auto bytes = std::as_bytes(std::span(data, size));
+  check_msgpack(bytes, limits);
   auto zone = std::make_unique<msgpack::zone>(zone_chunk_for(size));
-  msgpack::object root = msgpack::unpack(*zone, data, size, nullptr, nullptr, lim);
+  msgpack::object root = detail::build_object(bytes, *zone);
   return value(msgpack::object_handle(root, std::move(zone)));
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,94 @@ TEST_CASE("small inputs that decode big, and large inputs, come out whole", "[co
   CHECK(duct::decode(duct::codec::msgpack, small_wire.span()).as<std::vector<int>>() == small);
   CHECK(duct::decode(duct::codec::msgpack, packed(mixed).span()).as<decltype(mixed)>() == mixed);
   CHECK(duct::decode(duct::codec::msgpack, packed(large).span()).as<std::vector<std::string>>() == large);
+}
+
+namespace {
+
+// A random msgpack value of every kind the format has, each integer at every width it can be written in, and
+// strings, bins, exts and containers with lengths on both sides of each size class's boundary.
+void pack_random(msgpack::packer<duct::pack_buffer>& p, std::mt19937_64& rng, int depth) {
+  auto pick = [&](std::initializer_list<std::uint32_t> lengths) { return *(lengths.begin() + rng() % lengths.size()); };
+  const std::string filler(70000, 'q');
+  switch (rng() % (depth < 3 ? 13 : 11)) {
+    case 0: p.pack_nil(); break;
+    case 1: p.pack(static_cast<bool>(rng() & 1)); break;
+    case 2: {
+      const std::uint64_t v = rng() >> (rng() % 64);
+      switch (rng() % 4) {
+        case 0: p.pack_fix_uint8(static_cast<std::uint8_t>(v)); break;
+        case 1: p.pack_fix_uint16(static_cast<std::uint16_t>(v)); break;
+        case 2: p.pack_fix_uint32(static_cast<std::uint32_t>(v)); break;
+        default: p.pack_fix_uint64(v);
+      }
+      break;
+    }
+    case 3: {
+      const auto v = static_cast<std::int64_t>(rng()) >> (rng() % 64);  // either sign
+      switch (rng() % 5) {
+        case 0: p.pack_fix_int8(static_cast<std::int8_t>(v)); break;
+        case 1: p.pack_fix_int16(static_cast<std::int16_t>(v)); break;
+        case 2: p.pack_fix_int32(static_cast<std::int32_t>(v)); break;
+        case 3: p.pack_fix_int64(v); break;
+        default: p.pack(static_cast<std::int8_t>(v | -32));  // negative fixint
+      }
+      break;
+    }
+    case 4: p.pack_float(static_cast<float>(static_cast<std::int64_t>(rng() % 2000000) - 1000000) / 7.0f); break;
+    case 5: p.pack_double(static_cast<double>(static_cast<std::int64_t>(rng())) / 3.0); break;
+    case 6: {
+      const std::uint32_t n = pick({0, 1, 31, 32, 255, 256, 65535, 65536});
+      p.pack_str(n);
+      p.pack_str_body(filler.data(), n);
+      break;
+    }
+    case 7: {
+      const std::uint32_t n = pick({0, 1, 255, 256, 65535, 65536});
+      p.pack_bin(n);
+      p.pack_bin_body(filler.data(), n);
+      break;
+    }
+    case 8: {
+      const std::uint32_t n = pick({0, 1, 2, 3, 4, 8, 16, 17, 255, 256, 65536});
+      p.pack_ext(n, static_cast<std::int8_t>(rng()));
+      p.pack_ext_body(filler.data(), n);
+      break;
+    }
+    case 9: p.pack(std::string("short")); break;
+    case 10: p.pack(static_cast<std::int64_t>(rng() % 300) - 150); break;
+    case 11: {
+      const std::uint32_t n = pick({0, 1, 3, 15, 16, 17});
+      p.pack_array(n);
+      for (std::uint32_t i = 0; i < n; ++i) pack_random(p, rng, depth + 1);
+      break;
+    }
+    default: {
+      const std::uint32_t n = pick({0, 1, 2, 15, 16});
+      p.pack_map(n);
+      for (std::uint32_t i = 0; i < 2 * n; ++i) pack_random(p, rng, depth + 1);
+    }
+  }
+}
+
+}  // namespace
+
+// Our decoder builds msgpack-c's objects itself (msgpack::unpack allocates its parser's stacks for every value):
+// whatever it is given, it must build exactly what msgpack::unpack builds.
+TEST_CASE("decoding builds exactly the objects msgpack-c's unpack builds", "[codec][msgpack]") {
+  std::mt19937_64 rng(20261122);
+  for (int round = 0; round < 3000; ++round) {
+    duct::pack_buffer sb;
+    msgpack::packer<duct::pack_buffer> p(sb);
+    pack_random(p, rng, 0);
+    std::vector<char> wire(sb.data(), sb.data() + sb.size());
+    duct::value ours = duct::decode(duct::codec::msgpack, std::as_bytes(std::span(wire)));
+    msgpack::object_handle theirs = msgpack::unpack(wire.data(), wire.size());
+    INFO("round " << round << ": " << theirs.get());
+    REQUIRE(ours.get().type == theirs.get().type);
+    REQUIRE(ours.get() == theirs.get());
+    std::fill(wire.begin(), wire.end(), 'x');  // the value has its own copies of every body
+    REQUIRE(ours.get() == theirs.get());
+  }
 }
 
 TEST_CASE("asking a value for the wrong type is a type_error", "[codec]") {
