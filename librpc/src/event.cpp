@@ -29,6 +29,33 @@ namespace {
 constexpr char hex_digits[] = "0123456789abcdef";
 }
 
+std::size_t detail::hash_bytes(std::string_view bytes) noexcept {
+  static const std::uint64_t seed = [] {
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) | rd();
+  }();
+  std::uint64_t h = seed ^ (bytes.size() * 0x9e3779b97f4a7c15u);
+  auto mix = [&h](std::uint64_t word) {
+    h ^= word;
+    h *= 0xbf58476d1ce4e5b9u;
+    h ^= h >> 31;
+  };
+  const char* p = bytes.data();
+  std::size_t n = bytes.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    mix(word);
+  }
+  if (n > 0) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, p, n);
+    mix(word);
+  }
+  h *= 0x94d049bb133111ebu;
+  return static_cast<std::size_t>(h ^ (h >> 32));
+}
+
 id_generator::id_generator() {
   std::random_device rd;
   counter_ = rd();

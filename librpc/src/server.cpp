@@ -560,16 +560,23 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
       table.close(channel);
       closed_one();
       cancel(call_key{identity, channel});
-      if (table.size() == 0) peers.erase(it);
     } else if (ev->name == "CHUNK" || ev->name == "CHUNK_DONE" || ev->name == "CHUNK_ERR") {
       on_input(identity, *ch, *ev);
-      if (table.size() == 0) peers.erase(it);
     }
     return;  // _zpc_hb and anything else on an open call only prove the client is alive
   }
   if (ev->header.oneway && ev->name != detail::chunked_request) {  // published: no channel, no heartbeats, no answer
     if (table.size() == 0) peers.erase(it);
     on_published(identity, std::move(ev));
+    return;
+  }
+  if (const detail::method_entry* m = receiver_method(*ev); m && !table.find(ev->header.id)) {
+    // The fast path of a plain call to a run_on::receiver method: it is answered before this thread reads again,
+    // so nothing could reach it meanwhile (no heartbeat is due, it cannot be cancelled, deferred or streamed) and
+    // it needs no channel and no entry among the running calls. It counts as open until it is answered.
+    ++open;
+    outbound o{identity, ev->header.id, "OK", {}, {}};
+    inline_calls.push_back({&m->fn, std::move(ev), {}, std::move(o), false});
     return;
   }
   detail::channel* ch = table.open(ev->header.id, now);
@@ -721,7 +728,7 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   const bool ours = ev->header.accepts_deferred || ev->header.accepts_batches || ev->header.wants_progress || chunked;
   if (m.where == run_on::receiver) {
     outbound o{identity, ev->header.id, "OK", {}, {}};
-    inline_calls.push_back({&m.fn, std::move(ev), call.stop.get_token(), std::move(o)});
+    inline_calls.push_back({&m.fn, std::move(ev), call.stop.get_token(), std::move(o), true});
     return;
   }
   if (m.streams) {  // never deferred: the items are the reply
@@ -784,8 +791,21 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls) {
     execute(*c.fn, c.ev->args(), context, c.o);
   }
   locked g(*this);
-  for (auto& c : calls) complete(std::move(c.o));
+  for (auto& c : calls) {
+    if (c.tracked) {
+      complete(std::move(c.o));
+    } else {
+      send(c.o.identity, {ids.next(), c.o.channel}, c.o.name, c.o.packed_args.span());
+      closed_one();
+    }
+  }
   calls.clear();
+}
+
+const detail::method_entry* server::impl::receiver_method(const event& ev) const {
+  if (mode != serving_mode::serving || ev.header.oneway) return nullptr;
+  auto m = methods.find(ev.name);  // never a built-in: no bound method's name starts with '_'
+  return m != methods.end() && m->second.where == run_on::receiver ? &m->second : nullptr;
 }
 
 // A one-way call: run it like any other, unless it cannot be (then it is dropped and counted: nobody waits to hear).
@@ -827,8 +847,7 @@ void server::impl::finish(const std::string& identity, const message_id& channel
   // the call still counted open.
   if (rc != running_calls.end()) running_calls.erase(rc);
   if (!pending_progress.empty()) pending_progress.erase(key);  // the outcome supersedes any progress still waiting
-  peer->second.close(channel);
-  if (peer->second.size() == 0) peers.erase(peer);
+  peer->second.close(channel);  // an emptied table stays until tick() sweeps it
   send(identity, {ids.next(), channel}, name, args.span());
   closed_one();
 }
@@ -900,6 +919,10 @@ void server::impl::tick(detail::clock::time_point now) {
       idle.notify_all();
     }
   }
+  // A client's table stays for a while once its last call has closed, so that a client whose calls come in rounds
+  // does not have its table rebuilt (and rehashed as it grows) for every round: empty ones are swept each second.
+  const bool sweep = now >= next_sweep;
+  if (sweep) next_sweep = now + std::chrono::seconds(1);
   for (auto it = peers.begin(); it != peers.end();) {
     detail::channel_table& table = it->second;
     for (const message_id& gone : table.lost(now)) {
@@ -912,7 +935,7 @@ void server::impl::tick(detail::clock::time_point now) {
       send(it->first, {ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span());
       ch->beat.sent(now);
     }
-    it = table.size() == 0 ? peers.erase(it) : std::next(it);
+    it = sweep && table.size() == 0 ? peers.erase(it) : std::next(it);
   }
 }
 

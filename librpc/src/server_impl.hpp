@@ -51,7 +51,7 @@ struct call_key {
 };
 struct call_key_hash {
   std::size_t operator()(const call_key& k) const noexcept {
-    return std::hash<std::string>()(k.identity) ^ message_id_hash()(k.channel);
+    return detail::hash_bytes(k.identity) * 0x9e3779b97f4a7c15u ^ message_id_hash()(k.channel);
   }
 };
 
@@ -89,6 +89,7 @@ struct inline_call {
   std::shared_ptr<event> ev;  // keeps the args alive
   std::stop_token stop;
   outbound o;
+  bool tracked;  // among the running calls, with a channel; else a plain call on the fast path (on_event())
 };
 
 /// The input of a call to a method that reads a chunked request, made without one (a plain call, a submit): empty.
@@ -152,6 +153,7 @@ struct server::impl final : detail::link_server {
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
+  detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
   bool router_io_asked = false;  // the I/O thread was woken to send router_out
   std::size_t router_out_bytes = 0;
@@ -243,6 +245,8 @@ struct server::impl final : detail::link_server {
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
   void tick(detail::clock::time_point now);
+  /// The run_on::receiver method a new request calls, if it may take the fast path (on_event()); else null.
+  const detail::method_entry* receiver_method(const event& ev) const;
   detail::clock::duration next_wait(detail::clock::time_point now);
 };
 

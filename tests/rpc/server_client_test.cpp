@@ -315,6 +315,41 @@ TEST_CASE("a method run on the receiving thread answers while every pool thread 
   CHECK(s.stopped.load() == 1);
 }
 
+// A plain call to a run_on::receiver method takes a shorter path (no channel, no entry among running calls): it must
+// still echo its id as it came (str from node, bin from Python), count as open until answered, and not be taken for
+// a new call when it reuses the id of a call that is still open.
+TEST_CASE("calls on the receiving thread echo their ids and never reuse an open call's id", "[rpc][server][inline]") {
+  test::held_service s;
+  zmq::context_t ctx;
+  zmq::socket_t dealer = test::plain_dealer(ctx, s.endpoint);
+  dealer.set(zmq::sockopt::rcvtimeo, 10000);
+  for (bool binary : {true, false}) {
+    const rpc::message_id id(binary ? "0123456789abcdef0123456789abcdef" : "node-style-id-0000", binary);
+    test::send_body(dealer, rpc::encode_event({id}, "quick", std::make_tuple(1)).span());
+    rpc::event reply = test::recv_event(dealer);
+    CHECK(reply.name == "OK");
+    REQUIRE(reply.header.response_to);
+    CHECK(*reply.header.response_to == id);  // the same bytes, and the same msgpack type
+    CHECK(reply.args().via.array.ptr[0].as<int>() == 2);
+  }
+  CHECK(s.server.open_channels() == 0);
+
+  const rpc::message_id held("held-call-id", false);
+  test::send_body(dealer, rpc::encode_event({held}, "hold", std::make_tuple(4)).span());
+  test::eventually([&] { return s.server.open_channels() == 1; });
+  const auto dropped = s.server.dropped_events();
+  test::send_body(dealer, rpc::encode_event({held}, "quick", std::make_tuple(1)).span());  // the same id: dropped
+  test::eventually([&] { return s.server.dropped_events() == dropped + 1; });
+  s.release.set_value();
+  rpc::event reply = test::recv_event(dealer);
+  CHECK(*reply.header.response_to == held);
+  CHECK(reply.args().via.array.ptr[0].as<int>() == 40);  // the held call's answer, and no other
+  test::send_body(dealer, rpc::encode_event({rpc::message_id("after", false)}, "quick", std::make_tuple(7)).span());
+  rpc::event after = test::recv_event(dealer);
+  CHECK(after.args().via.array.ptr[0].as<int>() == 8);
+  CHECK(s.server.open_channels() == 0);
+}
+
 TEST_CASE("bind and listen refuse misuse with clear errors", "[rpc][server]") {
   rpc::server s;
   s.bind("x", [] { return 1; });
