@@ -178,7 +178,6 @@ server::impl::impl(server_options o) : opts(std::move(o)) {
 server::impl::locked::~locked() {
   const bool on_io = std::this_thread::get_id() == s_.io_id;
   bool wake = s_.wake_io && !on_io;
-  if (s_.wake_io && on_io) s_.io_wakes_at = detail::clock::time_point::min();  // its loop looks again at once
   s_.wake_io = false;
   const bool full = s_.router_out_bytes >= 64 * 1024 || (s_.batch && s_.batch->body.size() >= 64 * 1024);
   if (s_.batch && (full || (on_io && detail::clock::now() - s_.batch->opened >= impl::batch_delay))) s_.close_batch();
@@ -196,26 +195,26 @@ server::impl::locked::~locked() {
   // Swapped with router_out, so both keep their capacity: a vector grown afresh for every batch was a string of
   // mallocs per reply. Cleared by send_router() before this thread comes back here.
   thread_local std::vector<std::pair<std::string, duct::buffer>> router_sends;
-  // The socket is taken before `mu` is let go, so that batches leave in the order they were queued: a stream's
-  // items may be sent by the I/O thread or by their producer, and its end must not overtake them. The I/O thread
-  // holds it while it sleeps in ZeroMQ: a thread that cannot have it at once leaves its sends to the I/O thread.
-  std::unique_lock socket(s_.router_mu, std::defer_lock);
-  if (!s_.router_out.empty() && (!defer_router_ || on_io || full)) {
-    if (on_io) socket.lock();
-    else (void)socket.try_lock();
-  }
-  if (socket.owns_lock()) {
+  if (!defer_router_ || on_io || full) {
     router_sends.swap(s_.router_out);
     s_.router_io_asked = false;
     s_.router_out_bytes = s_.batch && !s_.batch->link ? s_.batch->body.size() : 0;
-  } else if (!s_.router_out.empty() && !s_.router_io_asked && !on_io) {
+  } else if (!s_.router_out.empty() && !s_.router_io_asked) {
     s_.router_io_asked = true;
     wake = true;
   }
+  // The socket is taken before `mu` is let go, so that batches leave in the order they were queued: a stream's
+  // items may be sent by the I/O thread or by their producer, and its end must not overtake them.
+  std::unique_lock<std::mutex> socket;
+  if (!router_sends.empty()) socket = std::unique_lock(s_.router_mu);
   lock_.unlock();
-  if (socket.owns_lock()) {
-    s_.send_router(router_sends);
+  if (socket) {
+    // The I/O thread reads again before it sleeps, which costs what asking ZeroMQ would, and saves a poll when
+    // there is input. Any other thread asks, and wakes the I/O thread if input is waiting.
+    const bool input = s_.send_router(router_sends, !on_io);
     socket.unlock();
+    if (on_io) s_.io_input = true;
+    else wake = input || wake;
   }
   for (detail::link_core* l : to_drain) s_.drain(*l);
   if (wake) s_.wake.signal();
@@ -250,7 +249,7 @@ void server::impl::drain(detail::link_core& l) {
   }
 }
 
-void server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends) {
+bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask) {
   for (auto& [identity, body] : sends) {
     try {
       detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
@@ -261,6 +260,7 @@ void server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>
     }
   }
   sends.clear();
+  return ask && detail::has_input(router);
 }
 
 void server::impl::closed_one() {
@@ -421,66 +421,61 @@ detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
   return std::max(next - now, detail::clock::duration(0));
 }
 
-// The I/O thread. It takes one message at a time with ZeroMQ's own blocking receive, holding the socket meanwhile
-// (see router_waker.hpp for why, and how other threads reach it), and does its chores (timers, the ROUTER events
-// others left it, a stop or a shutdown) when their time comes or it is woken for them.
+// The I/O thread. It sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever touches the
+// socket may consume one. So whoever sends looks at ZMQ_EVENTS afterwards (send_router()): a handler thread that
+// sees input waiting wakes the I/O thread, which itself then does not sleep; and the loop reads until nothing is
+// left (or a full batch), after which ZeroMQ signals the descriptor again.
 void server::impl::loop() {
   io_id = std::this_thread::get_id();
+  const int router_fd = router.get(zmq::sockopt::fd);
   std::vector<zmq::message_t> frames;
+  std::vector<std::pair<std::string, zmq::message_t>> arrived;     // identity and body, as received
+  std::vector<std::pair<std::string, std::shared_ptr<event>>> decoded;
   std::vector<detail::inline_call> calls;
-  bool chores = true;
   while (running) {
-    auto now = detail::clock::now();
-    if (chores || now >= io_wakes_at) {
-      locked g(*this);  // on release, sends what other threads left for this one
-      if (mode == serving_mode::aborting) abort_running();
-      tick(now);
-      next_wait(now);
-      chores = false;
-    }
-    if (!receive(frames, io_wakes_at - now)) {
-      chores = true;
-      continue;
-    }
-    if (wake.is_wakeup(frames.front())) {
-      wake.taken();
-      chores = true;
-      continue;
-    }
-    if (frames.size() < 2) {
-      ++dropped;
-      continue;
-    }
-    // Decoded before the server's lock is taken: handler threads need that lock to complete their calls.
-    std::shared_ptr<event> ev;
-    try {
-      const zmq::message_t& body = frames.back();
-      ev = std::make_shared<event>(
-          decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size()))));
-    } catch (const protocol_error&) {
-      ++dropped;
-      continue;
-    }
+    detail::clock::duration wait;
     {
       locked g(*this);
-      on_event(frames.front().to_string(), std::move(ev), detail::clock::now());
+      wait = next_wait(detail::clock::now());
+    }
+    if (!io_input) {  // else it reads at once, without a system call to learn what it already knows
+      pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+      const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+      if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
+    }
+    io_input = false;
+    // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats. Only the
+    // socket is held while ZeroMQ is asked, and events are decoded before the server's lock is taken: handler
+    // threads need that lock to complete their calls.
+    {
+      std::lock_guard lock(router_mu);
+      int i = 0;
+      for (; i < 1000 && detail::try_recv(router, frames); ++i) {
+        if (frames.size() < 2) ++dropped;
+        else arrived.emplace_back(frames.front().to_string(), std::move(frames.back()));
+      }
+      if (i == 1000) io_input = true;  // a full batch: more may be waiting
+    }
+    for (auto& [identity, body] : arrived) {
+      try {
+        decoded.emplace_back(std::move(identity), std::make_shared<event>(decode_event(std::as_bytes(
+                                                      std::span(static_cast<const char*>(body.data()), body.size())))));
+      } catch (const protocol_error&) {
+        ++dropped;
+      }
+    }
+    arrived.clear();
+    {
+      locked g(*this);
+      for (auto& [identity, ev] : decoded) on_event(identity, std::move(ev), detail::clock::now());
       calls.swap(inline_calls);
     }
-    run_inline(calls);
-  }
-  locked g(*this);  // its release sends what others left for this thread: the last replies of a drain, say
-}
-
-bool server::impl::receive(std::vector<zmq::message_t>& frames, detail::clock::duration wait) {
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wait, detail::clock::duration(0)));
-  frames.clear();
-  std::lock_guard lock(router_mu);
-  try {
-    router.set(zmq::sockopt::rcvtimeo, static_cast<int>(std::min<std::int64_t>(ms.count(), 1000)));
-    return zmq::recv_multipart(router, std::back_inserter(frames)).has_value();
-  } catch (const zmq::error_t& e) {
-    if (e.num() == EINTR) return false;
-    throw;
+    decoded.clear();
+    run_inline(calls);  // the replies leave together, in one pass over the socket
+    locked g(*this);
+    if (mode == serving_mode::aborting) abort_running();
+    tick(detail::clock::now());
   }
 }
 

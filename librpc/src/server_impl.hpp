@@ -26,8 +26,8 @@
 #include "job_store.hpp"
 #include "link_core.hpp"
 #include "stream_state.hpp"
-#include "router_waker.hpp"
 #include "thread_pool.hpp"
+#include "wakeup.hpp"
 
 namespace rpc {
 namespace detail {
@@ -118,16 +118,15 @@ struct server::impl final : detail::link_server {
 
   server_options opts;
   zmq::context_t ctx{1};
-  // Guards router. The I/O thread holds it while it receives, asleep in ZeroMQ; other threads send their replies
-  // themselves when they can have it at once, and otherwise leave them to the I/O thread and wake it.
-  std::mutex router_mu;
+  std::mutex router_mu;  // guards router: the I/O thread receives, handler threads send their replies themselves
   zmq::socket_t router{ctx, zmq::socket_type::router};
   std::map<std::string, detail::method_entry> methods;   // fixed once started
   bool listening = false;                                // listen() succeeded at least once
-  detail::router_waker wake{ctx, router};
+  detail::wakeup wake;
   std::unique_ptr<detail::thread_pool> pool;
   std::thread io;
   std::thread::id io_id;
+  bool io_input = false;  // the I/O thread's own: input may be waiting that no edge of the descriptor will announce
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};
@@ -153,8 +152,7 @@ struct server::impl final : detail::link_server {
   std::unordered_map<detail::link_core*, link_outbox> link_out;
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
-  // When the I/O thread next does its chores; written by that thread alone (under `mu`), so it reads it without.
-  detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
+  detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
   bool router_io_asked = false;  // the I/O thread was woken to send router_out
@@ -177,7 +175,7 @@ struct server::impl final : detail::link_server {
   std::optional<open_batch> batch;
 
   /// Holds `mu`; on release sends what was queued (ROUTER events under router_mu, link events by drain()) and
-  /// wakes the I/O thread if a deadline moved earlier or it has ROUTER events to send for this thread.
+  /// wakes the I/O thread if a deadline moved earlier or the socket has input the I/O thread may not have seen.
   class locked {
    public:
     explicit locked(impl& s) : s_(s), lock_(s.mu) {}
@@ -187,7 +185,8 @@ struct server::impl final : detail::link_server {
     /// Waits on `cv`, letting go of `mu` meanwhile (nothing queued is sent by this).
     void wait(std::condition_variable& cv) { cv.wait(lock_); }
     /// On release, leave the queued ROUTER sends to the I/O thread (woken once for a whole burst) instead of
-    /// sending them here, unless they add up to 64 KiB already: for stream items, which are then sent in bursts.
+    /// sending them here, unless they add up to 64 KiB already: for stream items, where asking ZeroMQ after every
+    /// small send whether input is waiting would cost a system call per item.
     void leave_router_sends_to_io() noexcept { defer_router_ = true; }
 
    private:
@@ -239,11 +238,9 @@ struct server::impl final : detail::link_server {
   bool link_out_waiting() const;
   /// Sends what is queued for `l` until none is left (`mu` not held; this thread marked it draining).
   void drain(detail::link_core& l);
-  /// Sends on the ROUTER (router_mu held), and empties `sends`.
-  void send_router(std::vector<std::pair<std::string, duct::buffer>>& sends);
-  /// The I/O thread: receives one message into `frames`, asleep in ZeroMQ for at most `wait`. Returns: false if
-  /// none came (the time passed, or a signal interrupted it).
-  bool receive(std::vector<zmq::message_t>& frames, detail::clock::duration wait);
+  /// Sends on the ROUTER (router_mu held). Returns: with `ask`, whether input is waiting, which ZeroMQ may have
+  /// taken the edge of the I/O thread's descriptor for; without, false.
+  bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask);
   void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
