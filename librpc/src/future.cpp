@@ -51,9 +51,11 @@ bool call_state::wait_settled(std::optional<clock::time_point> until) {
 }
 
 bool call_state::wait(std::optional<clock::time_point> until) {
+  // The reader gets a look even when `until` has passed: it then takes what has arrived without sleeping. A caller
+  // polling with wait_for(0) would otherwise never see its reply before the transport's own thread read it.
   while (!settled()) {
-    if (until && clock::now() >= *until) return false;
     if (!reader || !reader->read_for(*this, until)) return wait_settled(until);
+    if (until && clock::now() >= *until) return settled();
   }
   return true;
 }
