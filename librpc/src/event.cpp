@@ -30,9 +30,13 @@ constexpr char hex_digits[] = "0123456789abcdef";
 }
 
 std::size_t detail::hash_bytes(std::string_view bytes) noexcept {
-  static const std::uint64_t seed = [] {
-    std::random_device rd;
-    return (std::uint64_t{rd()} << 32) | rd();
+  static const std::uint64_t seed = []() -> std::uint64_t {
+    try {
+      std::random_device rd;
+      return (std::uint64_t{rd()} << 32) | rd();
+    } catch (const std::exception&) {  // no entropy source: the address of this function varies with ASLR
+      return reinterpret_cast<std::uintptr_t>(&hash_bytes) * 0x9e3779b97f4a7c15u;
+    }
   }();
   std::uint64_t h = seed ^ (bytes.size() * 0x9e3779b97f4a7c15u);
   auto mix = [&h](std::uint64_t word) {

@@ -79,8 +79,8 @@ class message_id {
 };
 
 namespace detail {
-/// A hash of a few dozen bytes, eight at a time, seeded at random per process. Message ids are hashed several
-/// times per call on each side; std::hash's byte-at-a-time tail and length handling cost three times as much.
+/// A hash of a few dozen bytes (ids, identities), eight at a time, seeded at random per process: unlike std::hash,
+/// which is not seeded, a peer cannot pick message ids that all fall into one bucket of the server's tables.
 std::size_t hash_bytes(std::string_view bytes) noexcept;
 }  // namespace detail
 
