@@ -129,7 +129,7 @@ namespace {
 // strings, bins, exts and containers with lengths on both sides of each size class's boundary.
 void pack_random(msgpack::packer<duct::pack_buffer>& p, std::mt19937_64& rng, int depth) {
   auto pick = [&](std::initializer_list<std::uint32_t> lengths) { return *(lengths.begin() + rng() % lengths.size()); };
-  const std::string filler(70000, 'q');
+  static const std::string filler(70000, 'q');
   switch (rng() % (depth < 3 ? 13 : 11)) {
     case 0: p.pack_nil(); break;
     case 1: p.pack(static_cast<bool>(rng() & 1)); break;
