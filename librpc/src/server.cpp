@@ -432,12 +432,8 @@ void server::impl::loop() {
   std::vector<std::pair<std::string, zmq::message_t>> arrived;     // identity and body, as received
   std::vector<std::pair<std::string, std::shared_ptr<event>>> decoded;
   std::vector<detail::inline_call> calls;
+  detail::clock::duration wait{0};  // the first round only looks
   while (running) {
-    detail::clock::duration wait;
-    {
-      locked g(*this);
-      wait = next_wait(detail::clock::now());
-    }
     if (!io_input) {  // else it reads at once, without a system call to learn what it already knows
       pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
@@ -473,9 +469,11 @@ void server::impl::loop() {
     }
     decoded.clear();
     run_inline(calls);  // the replies leave together, in one pass over the socket
-    locked g(*this);
+    locked g(*this);  // on release, sends what this round and other threads queued, before the next sleep
     if (mode == serving_mode::aborting) abort_running();
-    tick(detail::clock::now());
+    const auto now = detail::clock::now();
+    tick(now);
+    wait = next_wait(now);
   }
 }
 
@@ -803,7 +801,7 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls) {
 }
 
 const detail::method_entry* server::impl::receiver_method(const event& ev) const {
-  if (mode != serving_mode::serving || ev.header.oneway) return nullptr;
+  if (mode != serving_mode::serving) return nullptr;
   auto m = methods.find(ev.name);  // never a built-in: no bound method's name starts with '_'
   return m != methods.end() && m->second.where == run_on::receiver ? &m->second : nullptr;
 }
