@@ -49,8 +49,8 @@ struct call_key {
   message_id channel;
   bool operator==(const call_key&) const = default;
 };
-struct call_key_hash {
-  std::size_t operator()(const call_key& k) const noexcept {
+struct call_key_hash {  // not noexcept, for the reason message_id_hash is not
+  std::size_t operator()(const call_key& k) const {
     return detail::hash_bytes(k.identity) * 0x9e3779b97f4a7c15u ^ message_id_hash()(k.channel);
   }
 };

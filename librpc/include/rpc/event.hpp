@@ -84,8 +84,10 @@ namespace detail {
 std::size_t hash_bytes(std::string_view bytes) noexcept;
 }  // namespace detail
 
+// Deliberately not noexcept: libstdc++'s unordered containers then keep each node's hash code, so that inserting
+// and erasing do not hash a neighbouring node's id again, and a lookup compares codes before bytes.
 struct message_id_hash {
-  std::size_t operator()(const message_id& id) const noexcept {
+  std::size_t operator()(const message_id& id) const {
     return detail::hash_bytes(id.bytes()) ^ static_cast<std::size_t>(id.binary());
   }
 };
