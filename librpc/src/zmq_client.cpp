@@ -28,6 +28,8 @@ namespace {
 using detail::reply;
 
 struct open_call {
+  explicit open_call(detail::heartbeat b) : beat(b) {}
+  detail::heartbeat beat;  // the call's channel: our heartbeats, and whether the server has gone silent
   std::string method;
   std::string token;  // set once the server deferred the call: we are now waiting on this token
   std::shared_ptr<detail::call_state> result;  // a call's future (not a stream's)
@@ -115,7 +117,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   // Who sleeps on the DEALER's descriptor: a sender that takes its edge (send_async()) must wake them.
   std::atomic<bool> leading{false};      // a thread waiting on a future reads replies (set under `mu`)
   std::atomic<bool> io_watching{false};  // the I/O thread reads replies (set under `mu`)
-  std::vector<zmq::message_t> lead_frames, lead_bodies;  // the leader's, kept for their capacity
+  std::vector<zmq::message_t> lead_frames;  // the leader's, kept for its capacity
   std::mutex sockets_mu;
   std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
   std::atomic<bool> running{true};
@@ -124,8 +126,8 @@ struct zmq_client final : client::impl, detail::reply_reader {
   std::mutex mu;  // guards what follows
   bool closing = false;
   id_generator ids;
-  detail::channel_table channels{opts.heartbeat};
-  std::unordered_map<message_id, open_call, message_id_hash> calls;
+  using call_table = std::unordered_map<message_id, open_call, message_id_hash>;
+  call_table calls;
   std::vector<settled> done;  // settled after `mu` is released (release())
   int followers = 0;          // threads waiting on a future while another leads
   std::size_t stream_calls = 0;  // open calls whose events go to a stream's consumer, who needs them promptly
@@ -133,7 +135,8 @@ struct zmq_client final : client::impl, detail::reply_reader {
 
   void loop();
   void release(std::unique_lock<std::mutex>& lock);
-  void forget(message_id id);
+  void forget(const message_id& id);
+  void forget(call_table::iterator it);
   bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
   void send_async(const duct::buffer& body);
   zmq::socket_t make_socket();
@@ -141,10 +144,11 @@ struct zmq_client final : client::impl, detail::reply_reader {
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                       const std::string& where, std::optional<std::chrono::milliseconds> limit);
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
-  void on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c, event& ev);
+  void on_stream_event(call_table::iterator c, event& ev);
   void fail(const message_id& id, std::exception_ptr e);
   void wait_on_token(open_call call, const std::string& token);
   void tick(detail::clock::time_point now);
+  detail::heartbeat fresh_beat() const { return {opts.heartbeat, detail::clock::now()}; }
 };
 
 zmq_client::~zmq_client() {
@@ -178,7 +182,7 @@ zmq_client::~zmq_client() {
 
 std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args,
                                                          bool progress) {
-  open_call call;
+  open_call call(fresh_beat());
   call.progress = progress;
   event_header h = detail::request_header({});
   h.wants_progress = progress;
@@ -186,7 +190,7 @@ std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method
 }
 
 detail::chunked_halves zmq_client::chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) {
-  open_call call;
+  open_call call(fresh_beat());
   call.oneway = oneway;
   call.upload = std::make_shared<detail::upload_state>(endpoint + ": " + std::string(method));
   event_header h = detail::request_header({});
@@ -211,9 +215,8 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
     std::lock_guard lock(mu);
     if (closing) throw closed_error(where + ": the client is closing");
     h.id = ids.next();
-    detail::channel* ch = channels.open(h.id, detail::clock::now());
     // Its consumer needs its events promptly: the I/O thread reads them unless a leader does until it leaves.
-    wake_io = (ch && ch->beat.next_deadline() < io_wakes_at) || (!io_watching && !leading);
+    wake_io = call.beat.next_deadline() < io_wakes_at || (!io_watching && !leading);
     calls.emplace(h.id, std::move(call));
     ++stream_calls;
   }
@@ -343,12 +346,14 @@ void zmq_client::release(std::unique_lock<std::mutex>& lock) {
 }
 
 // Forgets open call `id` (under `mu`).
-void zmq_client::forget(message_id id) {
+void zmq_client::forget(const message_id& id) {
   auto it = calls.find(id);
-  if (it == calls.end()) return;
+  if (it != calls.end()) forget(it);
+}
+
+void zmq_client::forget(call_table::iterator it) {
   if (it->second.stream) --stream_calls;
   calls.erase(it);
-  channels.close(id);
 }
 
 // Sends on the shared DEALER. While it sends, ZeroMQ may take the edge of the descriptor that the thread reading
@@ -371,7 +376,7 @@ void zmq_client::send_async(const duct::buffer& body) {
 future zmq_client::start(std::string_view method, const duct::buffer& packed_args,
                          std::optional<std::chrono::milliseconds> limit) {
   limit = limit_of(limit);
-  open_call call;
+  open_call call(fresh_beat());
   call.method = std::string(method);
   if (limit) {
     call.deadline = detail::clock::now() + *limit;
@@ -386,8 +391,7 @@ future zmq_client::start(std::string_view method, const duct::buffer& packed_arg
     std::lock_guard lock(mu);
     if (closing) throw closed_error(endpoint + ": " + call.method + ": the client is closing");
     id = ids.next();
-    detail::channel* ch = channels.open(id, detail::clock::now());
-    wake_io = (ch && ch->beat.next_deadline() < io_wakes_at) || (call.deadline && *call.deadline < io_wakes_at);
+    wake_io = call.beat.next_deadline() < io_wakes_at || (call.deadline && *call.deadline < io_wakes_at);
     calls.emplace(id, std::move(call));
   }
   duct::buffer body = encode_event_packed(detail::request_header(id), method, packed_args.span());
@@ -434,9 +438,10 @@ void zmq_client::loop() {
     {
       std::lock_guard lock(mu);
       auto next = now + wait;
-      if (auto d = channels.next_deadline()) next = std::min(next, *d);
-      for (const auto& [id, c] : calls)
+      for (const auto& [id, c] : calls) {
+        next = std::min(next, c.beat.next_deadline());
         if (c.deadline) next = std::min(next, *c.deadline);
+      }
       io_wakes_at = next;
       wait = detail::ms_until(next, now);
       watch = !leading && (followers > 0 || stream_calls > 0);
@@ -480,8 +485,10 @@ bool zmq_client::take_replies(std::vector<zmq::message_t>& frames, std::vector<z
 
 // A thread waiting on future `st`. The first one leads: it reads replies, settling every call they belong to, until
 // its own is settled; sleeping on the socket, so that its reply wakes it directly. Others wait behind it; when it
-// leaves, the I/O thread reads for them. It drains what is queued before it sleeps (ZeroMQ signals the descriptor
-// again only after a read found nothing), a thousand replies at most between looks at its own call.
+// leaves, the I/O thread reads for them. It takes one reply at a time and leaves as soon as its own is settled,
+// without looking for more: a read that finds nothing costs ZeroMQ two system calls, about a microsecond each on a
+// virtual machine, so it reads until nothing is queued only when it has to sleep anyway (ZeroMQ signals the
+// descriptor again only after a read found nothing). Whoever reads next reads before sleeping.
 void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) {
   {
     std::unique_lock lock(mu);
@@ -499,21 +506,20 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     leading_here = this;
   }
   for (;;) {
-    bool more = false;  // what is left after a full batch; after a shorter one, the descriptor signals what comes
+    bool got = false;
     {
       std::lock_guard lock(dealer_mu);
-      more = take_replies(lead_frames, lead_bodies);
+      got = detail::try_recv(dealer, lead_frames);
     }
-    if (!lead_bodies.empty()) {
+    if (got && !lead_frames.empty()) {
       std::unique_lock lock(mu);
-      for (const auto& body : lead_bodies) on_reply(body, detail::clock::now());
-      lead_bodies.clear();
+      on_reply(lead_frames.back(), detail::clock::now());
       release(lock);
     }
     if (st.settled() || !running) break;
     const auto now = detail::clock::now();
     if (until && now >= *until) break;
-    if (more) continue;
+    if (got) continue;
     zmq::pollitem_t items[] = {{nullptr, dealer_fd, ZMQ_POLLIN, 0},
                                {nullptr, leader_wake.fd(), ZMQ_POLLIN, 0},
                                {nullptr, closing_signal.fd(), ZMQ_POLLIN, 0}};
@@ -608,10 +614,9 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
   std::optional<event> ev = decode_reply(body);
   if (!ev || !ev->header.response_to) return;
   const message_id& id = *ev->header.response_to;
-  detail::channel* ch = channels.find(id);
   auto c = calls.find(id);
-  if (!ch || c == calls.end()) return;  // a late reply to a call that timed out
-  ch->beat.heard(now);
+  if (c == calls.end()) return;  // a late reply to a call that timed out
+  c->second.beat.heard(now);
   if (c->second.stream) {
     on_stream_event(c, *ev);
     return;
@@ -623,7 +628,8 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
       case reply::alive: return;
       case reply::result:
         done.push_back({std::move(c->second.result), std::move(result), nullptr});
-        break;
+        forget(c);
+        return;
       case reply::deferred: wait_on_token(std::move(c->second), token); break;
     }
   } catch (const still_running_error&) {
@@ -641,7 +647,7 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
 }
 
 // An event on a streamed call: an item, the clean end, or the error that ends it.
-void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, message_id_hash>::iterator c,
+void zmq_client::on_stream_event(call_table::iterator c,
                                  event& ev) {
   detail::stream_state& st = *c->second.stream;
   const auto act = c->second.stops.arrived(ev);
@@ -654,7 +660,7 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
       }
     }
     close_upload(c->second, detail::call_cancelled(endpoint + ": " + c->second.method));
-    forget(c->first);
+    forget(c);
     return;
   }
   if (c->second.upload) {
@@ -662,7 +668,7 @@ void zmq_client::on_stream_event(std::unordered_map<message_id, open_call, messa
   }
   if (!detail::settle_stream(ev, st, c->second.progress)) return;
   close_upload(c->second, st.error());
-  forget(c->first);
+  forget(c);
 }
 
 // Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
@@ -674,6 +680,7 @@ void zmq_client::wait_on_token(open_call c, const std::string& token) {
   }
   message_id id = ids.next();
   c.token = token;
+  c.beat = fresh_beat();  // a new channel
   try {
     send_async(encode_event_packed(detail::request_header(id), "_ductrpc_wait",
                                    detail::wait_args(token, c.deadline).span()));
@@ -681,32 +688,33 @@ void zmq_client::wait_on_token(open_call c, const std::string& token) {
     done.push_back({std::move(c.result), {}, std::make_exception_ptr(error(endpoint + ": " + c.method + ": " + e.what()))});
     return;
   }
-  channels.open(id, detail::clock::now());
   calls.emplace(std::move(id), std::move(c));
 }
 
 void zmq_client::tick(detail::clock::time_point now) {
-  std::vector<message_id> expired;
-  for (const auto& [id, c] : calls)
-    if (c.deadline && now >= *c.deadline) expired.push_back(id);
+  std::vector<message_id> expired, lost;
+  for (auto& [id, c] : calls) {
+    if (c.deadline && now >= *c.deadline) {
+      expired.push_back(id);
+    } else if (c.beat.lost(now)) {
+      lost.push_back(id);
+    } else if (c.beat.send_due(now)) {
+      try {
+        send_async(encode_event_packed({ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));
+      } catch (const zmq::error_t&) {
+        // a missed heartbeat is survivable: the next one is due in a period
+      }
+      c.beat.sent(now);
+    }
+  }
   for (const auto& id : expired) {
     const open_call& c = calls.at(id);
     fail(id, std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
   }
-  for (const message_id& id : channels.lost(now)) {
-    auto it = calls.find(id);
-    std::string method = it == calls.end() ? "?" : it->second.method;
-    fail(id, std::make_exception_ptr(lost_remote_error(endpoint + ": " + method + ": lost remote after " +
+  for (const auto& id : lost) {
+    fail(id, std::make_exception_ptr(lost_remote_error(endpoint + ": " + calls.at(id).method + ": lost remote after " +
                                                        std::to_string(2 * opts.heartbeat.count()) +
                                                        " ms without a heartbeat")));
-  }
-  for (detail::channel* ch : channels.heartbeats_due(now)) {
-    try {
-      send_async(encode_event_packed({ids.next(), ch->id}, "_zpc_hb", detail::heartbeat_args().span()));
-    } catch (const zmq::error_t&) {
-      // a missed heartbeat is survivable: the next one is due in a period
-    }
-    ch->beat.sent(now);
   }
 }
 
