@@ -75,7 +75,7 @@ duct::buffer pack_arguments(const settings& cfg) {
       p.pack(a);
     }
   }
-  return duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())));
+  return buf.take();
 }
 
 // stdin into the call's input: lines (each with its newline, so the bytes arrive as they were), or raw chunks.

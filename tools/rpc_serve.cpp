@@ -60,7 +60,7 @@ class call_log {
 duct::buffer packed(const auto& value) {
   duct::pack_buffer out;
   msgpack::pack(out, value);
-  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  return out.take();
 }
 
 // The args array's element i, or a TypeError naming the method.
@@ -163,7 +163,7 @@ duct::buffer output_value(std::string out) {
     p.pack_bin(static_cast<std::uint32_t>(out.size()));
     p.pack_bin_body(out.data(), static_cast<std::uint32_t>(out.size()));
   }
-  return duct::buffer(std::as_bytes(std::span(buf.data(), buf.size())));
+  return buf.take();
 }
 
 // COMMAND into words as a shell would split it, without running one: blanks separate words; '...' is literal;

@@ -143,13 +143,14 @@ void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& 
 }  // namespace detail
 
 duct::buffer encode_event_packed(const event_header& h, std::string_view name, std::span<const std::byte> packed_args) {
-  duct::pack_buffer head(256);
-  msgpack::packer<duct::pack_buffer> p(head);
+  // Room for the header (two ids, the version and what the flags add) and the name: one allocation, the args copied
+  // once, and the buffer taken as it is.
+  duct::pack_buffer out(128 + h.id.bytes().size() + (h.response_to ? h.response_to->bytes().size() : 0) + name.size() +
+                        packed_args.size());
+  msgpack::packer<duct::pack_buffer> p(out);
   detail::pack_event_head(p, h, name);
-  duct::buffer out(head.size() + packed_args.size());  // one allocation, and the args copied once
-  std::memcpy(out.data(), head.data(), head.size());
-  if (!packed_args.empty()) std::memcpy(out.data() + head.size(), packed_args.data(), packed_args.size());
-  return out;
+  out.write(reinterpret_cast<const char*>(packed_args.data()), packed_args.size());
+  return out.take();
 }
 
 }  // namespace rpc

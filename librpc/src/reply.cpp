@@ -128,7 +128,7 @@ duct::buffer method_and_args(std::string_view method, std::span<const std::byte>
   p.pack_array(2);
   p.pack(method);
   out.write(reinterpret_cast<const char*>(packed_args.data()), packed_args.size());
-  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  return out.take();
 }
 
 duct::buffer stop_event(message_id id, const message_id& channel) {
@@ -146,7 +146,7 @@ duct::buffer wait_args(const std::string& token, std::optional<clock::time_point
   if (deadline) seconds = std::max(0.0, std::chrono::duration<double>(*deadline - clock::now()).count());
   duct::pack_buffer out;
   msgpack::pack(out, std::make_tuple(token, seconds));
-  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  return out.take();
 }
 
 std::string no_result_within(const std::string& where, std::chrono::milliseconds limit) {

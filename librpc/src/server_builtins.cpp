@@ -67,7 +67,7 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
       out.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
       collected_one(*j);
     }
-    finish(identity, ev->header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
+    finish(identity, ev->header.id, "OK", out.take());
   } else if (n == "_ductrpc_wait") {
     double seconds = 0;
     if (argc != 2) return fail("TypeError", "_ductrpc_wait(token, seconds) takes a token and a time limit");
@@ -176,7 +176,7 @@ bool server::impl::builtin(const std::string& identity, const event& ev) {
     finish(identity, ev.header.id, "ERR", err_args("NameError", n));
     return true;
   }
-  finish(identity, ev.header.id, "OK", duct::buffer(std::as_bytes(std::span(out.data(), out.size()))));
+  finish(identity, ev.header.id, "OK", out.take());
   return true;
 }
 

@@ -103,7 +103,7 @@ template <class T>
 duct::buffer pack(const T& value) {
   duct::pack_buffer out;
   msgpack::pack(out, value);
-  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  return out.take();
 }
 
 // ERR args: [name, message, traceback]; traceback nil rather than "", which zerorpc's CLI would print as a blank line.

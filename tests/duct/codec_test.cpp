@@ -318,3 +318,21 @@ TEST_CASE("is_valid_utf8 accepts well-formed text and nothing else", "[codec]") 
   CHECK_FALSE(duct::is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
   CHECK_FALSE(duct::is_valid_utf8("ab\xe2\x82"));        // truncated
 }
+
+TEST_CASE("pack_buffer::take hands its bytes to a buffer without copying them", "[codec][msgpack]") {
+  duct::pack_buffer sb(16);
+  msgpack::pack(sb, std::string(100, 'x'));  // past the first 16 bytes: the storage was reallocated
+  const char* storage = sb.data();
+  const std::string expected(sb.data(), sb.size());
+  duct::buffer b = sb.take();
+  CHECK(reinterpret_cast<const char*>(b.data()) == storage);
+  CHECK(b.view() == expected);
+  CHECK(sb.size() == 0);
+  CHECK(sb.data() == nullptr);
+  msgpack::pack(sb, 7);  // still usable
+  CHECK(sb.size() == 1);
+
+  duct::pack_buffer empty(0);
+  CHECK(empty.take().empty());
+  CHECK(duct::buffer::adopt(nullptr, 5).size() == 0);  // nothing adopted: an empty buffer, never a size without bytes
+}

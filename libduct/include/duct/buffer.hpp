@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -17,7 +19,8 @@ class buffer {
  public:
   buffer() = default;
   /// A buffer of `size` bytes whose contents are unspecified until written.
-  explicit buffer(std::size_t size) : data_(size ? new std::byte[size] : nullptr), size_(size) {}
+  /// Throws: std::bad_alloc.
+  explicit buffer(std::size_t size) : data_(size ? allocate(size) : nullptr), size_(size) {}
   /// A copy of `bytes`.
   explicit buffer(std::span<const std::byte> bytes) : buffer(bytes.size()) {
     if (size_ != 0) std::memcpy(data_.get(), bytes.data(), size_);
@@ -37,6 +40,15 @@ class buffer {
     return *this;
   }
   ~buffer() = default;
+
+  /// Takes ownership of the `size` bytes at `data`, which std::malloc or std::realloc allocated: the buffer
+  /// releases them with std::free. It is how packed bytes become a buffer without a copy (pack_buffer::take()).
+  static buffer adopt(std::byte* data, std::size_t size) noexcept {
+    buffer b;
+    b.data_.reset(data);
+    b.size_ = data ? size : 0;
+    return b;
+  }
 
   [[nodiscard]] std::byte* data() noexcept { return data_.get(); }
   [[nodiscard]] const std::byte* data() const noexcept { return data_.get(); }
@@ -59,7 +71,15 @@ class buffer {
   friend bool operator==(const buffer& a, const buffer& b) noexcept { return a.view() == b.view(); }
 
  private:
-  std::unique_ptr<std::byte[]> data_;
+  struct free_bytes {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+  };
+  static std::byte* allocate(std::size_t size) {
+    void* p = std::malloc(size);
+    if (!p) throw std::bad_alloc();
+    return static_cast<std::byte*>(p);
+  }
+  std::unique_ptr<std::byte[], free_bytes> data_;
   std::size_t size_ = 0;
 };
 

@@ -13,6 +13,8 @@
 
 #include <msgpack.hpp>
 
+#include <duct/buffer.hpp>
+
 namespace duct {
 
 /// A growable byte buffer for packing; see above for why it is its own type.
@@ -22,6 +24,13 @@ class pack_buffer : public msgpack::sbuffer {
   /// misses glibc's per-thread cache, which made packing a call's small arguments or result cost more than
   /// packing itself; most messages fit the 256 bytes given here.
   explicit pack_buffer(std::size_t initial_size = 256) : msgpack::sbuffer(initial_size) {}
+
+  /// Returns: the packed bytes as a duct::buffer, without copying them (it owns this buffer's storage, which may be
+  /// larger than the bytes); this pack_buffer is left empty.
+  buffer take() noexcept {
+    const std::size_t n = size();
+    return buffer::adopt(reinterpret_cast<std::byte*>(release()), n);
+  }
 };
 
 }  // namespace duct

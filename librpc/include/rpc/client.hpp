@@ -182,7 +182,7 @@ class client {
     msgpack::packer<duct::pack_buffer> p(out);
     p.pack_array(sizeof...(Args));
     (p.pack(args), ...);
-    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+    return out.take();
   }
   future start_async(std::string_view method, duct::buffer packed_args,
                                        std::optional<std::chrono::milliseconds> limit);

@@ -179,7 +179,7 @@ duct::buffer encode_event(const event_header& h, std::string_view name, const Ar
   msgpack::packer<duct::pack_buffer> p(out);
   detail::pack_event_head(p, h, name);
   p.pack(args);
-  return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+  return out.take();
 }
 
 /// As encode_event, with args that are already packed msgpack (one value).

@@ -182,7 +182,7 @@ handler make_handler(std::string method, F f) {
     } else {
       msgpack::pack(out, run());
     }
-    return duct::buffer(std::as_bytes(std::span(out.data(), out.size())));
+    return out.take();
   };
 }
 
