@@ -81,6 +81,7 @@ std::optional<event> decode_reply(const zmq::message_t& body) {
 // A calling thread's own socket, for blocking calls.
 struct direct_socket {
   zmq::socket_t socket;
+  int fd;  // its ZMQ_FD
   id_generator ids;
 };
 
@@ -421,7 +422,11 @@ zmq::socket_t zmq_client::make_socket() {
 direct_socket& zmq_client::my_socket() {
   std::lock_guard lock(sockets_mu);
   auto& slot = sockets[std::this_thread::get_id()];
-  if (!slot) slot = std::make_unique<direct_socket>(direct_socket{make_socket(), {}});
+  if (!slot) {
+    zmq::socket_t socket = make_socket();
+    const int fd = socket.get(zmq::sockopt::fd);
+    slot = std::make_unique<direct_socket>(direct_socket{std::move(socket), fd, {}});
+  }
   return *slot;
 }
 
@@ -451,9 +456,9 @@ void zmq_client::loop() {
       std::lock_guard lock(dealer_mu);
       if (detail::has_input(dealer)) wait = std::chrono::milliseconds(0);
     }
-    zmq::pollitem_t items[] = {{nullptr, wake.fd(), ZMQ_POLLIN, 0}, {nullptr, dealer_fd, ZMQ_POLLIN, 0}};
-    detail::poll_items(items, watch ? 2 : 1, wait);
-    const bool poked = (items[0].revents & ZMQ_POLLIN) != 0;
+    pollfd fds[] = {{wake.fd(), POLLIN, 0}, {dealer_fd, POLLIN, 0}};
+    detail::poll_fds(fds, watch ? 2 : 1, wait);
+    const bool poked = (fds[0].revents & POLLIN) != 0;
     if (poked) wake.drain();
     {
       std::lock_guard lock(dealer_mu);
@@ -520,11 +525,9 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     const auto now = detail::clock::now();
     if (until && now >= *until) break;
     if (got) continue;
-    zmq::pollitem_t items[] = {{nullptr, dealer_fd, ZMQ_POLLIN, 0},
-                               {nullptr, leader_wake.fd(), ZMQ_POLLIN, 0},
-                               {nullptr, closing_signal.fd(), ZMQ_POLLIN, 0}};
-    detail::poll_items(items, 3, until ? detail::ms_until(*until, now) : std::chrono::milliseconds(-1));
-    if (items[1].revents & ZMQ_POLLIN) leader_wake.drain();
+    pollfd fds[] = {{dealer_fd, POLLIN, 0}, {leader_wake.fd(), POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}};
+    detail::poll_fds(fds, 3, until ? detail::ms_until(*until, now) : std::chrono::milliseconds(-1));
+    if (fds[1].revents & POLLIN) leader_wake.drain();
   }
   bool wake_io = false;
   {
@@ -565,14 +568,17 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
   detail::heartbeat beat(opts.heartbeat, now);
   send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span()));
   std::vector<zmq::message_t> frames;
-  for (;;) {
-    now = detail::clock::now();
-    auto until = beat.next_deadline();
-    if (deadline) until = std::min(until, *deadline);
-    auto wait = detail::ms_until(until, now);
-    zmq::pollitem_t items[] = {{mine.socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, closing_signal.fd(), ZMQ_POLLIN, 0}};
-    detail::poll_items(items, 2, wait);
-    if (items[1].revents & ZMQ_POLLIN) throw closed_error(where + ": the client was closed");
+  // It reads before it sleeps, and sleeps on the socket's descriptor only once a read has found nothing: ZeroMQ
+  // signals that descriptor by edges, and only after such a read.
+  for (bool first = true;; first = false) {
+    if (!first) {
+      now = detail::clock::now();
+      auto until = beat.next_deadline();
+      if (deadline) until = std::min(until, *deadline);
+      pollfd fds[] = {{mine.fd, POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}};
+      detail::poll_fds(fds, 2, detail::ms_until(until, now));
+      if (fds[1].revents & POLLIN) throw closed_error(where + ": the client was closed");
+    }
     while (detail::try_recv(mine.socket, frames)) {
       if (frames.empty()) continue;
       std::optional<event> ev = decode_reply(frames.back());

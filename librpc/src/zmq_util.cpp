@@ -1,6 +1,9 @@
 #include "zmq_util.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstring>
 
 #include <rpc/error.hpp>
 
@@ -15,6 +18,13 @@ std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint) {
     throw error("cannot listen on " + std::string(endpoint) + ": " + e.what());
   }
   return socket.get(zmq::sockopt::last_endpoint);
+}
+
+void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait) {
+  const int timeout = wait.count() < 0 ? -1 : static_cast<int>(std::min<std::chrono::milliseconds::rep>(wait.count(), INT_MAX));
+  if (::poll(fds, count, timeout) >= 0) return;
+  if (errno != EINTR) throw error(std::string("poll: ") + std::strerror(errno));
+  for (std::size_t i = 0; i < count; ++i) fds[i].revents = 0;
 }
 
 void poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds wait) {

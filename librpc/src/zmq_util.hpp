@@ -7,6 +7,8 @@
 
 #include <chrono>
 
+#include <poll.h>
+
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -15,6 +17,11 @@ namespace rpc::detail {
 /// Binds `socket` to `endpoint`; "tcp://HOST:0" picks a free port. Returns: the endpoint actually bound.
 /// Throws: rpc::error naming the endpoint.
 std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint);
+
+/// poll(2) on plain descriptors (a ZeroMQ socket's ZMQ_FD among them), `wait` -1 for no limit, treating an
+/// interruption by a signal handler as an early wake-up. Unlike zmq::poll, which always looks once without waiting
+/// first, it costs one system call. Throws: rpc::error for anything but EINTR.
+void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait);
 
 /// zmq::poll that treats an interruption by a signal handler (EINTR) as an early wake-up, not an error: the
 /// caller's loop just goes round again. Other errors still throw.
