@@ -27,15 +27,6 @@ void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait) {
   for (std::size_t i = 0; i < count; ++i) fds[i].revents = 0;
 }
 
-void poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds wait) {
-  try {
-    zmq::poll(items, count, wait);
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EINTR) throw;
-    for (std::size_t i = 0; i < count; ++i) items[i].revents = 0;
-  }
-}
-
 void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags) {
   for (;;) {
     try {

@@ -23,10 +23,6 @@ std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint);
 /// first, it costs one system call. Throws: rpc::error for anything but EINTR.
 void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait);
 
-/// zmq::poll that treats an interruption by a signal handler (EINTR) as an early wake-up, not an error: the
-/// caller's loop just goes round again. Other errors still throw.
-void poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds wait);
-
 /// Sends one part, going round again when a signal handler interrupts it (an interrupted part was not queued, so
 /// retrying a part never duplicates one). Throws: zmq::error_t for anything else.
 void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);
