@@ -249,16 +249,18 @@ void server::impl::drain(detail::link_core& l) {
   }
 }
 
-bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask) {
-  for (auto& [identity, body] : sends) {
-    try {
-      detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
-      detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
-      detail::send_part(router, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
-    } catch (const zmq::error_t&) {
-      ++dropped;  // the socket refused it: this event is lost, the server goes on
-    }
+void server::impl::send_to(const std::string& identity, const duct::buffer& body) {
+  try {
+    detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
+    detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
+    detail::send_part(router, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  } catch (const zmq::error_t&) {
+    ++dropped;  // the socket refused it: this event is lost, the server goes on
   }
+}
+
+bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask) {
+  for (auto& [identity, body] : sends) send_to(identity, body);
   sends.clear();
   return ask && detail::has_input(router);
 }
@@ -468,7 +470,7 @@ void server::impl::loop() {
       calls.swap(inline_calls);
     }
     decoded.clear();
-    run_inline(calls);  // the replies leave together, in one pass over the socket
+    run_inline(calls, true);  // the replies leave together, in one pass over the socket
     locked g(*this);  // on release, sends what this round and other threads queued, before the next sleep
     if (mode == serving_mode::aborting) abort_running();
     const auto now = detail::clock::now();
@@ -484,7 +486,7 @@ void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event>
     on_event(from.identity(), std::move(ev), detail::clock::now());
     calls.swap(inline_calls);
   }
-  run_inline(calls);
+  run_inline(calls, false);
 }
 
 void server::impl::on_link_closed(detail::link_core& from) {
@@ -573,8 +575,13 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     // so nothing could reach it meanwhile (no heartbeat is due, it cannot be cancelled, deferred or streamed) and
     // it needs no channel and no entry among the running calls. It counts as open until it is answered.
     ++open;
-    outbound o{identity, ev->header.id, "OK", {}, {}};
-    inline_calls.push_back({&m->fn, std::move(ev), {}, std::move(o), false});
+    detail::inline_call& c = inline_calls.emplace_back();  // built in place: an outbound is not cheap to move
+    c.fn = &m->fn;
+    c.o.identity = identity;
+    c.o.channel = ev->header.id;
+    c.o.name = "OK";
+    c.ev = std::move(ev);
+    c.tracked = false;
     return;
   }
   detail::channel* ch = table.open(ev->header.id, now);
@@ -781,20 +788,40 @@ void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event>
 }
 
 // Runs run_on::receiver calls on this thread, then completes them all under one lock, so their replies leave in
-// one batch.
-void server::impl::run_inline(std::vector<detail::inline_call>& calls) {
+// one batch. On the I/O thread, a fast-path call's reply (on_event()) skips the lock and the queue: it is the only
+// event of its channel, so nothing it could overtake, and the I/O thread sends it on the ROUTER itself.
+void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_io) {
   if (calls.empty()) return;
+  bool tracked = false;
   for (auto& c : calls) {
     detail::call_context context{std::move(c.stop), nullptr};
     execute(*c.fn, c.ev->args(), context, c.o);
+    tracked = tracked || c.tracked || !on_io;
   }
-  locked g(*this);
-  for (auto& c : calls) {
-    if (c.tracked) {
-      complete(std::move(c.o));
-    } else {
-      send(c.o.identity, {ids.next(), c.o.channel}, c.o.name, c.o.packed_args.span());
-      closed_one();
+  if (on_io) {
+    thread_local std::vector<duct::buffer> bodies;  // kept for its capacity
+    for (auto& c : calls)
+      bodies.push_back(c.tracked ? duct::buffer() : encode_event_packed({io_ids.next(), c.o.channel}, c.o.name,
+                                                                         c.o.packed_args.span()));
+    {
+      std::lock_guard socket(router_mu);
+      for (std::size_t i = 0; i < calls.size(); ++i)
+        if (!calls[i].tracked) send_to(calls[i].o.identity, bodies[i]);
+    }
+    bodies.clear();
+    io_input = true;  // the sends may have taken the descriptor's edge: read before sleeping
+    for (auto& c : calls)
+      if (!c.tracked) closed_one();
+  }
+  if (tracked) {
+    locked g(*this);
+    for (auto& c : calls) {
+      if (c.tracked) {
+        complete(std::move(c.o));
+      } else if (!on_io) {
+        send(c.o.identity, {ids.next(), c.o.channel}, c.o.name, c.o.packed_args.span());
+        closed_one();
+      }
     }
   }
   calls.clear();

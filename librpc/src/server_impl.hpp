@@ -85,11 +85,11 @@ class server_progress;
 
 // A call to a run_on::receiver method, run by the thread that received it once it has let go of the lock.
 struct inline_call {
-  const handler* fn;
+  const handler* fn = nullptr;
   std::shared_ptr<event> ev;  // keeps the args alive
   std::stop_token stop;
   outbound o;
-  bool tracked;  // among the running calls, with a channel; else a plain call on the fast path (on_event())
+  bool tracked = false;  // among the running calls, with a channel; else a plain call on the fast path (on_event())
 };
 
 /// The input of a call to a method that reads a chunked request, made without one (a plain call, a submit): empty.
@@ -127,6 +127,7 @@ struct server::impl final : detail::link_server {
   std::thread io;
   std::thread::id io_id;
   bool io_input = false;  // the I/O thread's own: input may be waiting that no edge of the descriptor will announce
+  id_generator io_ids;    // the I/O thread's own: ids of the replies it sends itself (run_inline())
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};
@@ -214,7 +215,9 @@ struct server::impl final : detail::link_server {
                    std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
                    std::shared_ptr<detail::server_progress> report = nullptr,
                    std::shared_ptr<detail::stream_state> in = nullptr);
-  void run_inline(std::vector<detail::inline_call>& calls);  // without `mu`
+  /// Runs run_on::receiver calls on this thread (without `mu`). On the I/O thread (`on_io`), the fast path's replies
+  /// go straight to the ROUTER.
+  void run_inline(std::vector<detail::inline_call>& calls, bool on_io);
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);
   void answer_waiter(detail::job& j, const detail::job_waiter& w);
@@ -241,6 +244,8 @@ struct server::impl final : detail::link_server {
   /// Sends on the ROUTER (router_mu held). Returns: with `ask`, whether input is waiting, which ZeroMQ may have
   /// taken the edge of the I/O thread's descriptor for; without, false.
   bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask);
+  /// Sends one event to a ZeroMQ client (router_mu held); a refusal is counted as a drop.
+  void send_to(const std::string& identity, const duct::buffer& body);
   void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
