@@ -522,11 +522,15 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
       release(lock);
     }
     if (st.settled() || !running) break;
-    const auto now = detail::clock::now();
-    if (until && now >= *until) break;
+    std::chrono::milliseconds wait(-1);
+    if (until) {
+      const auto now = detail::clock::now();
+      if (now >= *until) break;
+      wait = detail::ms_until(*until, now);
+    }
     if (got) continue;
     pollfd fds[] = {{dealer_fd, POLLIN, 0}, {leader_wake.fd(), POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}};
-    detail::poll_fds(fds, 3, until ? detail::ms_until(*until, now) : std::chrono::milliseconds(-1));
+    detail::poll_fds(fds, 3, wait);
     if (fds[1].revents & POLLIN) leader_wake.drain();
   }
   bool wake_io = false;
