@@ -657,8 +657,7 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
 }
 
 // An event on a streamed call: an item, the clean end, or the error that ends it.
-void zmq_client::on_stream_event(call_table::iterator c,
-                                 event& ev) {
+void zmq_client::on_stream_event(call_table::iterator c, event& ev) {
   detail::stream_state& st = *c->second.stream;
   const auto act = c->second.stops.arrived(ev);
   if (act != detail::stream_stop::action::keep) {  // the consumer dropped it before this first event
@@ -722,7 +721,9 @@ void zmq_client::tick(detail::clock::time_point now) {
     fail(id, std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
   }
   for (const auto& id : lost) {
-    fail(id, std::make_exception_ptr(lost_remote_error(endpoint + ": " + calls.at(id).method + ": lost remote after " +
+    auto it = calls.find(id);
+    if (it == calls.end()) continue;
+    fail(id, std::make_exception_ptr(lost_remote_error(endpoint + ": " + it->second.method + ": lost remote after " +
                                                        std::to_string(2 * opts.heartbeat.count()) +
                                                        " ms without a heartbeat")));
   }

@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <memory>
+#include <new>
 #include <span>
 #include <string_view>
 #include <utility>
