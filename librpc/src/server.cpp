@@ -803,6 +803,8 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
     for (auto& c : calls)
       bodies.push_back(c.tracked ? duct::buffer() : encode_event_packed({io_ids.next(), c.o.channel}, c.o.name,
                                                                          c.o.packed_args.span()));
+    for (auto& c : calls)  // closed before the reply leaves, as under the lock: whoever has it sees the call closed
+      if (!c.tracked) closed_one();
     {
       std::lock_guard socket(router_mu);
       for (std::size_t i = 0; i < calls.size(); ++i)
@@ -810,8 +812,6 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
     }
     bodies.clear();
     io_input = true;  // the sends may have taken the descriptor's edge: read before sleeping
-    for (auto& c : calls)
-      if (!c.tracked) closed_one();
   }
   if (tracked) {
     locked g(*this);
