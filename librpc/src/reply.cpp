@@ -18,7 +18,8 @@ std::string as_string(const msgpack::object& o) {
   return json;
 }
 
-// An item of a batch as a value of its own: a scalar needs no memory; anything else is copied out of the event.
+// A value of an event (a result, an item of a batch) as a value of its own: a scalar needs no memory; anything else
+// is copied out of the event.
 duct::value own(const msgpack::object& o) {
   switch (o.type) {
     case msgpack::type::NIL:
@@ -42,7 +43,7 @@ reply settle(const event& ev, call_name where, duct::value& result, std::string&
     if (args.type != msgpack::type::ARRAY || args.via.array.size < 1)
       throw protocol_error(where.str() + ": " + ev.name + " without a value");
     if (ev.name == "OK") {
-      result = duct::value(msgpack::clone(args.via.array.ptr[0]));
+      result = own(args.via.array.ptr[0]);
       return reply::result;
     }
     if (args.via.array.ptr[0].type != msgpack::type::STR) throw protocol_error(where.str() + ": DEFERRED without a token");

@@ -792,11 +792,11 @@ void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event>
 // event of its channel, so nothing it could overtake, and the I/O thread sends it on the ROUTER itself.
 void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_io) {
   if (calls.empty()) return;
-  bool tracked = false;
+  bool need_lock = !on_io;  // off the I/O thread every reply goes through the lock; on it, a tracked call's only
   for (auto& c : calls) {
     detail::call_context context{std::move(c.stop), nullptr};
     execute(*c.fn, c.ev->args(), context, c.o);
-    tracked = tracked || c.tracked || !on_io;
+    need_lock = need_lock || c.tracked;
   }
   if (on_io) {
     thread_local std::vector<duct::buffer> bodies;  // kept for its capacity
@@ -813,7 +813,7 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
     bodies.clear();
     io_input = true;  // the sends may have taken the descriptor's edge: read before sleeping
   }
-  if (tracked) {
+  if (need_lock) {
     locked g(*this);
     for (auto& c : calls) {
       if (c.tracked) {
