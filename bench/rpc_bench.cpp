@@ -14,6 +14,7 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,23 +87,32 @@ result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
   dealer.connect(endpoint);
   rpc::id_generator ids;
   std::vector<zmq::message_t> frames;
-  auto one = [&](bool wait) {
+  auto send = [&] {
     duct::buffer req = rpc::encode_event({ids.next()}, "add", std::make_tuple(1, 2));
     dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
     dealer.send(zmq::buffer(req.data(), req.size()));
-    if (wait) {
-      frames.clear();
-      (void)zmq::recv_multipart(dealer, std::back_inserter(frames));
-      (void)rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
-    }
   };
-  for (int i = 0; i < 200; ++i) one(true);  // warm up and make sure the server is there
+  auto receive = [&] {  // every reply is read as a client must, to learn which call it answers and its result
+    frames.clear();
+    (void)zmq::recv_multipart(dealer, std::back_inserter(frames));
+    rpc::event reply = rpc::decode_event(
+        std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    const msgpack::object& args = reply.args();
+    if (!reply.header.response_to || args.type != msgpack::type::ARRAY || args.via.array.size != 1 ||
+        args.via.array.ptr[0].as<int>() != 3)
+      throw std::runtime_error("raw client: not a reply of add(1, 2)");
+  };
+  auto one = [&] {
+    send();
+    receive();
+  };
+  for (int i = 0; i < 200; ++i) one();  // warm up and make sure the server is there
   result r;
   std::vector<double> lat;
   auto start = steady::now();
   for (int i = 0; i < n; ++i) {
     auto t = steady::now();
-    one(true);
+    one();
     lat.push_back(std::chrono::duration<double, std::micro>(steady::now() - t).count());
   }
   if (n > 0) {
@@ -115,11 +125,10 @@ result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
   int sent = 0, got = 0;
   while (got < inflight_n) {
     while (sent < inflight_n && sent - got < 16) {
-      one(false);
+      send();
       ++sent;
     }
-    frames.clear();
-    (void)zmq::recv_multipart(dealer, std::back_inserter(frames));
+    receive();
     ++got;
   }
   r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
