@@ -1,4 +1,4 @@
-// Codecs: msgpack (checked before unpacking), Python-identical JSON, raw bytes. See codec.hpp.
+// Codecs: msgpack (checked as it is read), Python-identical JSON, raw bytes. See codec.hpp.
 #include <duct/codec.hpp>
 
 #include <algorithm>
@@ -15,14 +15,6 @@
 
 namespace duct {
 namespace {
-
-std::uint64_t be(const std::byte* p, std::size_t n) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < n; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
-  return v;
-}
-
-[[noreturn]] void bad(const std::string& why) { throw codec_error("malformed msgpack payload: " + why); }
 
 // ---- UTF-8 ---------------------------------------------------------------------------------------------------------
 
@@ -278,10 +270,8 @@ std::string sanitize_json_text(std::string_view in, std::size_t max_depth) {
 std::size_t zone_chunk_for(std::size_t size) { return size <= 256 ? 960 : 8192; }
 
 value unpack_checked(const char* data, std::size_t size, const decode_limits& limits) {
-  const auto bytes = std::as_bytes(std::span(data, size));
-  check_msgpack(bytes, limits);
   auto zone = std::make_unique<msgpack::zone>(zone_chunk_for(size));
-  msgpack::object root = detail::build_object(bytes, *zone);
+  msgpack::object root = detail::read_object(std::as_bytes(std::span(data, size)), limits, zone.get());
   return value(msgpack::object_handle(root, std::move(zone)));
 }
 
@@ -330,89 +320,7 @@ void write_json(const msgpack::object& o, std::string& out, bool bin_as_object) 
 }
 
 void check_msgpack(std::span<const std::byte> bytes, const decode_limits& limits) {
-  constexpr std::size_t hard_depth = 1024;
-  std::size_t max_depth = limits.max_depth < hard_depth ? limits.max_depth : hard_depth;
-  std::uint64_t pending[hard_depth + 1];  // values still to read at each nesting level
-  std::size_t depth = 0;
-  pending[0] = 1;
-  std::size_t pos = 0;
-  const std::size_t n = bytes.size();
-  auto need = [&](std::uint64_t count) {
-    if (count > n - pos)
-      bad("value at offset " + std::to_string(pos) + " needs " + std::to_string(count) + " bytes, " +
-          std::to_string(n - pos) + " remain");
-  };
-  for (;;) {
-    while (pending[depth] == 0) {
-      if (depth == 0) {
-        if (pos != n) bad(std::to_string(n - pos) + " trailing bytes after the value");
-        return;
-      }
-      --depth;
-    }
-    --pending[depth];
-    need(1);
-    auto tag = std::to_integer<unsigned>(bytes[pos++]);
-    std::uint64_t skip = 0, children = 0;
-    if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3) {
-      // fixint, nil, bool: nothing follows
-    } else if (tag <= 0x8f) {
-      children = 2 * (tag & 0x0f);
-    } else if (tag <= 0x9f) {
-      children = tag & 0x0f;
-    } else if (tag <= 0xbf) {
-      skip = tag & 0x1f;
-    } else if (tag == 0xc1) {
-      bad("reserved byte 0xc1 at offset " + std::to_string(pos - 1));
-    } else {
-      auto sized = [&](std::size_t len_bytes, std::uint64_t extra) {
-        need(len_bytes);
-        skip = be(&bytes[pos], len_bytes) + extra;
-        pos += len_bytes;
-      };
-      auto counted = [&](std::size_t len_bytes, std::uint64_t per) {
-        need(len_bytes);
-        children = be(&bytes[pos], len_bytes) * per;
-        pos += len_bytes;
-      };
-      switch (tag) {
-        case 0xc4: sized(1, 0); break;   // bin8
-        case 0xc5: sized(2, 0); break;   // bin16
-        case 0xc6: sized(4, 0); break;   // bin32
-        case 0xc7: sized(1, 1); break;   // ext8: type byte follows the length
-        case 0xc8: sized(2, 1); break;   // ext16
-        case 0xc9: sized(4, 1); break;   // ext32
-        case 0xca: skip = 4; break;      // float32
-        case 0xcb: skip = 8; break;      // float64
-        case 0xcc: case 0xd0: skip = 1; break;
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xce: case 0xd2: skip = 4; break;
-        case 0xcf: case 0xd3: skip = 8; break;
-        case 0xd4: skip = 2; break;      // fixext1..16: type byte + data
-        case 0xd5: skip = 3; break;
-        case 0xd6: skip = 5; break;
-        case 0xd7: skip = 9; break;
-        case 0xd8: skip = 17; break;
-        case 0xd9: sized(1, 0); break;   // str8
-        case 0xda: sized(2, 0); break;   // str16
-        case 0xdb: sized(4, 0); break;   // str32
-        case 0xdc: counted(2, 1); break; // array16
-        case 0xdd: counted(4, 1); break; // array32
-        case 0xde: counted(2, 2); break; // map16
-        case 0xdf: counted(4, 2); break; // map32
-        default: bad("unexpected byte at offset " + std::to_string(pos - 1));
-      }
-    }
-    need(skip);
-    pos += skip;
-    if (children != 0) {
-      if (children > n - pos)
-        bad("container at offset " + std::to_string(pos) + " claims " + std::to_string(children) +
-            " elements but only " + std::to_string(n - pos) + " bytes remain");
-      if (depth + 1 > max_depth) bad("nested deeper than " + std::to_string(max_depth));
-      pending[++depth] = children;
-    }
-  }
+  (void)detail::read_object(bytes, limits, nullptr);
 }
 
 value decode(codec c, std::span<const std::byte> payload, const decode_limits& limits) {

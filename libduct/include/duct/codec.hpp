@@ -7,8 +7,9 @@
 //            escapes), which is what ductworks sends and expects; bytes (msgpack bin) cannot be carried
 //   raw      the bytes of a string or bin value, with no encoding at all; received as bin
 //
-// Decoding never trusts a size: a msgpack payload is checked so that no container claims more elements than there
-// are bytes left, and nesting is bounded, before msgpack-cxx allocates anything.
+// Decoding never trusts a size: a msgpack payload is checked as it is read, in one pass, and no container claiming
+// more elements than there are bytes left, no body longer than what remains and no nesting past the limit gets any
+// memory: a hostile payload costs memory in proportion to its own size at most.
 #pragma once
 
 #include <cstddef>
