@@ -73,11 +73,17 @@ message_id id_generator::next() {
 }
 
 event decode_event(std::span<const std::byte> body, const duct::decode_limits& limits) {
+  event e;
+  detail::decode_event_into(body, e, limits);
+  return e;
+}
+
+void detail::decode_event_into(std::span<const std::byte> body, event& e, const duct::decode_limits& limits) {
   duct::value v;
   try {
     v = duct::decode(duct::codec::msgpack, body, limits);
-  } catch (const duct::codec_error& e) {
-    throw protocol_error(std::string("event is not msgpack: ") + e.what());
+  } catch (const duct::codec_error& not_msgpack) {
+    throw protocol_error(std::string("event is not msgpack: ") + not_msgpack.what());
   }
   const msgpack::object& o = v.get();
   if (o.type != msgpack::type::ARRAY || o.via.array.size != 3)
@@ -86,7 +92,6 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
   const msgpack::object& header = o.via.array.ptr[0];
   const msgpack::object& name = o.via.array.ptr[1];
 
-  event e;
   bool has_id = false;
   if (header.type == msgpack::type::MAP) {
     for (std::uint32_t i = 0; i < header.via.map.size; ++i) {
@@ -116,7 +121,6 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
   e.args_ = &o.via.array.ptr[2];  // lives in the value's zone, which moves with it
   e.wire_size = body.size();
   e.body_ = std::move(v);
-  return e;
 }
 
 namespace detail {

@@ -360,9 +360,9 @@ duct::value link_core::call(std::string_view method, std::span<const std::byte> 
 }
 
 void link_core::dispatch(duct::buffer body, outbox& out) {
-  std::shared_ptr<event> ev;
+  auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
   try {
-    ev = std::make_shared<event>(decode_event(body.span()));
+    detail::decode_event_into(body.span(), *ev);
   } catch (const protocol_error&) {
     return;  // not an event: nobody to answer
   }

@@ -457,8 +457,9 @@ void server::impl::loop() {
     }
     for (auto& [identity, body] : arrived) {
       try {
-        decoded.emplace_back(std::move(identity), std::make_shared<event>(decode_event(std::as_bytes(
-                                                      std::span(static_cast<const char*>(body.data()), body.size())))));
+        auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
+        detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())), *ev);
+        decoded.emplace_back(std::move(identity), std::move(ev));
       } catch (const protocol_error&) {
         ++dropped;
       }

@@ -71,11 +71,13 @@ void send_body(zmq::socket_t& socket, const duct::buffer& body) {
 }
 
 std::optional<event> decode_reply(const zmq::message_t& body) {
+  std::optional<event> ev(std::in_place);  // decoded in place: an event is large to move
   try {
-    return decode_event(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())));
+    detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())), *ev);
   } catch (const protocol_error&) {
-    return std::nullopt;  // not an event: nothing to route it to
+    ev.reset();  // not an event: nothing to route it to
   }
+  return ev;
 }
 
 // A calling thread's own socket, for blocking calls.

@@ -136,6 +136,13 @@ struct event_header {
   bool accepts_batches = false;            ///< batch_header_key: true
 };
 
+class event;
+namespace detail {
+/// decode_event(), into `fresh`, a default-constructed event, where the caller wants it (in a shared_ptr's block, in
+/// an optional) rather than moved there: an event is large. Throws: as decode_event(); `fresh` is then unspecified.
+void decode_event_into(std::span<const std::byte> body, event& fresh, const duct::decode_limits& limits = {});
+}  // namespace detail
+
 /// A decoded event. It owns the memory `args()` points into.
 class event {
  public:
@@ -151,11 +158,11 @@ class event {
     return header.response_to ? *header.response_to : header.id;
   }
 
-   /// The size of the event's body on the wire, in bytes (0 for an event that was not decoded).
+  /// The size of the event's body on the wire, in bytes (0 for an event that was not decoded).
   std::size_t wire_size = 0;
 
  private:
-  friend event decode_event(std::span<const std::byte>, const duct::decode_limits&);
+  friend void detail::decode_event_into(std::span<const std::byte>, event&, const duct::decode_limits&);
   duct::value body_;
   const msgpack::object* args_ = nullptr;
 };
