@@ -36,10 +36,10 @@ class reader_ref {
   void detach();
 
  private:
-  std::mutex mu_;
+  std::atomic<reply_reader*> reader_;
+  std::atomic<int> inside_{0};  // threads in read_for()
+  std::mutex mu_;               // for detach() to wait on idle_
   std::condition_variable idle_;
-  reply_reader* reader_;  // guarded by mu_
-  int inside_ = 0;        // guarded by mu_: threads in reader_->read_for()
 };
 
 /// One asynchronous call's outcome, settled once by its transport.
@@ -55,15 +55,17 @@ struct call_state {
   /// Waits on the condition variable alone (another thread reads). Returns: whether it is settled.
   bool wait_settled(std::optional<clock::time_point> until);
 
-  std::mutex mu;
+  std::mutex mu;  // for sleeping on cv (see settle())
   std::condition_variable cv;
-  std::atomic<bool> done{false};
+  std::atomic<int> sleepers{0};  // threads in wait_settled()
+  std::atomic<bool> claimed{false};  // a settling has begun: later ones are ignored
+  std::atomic<bool> done{false};     // the outcome is in value and error
   // Set while a thread reads replies for this call, sleeping on the transport rather than on `cv`: whoever settles
   // it then must wake that thread. Both flags are sequentially consistent, so that of a reader that looks at `done`
   // before it sleeps and a settler that looks at `led` after settling, at least one sees the other.
   std::atomic<bool> led{false};
-  duct::value value;          // guarded by mu until done
-  std::exception_ptr error;   // guarded by mu until done
+  duct::value value;          // written by the settler, read once `done`
+  std::exception_ptr error;   // written by the settler, read once `done`
   const std::shared_ptr<reader_ref> reader;  // null: the transport settles on a thread of its own
 };
 

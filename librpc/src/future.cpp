@@ -6,43 +6,54 @@
 namespace rpc {
 namespace detail {
 
+// Entering and leaving are an atomic count each, not a lock: every wait on a future goes through here. The count and
+// the reader are sequentially consistent, so of a thread entering (count, then reader) and detach() (reader, then
+// count), at least one sees the other.
 bool reader_ref::read_for(call_state& st, std::optional<clock::time_point> until) {
-  {
-    std::lock_guard lock(mu_);
-    if (!reader_) return false;
-    ++inside_;
-  }
+  inside_.fetch_add(1);
   struct leave {
     reader_ref& r;
     ~leave() {
-      std::lock_guard lock(r.mu_);
-      if (--r.inside_ == 0) r.idle_.notify_all();
+      if (r.inside_.fetch_sub(1) == 1 && r.reader_.load() == nullptr) {  // the last one out of a detached reader
+        std::lock_guard lock(r.mu_);
+        r.idle_.notify_all();
+      }
     }
   } on_leave{*this};
-  reader_->read_for(st, until);
+  reply_reader* const reader = reader_.load();
+  if (!reader) return false;
+  reader->read_for(st, until);
   return true;
 }
 
 void reader_ref::detach() {
+  reader_.store(nullptr);
   std::unique_lock lock(mu_);
-  reader_ = nullptr;
-  idle_.wait(lock, [&] { return inside_ == 0; });
+  idle_.wait(lock, [&] { return inside_.load() == 0; });
 }
 
+// Settling takes no lock unless a thread sleeps on `cv`: the thread that reads a reply is usually the one waiting for
+// it, or nobody waits yet. `done` and `sleepers` are sequentially consistent, so of a settler (done, then sleepers)
+// and a sleeper (sleepers, then done, under `mu`), at least one sees the other; a settler that sees a sleeper takes
+// `mu` before notifying, so the notice cannot fall between the sleeper's look at `done` and its wait.
 void call_state::settle(duct::value v, std::exception_ptr e) {
-  {
-    std::lock_guard lock(mu);
-    if (done.load(std::memory_order_relaxed)) return;
-    value = std::move(v);
-    error = std::move(e);
-    done.store(true);
-  }
+  if (claimed.exchange(true)) return;  // the first settling wins
+  value = std::move(v);
+  error = std::move(e);
+  done.store(true);
+  if (sleepers.load() == 0) return;
+  { std::lock_guard lock(mu); }
   cv.notify_all();
 }
 
 bool call_state::wait_settled(std::optional<clock::time_point> until) {
   std::unique_lock lock(mu);
-  auto is_done = [&] { return done.load(std::memory_order_relaxed); };
+  ++sleepers;
+  struct awake {
+    std::atomic<int>& n;
+    ~awake() { --n; }
+  } on_wake{sleepers};
+  auto is_done = [&] { return done.load(); };
   if (!until) {
     cv.wait(lock, is_done);
     return true;
