@@ -2,21 +2,30 @@
 // and against the zerorpc-node server when it is installed, side by side in one run; and the same client and server
 // over a duct to a forked worker (rpc::link). Our server runs add on its pool (the default) and, as a second row,
 // on the receiving thread (run_on::receiver); two mixed rows (raw client with our server, ours with the raw server)
-// show which side a gap comes from. Servers run in forked processes (node in its own), clients here; raw,
-// ours and the duct alternate over three rounds, best of each. Prints a table; writes the rows as JSON with --json.
+// show which side a gap comes from, and a minimal client with futures (a yardstick, see minimal_client) how close
+// to the raw loop any such client comes. Servers run in forked processes (node in its own), clients here; the
+// clients alternate round by round, best of each. Prints a table; writes the rows as JSON with --json.
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <duct/connection.hpp>
@@ -151,16 +160,109 @@ result run_our_client(rpc::client&& c, int n, int inflight_n) {
     r.p99_us = pct(lat, 0.99);
   }
   if (inflight_n == 0) return r;
-  std::vector<rpc::future> window;
+  std::array<rpc::future, 16> window;  // a ring: the oldest call's slot takes the next one once it is answered
   start = steady::now();
   for (int i = 0; i < inflight_n; ++i) {
-    if (window.size() == 16) {
-      (void)window.front().get();
-      window.erase(window.begin());
-    }
-    window.push_back(c.async_call("add", 1, 2));
+    rpc::future& slot = window[static_cast<std::size_t>(i % 16)];
+    if (i >= 16) (void)slot.get();
+    slot = c.async_call("add", 1, 2);
   }
-  for (auto& f : window) (void)f.get();
+  for (int i = std::max(0, inflight_n - 16); i < inflight_n; ++i) (void)window[static_cast<std::size_t>(i % 16)].get();
+  r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
+  return r;
+}
+
+// A yardstick, not a client: the least that any thread-safe client with futures does beyond the raw loop. A call
+// takes a lock to enter a table of open calls and gets a shared state that a waiting thread could sleep on; sending
+// and reading take the socket's lock; a reply is found in the table under the lock and its result moved into the
+// state. No heartbeats, time limits, errors, streams, tokens or other threads reading. Its row shows how close to the
+// raw loop a client can come at all; what lies between it and ours is what our client's features cost.
+class minimal_client {
+ public:
+  struct state {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::atomic<bool> done{false};
+    duct::value value;
+  };
+
+  explicit minimal_client(const std::string& endpoint) : dealer_(ctx_, zmq::socket_type::dealer) {
+    dealer_.connect(endpoint);
+    fd_ = dealer_.get(zmq::sockopt::fd);
+  }
+
+  std::shared_ptr<state> async_call(std::string_view method, const duct::buffer& packed_args) {
+    auto st = std::make_shared<state>();
+    rpc::event_header h;
+    h.accepts_deferred = true;  // the same request as ours
+    {
+      std::lock_guard lock(mu_);
+      h.id = ids_.next();
+      calls_.emplace(h.id, st);
+    }
+    duct::buffer body = rpc::encode_event_packed(h, method, packed_args.span());
+    std::lock_guard lock(socket_mu_);
+    dealer_.send(zmq::message_t(), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(body.data(), body.size()));
+    return st;
+  }
+
+  duct::value get(const std::shared_ptr<state>& st) {
+    while (!st->done.load()) {
+      bool got = false;
+      {
+        std::lock_guard lock(socket_mu_);
+        frames_.clear();
+        got = zmq::recv_multipart(dealer_, std::back_inserter(frames_), zmq::recv_flags::dontwait).has_value();
+      }
+      if (!got) {  // ZeroMQ signals its descriptor once a read has found nothing
+        pollfd p{fd_, POLLIN, 0};
+        (void)::poll(&p, 1, -1);
+        continue;
+      }
+      std::optional<rpc::event> ev(std::in_place);
+      rpc::detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(frames_.back().data()),
+                                                             frames_.back().size())), *ev);
+      std::shared_ptr<state> to;
+      {
+        std::lock_guard lock(mu_);
+        auto it = calls_.find(*ev->header.response_to);
+        to = std::move(it->second);
+        calls_.erase(it);
+      }
+      to->value = std::move(*ev).take_args();
+      to->done.store(true);
+    }
+    return std::move(st->value);
+  }
+
+ private:
+  zmq::context_t ctx_;
+  zmq::socket_t dealer_;
+  int fd_;
+  std::mutex socket_mu_, mu_;
+  rpc::id_generator ids_;
+  std::unordered_map<rpc::message_id, std::shared_ptr<state>, rpc::message_id_hash> calls_;
+  std::vector<zmq::message_t> frames_;
+};
+
+result run_minimal_client(const std::string& endpoint, int inflight_n) {
+  minimal_client c(endpoint);
+  auto args = [] {
+    duct::pack_buffer out;
+    msgpack::pack(out, std::make_tuple(1, 2));
+    return out.take();
+  };
+  for (int i = 0; i < 200; ++i) (void)c.get(c.async_call("add", args()));
+  std::array<std::shared_ptr<minimal_client::state>, 16> window;
+  const auto start = steady::now();
+  for (int i = 0; i < inflight_n; ++i) {
+    auto& slot = window[static_cast<std::size_t>(i % 16)];
+    if (i >= 16) (void)c.get(slot);
+    slot = c.async_call("add", args());
+  }
+  for (int i = std::max(0, inflight_n - 16); i < inflight_n; ++i) (void)c.get(window[static_cast<std::size_t>(i % 16)]);
+  result r;
   r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
   return r;
 }
@@ -193,9 +295,10 @@ int main(int argc, char** argv) {
     }
   };
   // The two mixed rows split the gap to the raw loop into the server's share and the client's.
-  result raw_best, ours_best, inline_best, raw_to_ours_best, ours_to_raw_best, duct_best;
+  result raw_best, ours_best, inline_best, raw_to_ours_best, ours_to_raw_best, minimal_best, duct_best;
   for (int r = 0; r < inflight_rounds; ++r) {
     best(raw_best, run_raw_client(raw_ep, 0, inflight));
+    best(minimal_best, run_minimal_client(raw_ep, inflight));
     best(ours_best, run_our_client(rpc::client(ours_ep), 0, inflight));
     best(inline_best, run_our_client(rpc::client(inline_ep), 0, inflight));
     best(raw_to_ours_best, run_raw_client(inline_ep, 0, inflight));
@@ -224,6 +327,7 @@ int main(int argc, char** argv) {
   rows.emplace_back("ductrpc, add on run_on::receiver", inline_best);
   rows.emplace_back("raw client, ductrpc server (receiver)", raw_to_ours_best);
   rows.emplace_back("ductrpc client, raw server", ours_to_raw_best);
+  rows.emplace_back("minimal futures client, raw server", minimal_best);
   rows.emplace_back("ductrpc over a duct (forked worker)", duct_best);
 
   if (!opts.node_peer.empty() && ::access(opts.node_peer.c_str(), R_OK) == 0) {
@@ -239,11 +343,17 @@ int main(int argc, char** argv) {
               "16 in flight/s", "seq", "16 fl");
   nlohmann::json out = nlohmann::json::array();
   for (auto& [name, r] : rows) {
-    std::printf("%-38s %12.0f %9.1f %9.1f %14.0f %6.2fx %6.2fx\n", name.c_str(), r.calls_per_s, r.p50_us, r.p99_us,
-                r.inflight_calls_per_s, r.calls_per_s / ceiling.calls_per_s,
-                r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
-    out.push_back({{"case", name}, {"calls_per_s", r.calls_per_s}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us},
-                   {"inflight16_calls_per_s", r.inflight_calls_per_s}});
+    if (r.calls_per_s > 0) {
+      std::printf("%-38s %12.0f %9.1f %9.1f %14.0f %6.2fx %6.2fx\n", name.c_str(), r.calls_per_s, r.p50_us, r.p99_us,
+                  r.inflight_calls_per_s, r.calls_per_s / ceiling.calls_per_s,
+                  r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
+      out.push_back({{"case", name}, {"calls_per_s", r.calls_per_s}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us},
+                     {"inflight16_calls_per_s", r.inflight_calls_per_s}});
+    } else {  // calls in flight only
+      std::printf("%-38s %12s %9s %9s %14.0f %7s %6.2fx\n", name.c_str(), "-", "-", "-", r.inflight_calls_per_s, "-",
+                  r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
+      out.push_back({{"case", name}, {"inflight16_calls_per_s", r.inflight_calls_per_s}});
+    }
   }
   std::printf("\nRPC over a duct vs over ZeroMQ (ours): %.2fx sequential, %.2fx with 16 in flight\n",
               duct_best.calls_per_s / ours_best.calls_per_s, duct_best.inflight_calls_per_s / ours_best.inflight_calls_per_s);
