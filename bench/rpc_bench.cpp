@@ -4,7 +4,8 @@
 // on the receiving thread (run_on::receiver); two mixed rows (raw client with our server, ours with the raw server)
 // show which side a gap comes from, and a minimal client with futures (a yardstick, see minimal_client) how close
 // to the raw loop any such client comes. Servers run in forked processes (node in its own), clients here; the
-// clients alternate round by round, best of each. Prints a table; writes the rows as JSON with --json.
+// clients alternate round by round, and each row is the median of its rounds. Prints a table; writes the rows as
+// JSON with --json.
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -267,68 +268,92 @@ result run_minimal_client(const std::string& endpoint, int inflight_n) {
   return r;
 }
 
+// One case's rounds, kept apart: sequential rounds (rate, p50, p99) and rounds of calls in flight (rate).
+class rounds_of {
+ public:
+  void sequential(const result& r) {
+    rate_.push_back(r.calls_per_s);
+    p50_.push_back(r.p50_us);
+    p99_.push_back(r.p99_us);
+  }
+  void inflight(const result& r) { inflight_.push_back(r.inflight_calls_per_s); }
+
+  /// The median of each figure over its rounds (0 for a figure no round measured).
+  [[nodiscard]] result median() const {
+    return {middle(rate_), middle(p50_), middle(p99_), middle(inflight_)};
+  }
+
+ private:
+  static double middle(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size() / 2;
+    return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+  }
+
+  std::vector<double> rate_, p50_, p99_, inflight_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "rpc-bench");
   const bool quick = opts.quick;
-  // Sequential calls take about 100 us each, so three rounds of 10,000; 16 in flight, five rounds of 30,000 (about
+  // Sequential calls take about 100 us each, so three rounds of 10,000; 16 in flight, seven rounds of 30,000 (about
   // 0.3 s each on the raw loop): a round of 10,000 in flight lasted 0.1 s, short enough for one hiccup of this VM
   // to move a row by 10% or more.
   const int n = quick ? 500 : 10000, rounds = quick ? 1 : 3;
-  const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 5;
+  const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 7;
   std::vector<std::pair<std::string, result>> rows;
 
-  // The servers stay up for the whole run; client rounds alternate (raw, ours, raw, ours, ...) and the best of each
-  // is kept, so that a passing slowdown of the machine hits both alike. Rounds of calls in flight come first, then
-  // rounds of sequential calls.
+  // The servers stay up for the whole run; client rounds alternate (raw, ours, raw, ours, ...), so that a passing
+  // slowdown of the machine hits all alike, and each row reports the median of its rounds. Not the best: with calls
+  // in flight, now and then one round of one case runs half again as fast as the others (the four busy threads
+  // happen to fall into step on the two vCPUs), and the best of each row then compared one case's lucky round with
+  // another's ordinary one. Rounds of calls in flight come first, then rounds of sequential calls.
   std::string raw_ep = private_ipc("raw.ipc"), ours_ep = private_ipc("ours.ipc"), inline_ep = private_ipc("inline.ipc");
   pid_t raw = fork_server(raw_ep, serve_raw);
   pid_t ours = fork_rpc_server(ours_ep, bind_add);
   pid_t ours_inline = fork_rpc_server(inline_ep, bind_add_inline);
-  auto best = [](result& into, const result& r) {
-    into.calls_per_s = std::max(into.calls_per_s, r.calls_per_s);
-    into.inflight_calls_per_s = std::max(into.inflight_calls_per_s, r.inflight_calls_per_s);
-    if (r.p50_us > 0 && (into.p50_us == 0 || r.p50_us < into.p50_us)) {  // 0: a round with no sequential calls
-      into.p50_us = r.p50_us;
-      into.p99_us = r.p99_us;
-    }
-  };
   // The two mixed rows split the gap to the raw loop into the server's share and the client's.
-  result raw_best, ours_best, inline_best, raw_to_ours_best, ours_to_raw_best, minimal_best, duct_best;
+  rounds_of raw_rounds, ours_rounds, inline_rounds, raw_to_ours_rounds, ours_to_raw_rounds, minimal_rounds, duct_rounds;
   for (int r = 0; r < inflight_rounds; ++r) {
-    best(raw_best, run_raw_client(raw_ep, 0, inflight));
-    best(minimal_best, run_minimal_client(raw_ep, inflight));
-    best(ours_best, run_our_client(rpc::client(ours_ep), 0, inflight));
-    best(inline_best, run_our_client(rpc::client(inline_ep), 0, inflight));
-    best(raw_to_ours_best, run_raw_client(inline_ep, 0, inflight));
-    best(ours_to_raw_best, run_our_client(rpc::client(raw_ep), 0, inflight));
+    raw_rounds.inflight(run_raw_client(raw_ep, 0, inflight));
+    minimal_rounds.inflight(run_minimal_client(raw_ep, inflight));
+    ours_rounds.inflight(run_our_client(rpc::client(ours_ep), 0, inflight));
+    inline_rounds.inflight(run_our_client(rpc::client(inline_ep), 0, inflight));
+    raw_to_ours_rounds.inflight(run_raw_client(inline_ep, 0, inflight));
+    ours_to_raw_rounds.inflight(run_our_client(rpc::client(raw_ep), 0, inflight));
   }
   for (int r = 0; r < rounds; ++r) {
-    best(raw_best, run_raw_client(raw_ep, n, 0));
-    best(ours_best, run_our_client(rpc::client(ours_ep), n, 0));
-    best(inline_best, run_our_client(rpc::client(inline_ep), n, 0));
-    best(raw_to_ours_best, run_raw_client(inline_ep, n, 0));
-    best(ours_to_raw_best, run_our_client(rpc::client(raw_ep), n, 0));
+    raw_rounds.sequential(run_raw_client(raw_ep, n, 0));
+    ours_rounds.sequential(run_our_client(rpc::client(ours_ep), n, 0));
+    inline_rounds.sequential(run_our_client(rpc::client(inline_ep), n, 0));
+    raw_to_ours_rounds.sequential(run_raw_client(inline_ep, n, 0));
+    ours_to_raw_rounds.sequential(run_our_client(rpc::client(raw_ep), n, 0));
     // A fresh worker each round: its parent makes only blocking calls at first (reading replies itself), then the
     // calls in flight start the link's reader thread, as they would in a real program.
     auto [parent_end, child_end] = duct::pair();
     rpc::link down(std::move(parent_end));
     pid_t worker = fork_link_server(down, std::move(child_end), bind_add);
-    best(duct_best, run_our_client(rpc::client(down), n, inflight));
+    const result both = run_our_client(rpc::client(down), n, inflight);
+    duct_rounds.sequential(both);
+    duct_rounds.inflight(both);
     down.close();
     stop_child(worker);
   }
   stop_child(raw);
   stop_child(ours);
   stop_child(ours_inline);
-  rows.emplace_back("raw DEALER/ROUTER loop", raw_best);
-  rows.emplace_back("ductrpc client+server", ours_best);
-  rows.emplace_back("ductrpc, add on run_on::receiver", inline_best);
-  rows.emplace_back("raw client, ductrpc server (receiver)", raw_to_ours_best);
-  rows.emplace_back("ductrpc client, raw server", ours_to_raw_best);
-  rows.emplace_back("minimal futures client, raw server", minimal_best);
-  rows.emplace_back("ductrpc over a duct (forked worker)", duct_best);
+  rows.emplace_back("raw DEALER/ROUTER loop", raw_rounds.median());
+  rows.emplace_back("ductrpc client+server", ours_rounds.median());
+  rows.emplace_back("ductrpc, add on run_on::receiver", inline_rounds.median());
+  rows.emplace_back("raw client, ductrpc server (receiver)", raw_to_ours_rounds.median());
+  rows.emplace_back("ductrpc client, raw server", ours_to_raw_rounds.median());
+  rows.emplace_back("minimal futures client, raw server", minimal_rounds.median());
+  rows.emplace_back("ductrpc over a duct (forked worker)", duct_rounds.median());
+  const result& ours_row = rows[1].second;
+  const result& duct_row = rows.back().second;
 
   if (!opts.node_peer.empty() && ::access(opts.node_peer.c_str(), R_OK) == 0) {
     std::string node_ep = private_ipc("node.ipc");
@@ -356,7 +381,7 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\nRPC over a duct vs over ZeroMQ (ours): %.2fx sequential, %.2fx with 16 in flight\n",
-              duct_best.calls_per_s / ours_best.calls_per_s, duct_best.inflight_calls_per_s / ours_best.inflight_calls_per_s);
+              duct_row.calls_per_s / ours_row.calls_per_s, duct_row.inflight_calls_per_s / ours_row.inflight_calls_per_s);
   if (!opts.json_path.empty()) std::ofstream(opts.json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
   return 0;
 }
