@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "object_builder.hpp"
+#include "msgpack_reader.hpp"
 
 namespace duct {
 namespace {

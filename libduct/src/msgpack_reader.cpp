@@ -1,5 +1,5 @@
-// Reads msgpack into objects, checking as it goes. See object_builder.hpp.
-#include "object_builder.hpp"
+// Reads msgpack into objects, checking as it goes. See msgpack_reader.hpp.
+#include "msgpack_reader.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -208,7 +208,8 @@ class reader {
 
 msgpack::object read_object(std::span<const std::byte> bytes, const decode_limits& limits, msgpack::zone* zone) {
   constexpr std::size_t hard_depth = 1024;  // bounds the reader's recursion whatever the caller allows
-  return reader(bytes, std::min(limits.max_depth, hard_depth), zone).whole();
+  const msgpack::object root = reader(bytes, std::min(limits.max_depth, hard_depth), zone).whole();
+  return zone ? root : msgpack::object();  // without a zone, containers have no items to point at
 }
 
 }  // namespace duct::detail

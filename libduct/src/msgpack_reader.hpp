@@ -15,7 +15,7 @@ namespace duct::detail {
 /// reference function: the same types (a signed integer that is not negative is a POSITIVE_INTEGER, a float32 a
 /// FLOAT32 held as double), and str, bin and ext bodies copied into the zone, so the object does not refer to `bytes`.
 /// It allocates nothing but zone memory, where msgpack::unpack() allocates its parser's stacks for every value.
-/// Without a zone it only checks, allocates nothing, and returns a nil object.
+/// Without a zone it only checks, allocates nothing, and returns nil.
 ///
 /// Nothing is allocated for a part before it is known to fit: a container claiming more elements than bytes remain,
 /// or a body longer than what remains, is refused before its memory is taken; nesting deeper than `limits` is
