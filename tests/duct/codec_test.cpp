@@ -287,6 +287,28 @@ TEST_CASE("check_msgpack accepts every kind of value", "[codec][msgpack]") {
   }
 }
 
+TEST_CASE("check_msgpack refuses what decoding refuses, naming the problem", "[codec][msgpack][limits]") {
+  const std::pair<const char*, const char*> refused[] = {
+      {"", "needs 1 bytes"},                         // nothing at all
+      {"c1", "0xc1"},                                // the reserved byte
+      {"0102", "1 trailing bytes"},                  // two values, not one
+      {"cd01", "needs 2 bytes"},                     // a uint16 cut short
+      {"ddffffffff", "claims 4294967295 elements"},  // an array32 claiming more than remains
+      {"de000201", "claims 4 elements"},             // a map16 of 2 pairs: 4 values, 1 byte left
+      {"dbffffffff41", "needs 4294967295 bytes"},    // a str32 of 4 GiB
+      {"92cd01", "needs 2 bytes"},                   // an array whose first item is cut short
+  };
+  for (const auto& [hex, why] : refused) {
+    CAPTURE(hex);
+    CHECK_THROWS_WITH(duct::check_msgpack(test::unhex(hex).span()), Catch::Contains(why));
+    CHECK_THROWS_WITH(decode_hex(duct::codec::msgpack, hex), Catch::Contains(why));
+  }
+  std::string deep(300, '\x91');
+  deep += '\x01';
+  CHECK_THROWS_WITH(duct::check_msgpack(std::as_bytes(std::span(deep))), Catch::Contains("nested deeper than 256"));
+  CHECK_NOTHROW(duct::check_msgpack(std::as_bytes(std::span(deep)), {.max_depth = 300}));
+}
+
 TEST_CASE("the raw codec carries bytes untouched", "[codec][raw]") {
   CHECK(duct::encode(duct::codec::raw, packed(std::string("abc")).span()).view() == "abc");
   CHECK(duct::encode(duct::codec::raw, packed(std::vector<char>{'\0', 'x'}).span()).view() == std::string_view("\0x", 2));
