@@ -221,19 +221,18 @@ class minimal_client {
         (void)::poll(&p, 1, -1);
         continue;
       }
-      std::optional<rpc::event> ev(std::in_place);
-      rpc::detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(frames_.back().data()),
-                                                             frames_.back().size())), *ev);
-      if (!ev->header.response_to) continue;
+      rpc::event ev = rpc::decode_event(
+          std::as_bytes(std::span(static_cast<const char*>(frames_.back().data()), frames_.back().size())));
+      if (!ev.header.response_to) continue;
       std::shared_ptr<state> to;
       {
         std::lock_guard lock(mu_);
-        auto it = calls_.find(*ev->header.response_to);
+        auto it = calls_.find(*ev.header.response_to);
         if (it == calls_.end()) continue;  // not one of ours
         to = std::move(it->second);
         calls_.erase(it);
       }
-      to->value = std::move(*ev).take_args();
+      to->value = std::move(ev).take_args();
       to->done.store(true);
     }
     return std::move(st->value);

@@ -581,8 +581,7 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     c.o.identity = identity;
     c.o.channel = ev->header.id;
     c.o.name = "OK";
-    c.ev = std::move(ev);
-    c.tracked = false;
+    c.ev = std::move(ev);  // not tracked: no channel, no running call
     return;
   }
   detail::channel* ch = table.open(ev->header.id, now);
@@ -793,7 +792,7 @@ void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event>
 // event of its channel, so nothing it could overtake, and the I/O thread sends it on the ROUTER itself.
 void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_io) {
   if (calls.empty()) return;
-  bool need_lock = !on_io;  // off the I/O thread every reply goes through the lock; on it, a tracked call's only
+  bool need_lock = !on_io;  // off the I/O thread every reply goes through the lock; on it, only a tracked call's
   for (auto& c : calls) {
     detail::call_context context{std::move(c.stop), nullptr};
     execute(*c.fn, c.ev->args(), context, c.o);
