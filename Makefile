@@ -1,10 +1,11 @@
 # Convenience over CMake. `make test` and `make demo` install missing Debian packages, configure, build and run.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+DEB_BUILD  ?= build-release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build test test-asan check demo bench install clean
+.PHONY: all deps build test test-asan check demo bench install deb clean
 
 all: build
 
@@ -47,5 +48,16 @@ bench: deps $(BUILD)/CMakeCache.txt
 install: build
 	cmake --install $(BUILD)
 
+# Debian packages from a Release build configured for /usr (so libraries go to the multiarch directory and carry
+# no RPATH): libductrpc<SOVERSION>, libductrpc-dev and ductrpc-tools, in $(DEB_BUILD)/.
+$(DEB_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(DEB_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DDUCTRPC_TESTS=OFF \
+	  -DDUCTRPC_BENCH=OFF -DDUCTRPC_EXAMPLES=OFF $(CMAKE_ARGS)
+
+deb: deps $(DEB_BUILD)/CMakeCache.txt
+	cmake --build $(DEB_BUILD) -j $(JOBS)
+	cd $(DEB_BUILD) && cpack -G DEB
+	@ls $(DEB_BUILD)/*.deb
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_BUILD)

@@ -15,3 +15,4 @@
 #include <duct/listener.hpp>
 #include <duct/msgpack.hpp>
 #include <duct/spawn.hpp>
+#include <duct/version.hpp>
