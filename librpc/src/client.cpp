@@ -33,9 +33,11 @@ duplex client::start_chunked(std::string_view method, const duct::buffer& packed
 }
 
 duct::value client::call_reporting(std::string_view method, const duct::buffer& packed_args,
-                                   const std::function<void(const duct::value&)>& on_progress) {
+                                   const std::function<void(const duct::value&)>& on_progress,
+                                   std::stop_token stop) {
   std::shared_ptr<detail::stream_state> state = impl_->stream(method, packed_args, true);
   source guard(state);  // an exception from on_progress (or a time-out) stops the call
+  std::stop_callback stopped(stop, [&guard] { guard.cancel(); });  // so does the caller's stop
   std::optional<detail::clock::time_point> deadline;
   if (auto limit = impl_->limit_of(std::nullopt)) deadline = detail::clock::now() + *limit;
   while (auto report = state->next(deadline)) on_progress(*report);

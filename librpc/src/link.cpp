@@ -248,7 +248,7 @@ void link_core::stop_stream(const message_id& id) {
     std::lock_guard lock(mu_);
     auto it = calls_.find(id);
     if (it == calls_.end()) return;
-    const auto act = it->second.stops.drop();
+    const auto act = it->second.stops.drop(false);
     if (act == stream_stop::action::keep) return;
     if (act == stream_stop::action::stop) out.push_back(stop_event(ids_.next(), id));
     if (it->second.upload) it->second.upload->close(call_cancelled(it->second.o.where));

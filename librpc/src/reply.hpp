@@ -56,6 +56,12 @@ duct::buffer stop_event(message_id id, const message_id& channel);
 /// the server understands _ductrpc_stop: only our server sets the header key, and only on those.
 inline bool understands_stop(const event& ev) { return ev.header.accepts_stop; }
 
+/// Whether a request comes from our client: any of the header keys only it sends says so. Only then may a reply
+/// carry our own header keys.
+inline bool from_our_client(const event_header& h) {
+  return h.accepts_deferred || h.accepts_batches || h.wants_progress;
+}
+
 /// A streamed call's stop rules, the same over both transports. A source dropped before the stream's first event
 /// waits for it, to learn whether the server understands _ductrpc_stop.
 class stream_stop {
@@ -65,8 +71,12 @@ class stream_stop {
     forget,  ///< forget the call, telling the server nothing (it notices the silence)
     stop,    ///< send _ductrpc_stop, then forget the call
   };
-  /// The consumer dropped the stream. Returns: keep (no event yet: wait for the first), forget or stop.
-  action drop() noexcept {
+  /// The consumer dropped the stream. `server_stops`: another reply from the same server already said that it
+  /// understands _ductrpc_stop, so the stop need not wait for this call's first event (which, for a method that
+  /// answers once, is its result: the call would run to its end).
+  /// Returns: keep (no event yet: wait for the first), forget or stop.
+  action drop(bool server_stops) noexcept {
+    if (!heard_ && server_stops) return action::stop;
     if (!heard_) {
       dropped_ = true;
       return action::keep;

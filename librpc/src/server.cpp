@@ -730,7 +730,7 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   if (m.where != run_on::receiver) call.stop = std::stop_source();
   const bool chunked = call.input != nullptr;
   // Our client: any of our header keys says so. It may stop a stream with _ductrpc_stop.
-  const bool ours = ev->header.accepts_deferred || ev->header.accepts_batches || ev->header.wants_progress || chunked;
+  const bool ours = detail::from_our_client(ev->header) || chunked;
   if (m.where == run_on::receiver) {
     outbound o{identity, ev->header.id, "OK", {}, {}};
     inline_calls.push_back({&m.fn, std::move(ev), call.stop.get_token(), std::move(o), true});
@@ -858,7 +858,7 @@ void server::impl::on_published(const std::string& identity, std::shared_ptr<eve
 }
 
 void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,
-                          const duct::buffer& args) {
+                          const duct::buffer& args, bool announce_stop) {
   const call_key key{identity, channel};
   auto rc = running_calls.find(key);
   if (rc != running_calls.end() && rc->second.oneway) {
@@ -873,7 +873,9 @@ void server::impl::finish(const std::string& identity, const message_id& channel
   if (rc != running_calls.end()) running_calls.erase(rc);
   if (!pending_progress.empty()) pending_progress.erase(key);  // the outcome supersedes any progress still waiting
   peer->second.close(channel);  // an emptied table stays until tick() sweeps it
-  send(identity, {ids.next(), channel}, name, args.span());
+  event_header h{ids.next(), channel};
+  h.accepts_stop = announce_stop;
+  send(identity, h, name, args.span());
   closed_one();
 }
 

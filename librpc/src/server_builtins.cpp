@@ -2,6 +2,7 @@
 // whichever thread holds the server's mutex. See server.hpp.
 #include <algorithm>
 
+#include "reply.hpp"
 #include "server_impl.hpp"
 
 namespace rpc {
@@ -176,7 +177,9 @@ bool server::impl::builtin(const std::string& identity, const event& ev) {
     finish(identity, ev.header.id, "ERR", err_args("NameError", n));
     return true;
   }
-  finish(identity, ev.header.id, "OK", out.take());
+  // A ping tells our client that calls may be stopped (rpc-call pings first: a call it stops before its first
+  // reply then stops on the server at once).
+  finish(identity, ev.header.id, "OK", out.take(), n == "_zerorpc_ping" && detail::from_our_client(ev.header));
   return true;
 }
 

@@ -246,7 +246,10 @@ struct server::impl final : detail::link_server {
   bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask);
   /// Sends one event to a ZeroMQ client (router_mu held); a refusal is counted as a drop.
   void send_to(const std::string& identity, const duct::buffer& body);
-  void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args);
+  /// Ends the call on `channel` with the event `name`. `announce_stop`: the reply tells our client that this server
+  /// understands _ductrpc_stop (never said to a plain zerorpc client).
+  void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args,
+              bool announce_stop = false);
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
   void tick(detail::clock::time_point now);

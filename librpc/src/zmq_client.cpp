@@ -128,6 +128,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
 
   std::mutex mu;  // guards what follows
   bool closing = false;
+  bool server_stops = false;  // a reply on the shared socket said the server understands _ductrpc_stop
   id_generator ids;
   using call_table = std::unordered_map<message_id, open_call, message_id_hash>;
   call_table calls;
@@ -315,7 +316,7 @@ void zmq_client::stop_stream(const message_id& id) {
     std::lock_guard lock(mu);
     auto it = calls.find(id);
     if (it == calls.end()) return;
-    const auto act = it->second.stops.drop();
+    const auto act = it->second.stops.drop(server_stops);
     if (act == detail::stream_stop::action::keep) return;
     if (act == detail::stream_stop::action::stop) body = detail::stop_event(ids.next(), id);
     close_upload(it->second, detail::call_cancelled(endpoint + ": " + it->second.method));
@@ -625,6 +626,7 @@ void zmq_client::fail(const message_id& id, std::exception_ptr e) {
 void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point now) {
   std::optional<event> ev = decode_reply(body);
   if (!ev || !ev->header.response_to) return;
+  server_stops = server_stops || detail::understands_stop(*ev);
   const message_id& id = *ev->header.response_to;
   auto c = calls.find(id);
   if (c == calls.end()) return;  // a late reply to a call that timed out

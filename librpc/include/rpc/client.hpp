@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -145,9 +146,12 @@ class client {
   duplex chunked_call_packed(std::string_view method, const duct::buffer& packed_args) {
     return start_chunked(method, packed_args, false);
   }
+  /// As call_with_progress(); a stop requested on `stop` (from any thread) stops the call as an exception from
+  /// `on_progress` would, and it throws cancelled_error.
   duct::value call_with_progress_packed(std::string_view method, const duct::buffer& packed_args,
-                                        const std::function<void(const duct::value&)>& on_progress) {
-    return call_reporting(method, packed_args, on_progress);
+                                        const std::function<void(const duct::value&)>& on_progress,
+                                        std::stop_token stop = {}) {
+    return call_reporting(method, packed_args, on_progress, std::move(stop));
   }
   /// As submit().
   std::string submit_packed(std::string_view method, const duct::buffer& packed_args);
@@ -192,7 +196,7 @@ class client {
   void publish_here(std::string_view method, const duct::buffer& packed_args);
   duplex start_chunked(std::string_view method, const duct::buffer& packed_args, bool oneway);
   duct::value call_reporting(std::string_view method, const duct::buffer& packed_args,
-                             const std::function<void(const duct::value&)>& on_progress);
+                             const std::function<void(const duct::value&)>& on_progress, std::stop_token stop = {});
   std::unique_ptr<impl> impl_;
 };
 
