@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -18,12 +19,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include <duct/version.hpp>
 #include <duct/codec.hpp>
 #include <duct/corked_writer.hpp>
 #include <duct/listener.hpp>
 #include <duct/spawn.hpp>
 
 #include "fd_io.hpp"
+#include "cli.hpp"
 #include "json_form.hpp"
 
 namespace {
@@ -293,21 +296,42 @@ int main(int argc, char** argv) {
   app.add_option("--authkey-file", cfg.authkey_file, "Run multiprocessing's HMAC handshake with the key in FILE")
       ->type_name("FILE")->check(CLI::ExistingFile);
   app.add_option("--connect-timeout", cfg.connect_timeout, "Keep trying to connect for SECONDS (default 10)")
-      ->type_name("SECONDS")->check(CLI::PositiveNumber);
+      ->type_name("SECONDS")->check(tools::seconds());
   app.add_flag("-p,--progress", cfg.progress, "Show bytes and messages per second on a terminal");
-  app.set_version_flag("--version", "duct-cat (ductrpc) 0.1");
+  app.set_version_flag("--version", "duct-cat (ductrpc) " DUCTRPC_VERSION);
+  tools::gnu_usage_errors(app, "duct-cat");
+  // Everything after --exec COMMAND belongs to the command, options included (--exec sh -c 'exit 7'): duct-cat
+  // reads its own options only up to there.
+  const std::vector<std::string> with_value = tools::options_with_value(app);
+  int split = argc;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") break;
+    if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
+      ++i;
+      continue;
+    }
+    if (a == "-e" || a == "--exec") {
+      if (i + 2 <= argc) split = std::min(argc, i + 2);  // --exec COMMAND: COMMAND is still ours to read
+      break;
+    }
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(split, argv);
+    for (int i = split; i < argc; ++i) cfg.command.emplace_back(argv[i]);
     int modes = (cfg.lines ? 1 : 0) + (cfg.nul ? 1 : 0) + (cfg.json ? 1 : 0) + (cfg.chunk_size ? 1 : 0);
     if (modes > 1) throw CLI::ValidationError("--lines, --null, --json and --chunk-size go one at a time");
     if (cfg.listen && cfg.exec) throw CLI::ValidationError("--listen and --exec go one at a time");
     if (cfg.keep_open && !cfg.listen) throw CLI::ValidationError("--keep-open", "goes with --listen");
     if (cfg.address.empty()) throw CLI::ValidationError("ADDRESS", cfg.exec ? "a command is needed" : "an address is needed");
     if (!cfg.exec && !cfg.command.empty()) throw CLI::ValidationError("ARG", "extra arguments go with --exec only");
+    if (cfg.exec && cfg.address.empty()) throw CLI::ValidationError("COMMAND", "--exec needs a command");
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  ::signal(SIGPIPE, SIG_DFL);  // stdout closed: end quietly, as cat does (the duct's own writes never raise it)
+  // stdout closed: end at once, as cat does, with the status a shell reports for that (141, 128 + SIGPIPE). The
+  // duct's own writes never raise it.
+  ::signal(SIGPIPE, SIG_DFL);
   widen_pipe(0);
   widen_pipe(1);
 

@@ -87,6 +87,46 @@ bool is_json(std::string_view text) {
   }
 }
 
+std::optional<std::string_view> next_json_text(std::string_view& rest) {
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::size_t i = 0;
+  while (i < rest.size() && blank(rest[i])) ++i;
+  if (i == rest.size()) {
+    rest = {};
+    return std::nullopt;
+  }
+  const std::size_t start = i;
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (; i < rest.size(); ++i) {
+    const char c = rest[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character, whatever it is
+      } else if (c == '"') {
+        in_string = false;
+        if (depth == 0) {
+          ++i;
+          break;
+        }
+      }
+      continue;
+    }
+    const bool opens = c == '"' || c == '[' || c == '{';
+    if (depth == 0 && i > start && (blank(c) || opens)) break;  // the end of a bare number, true, false or null
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') ++depth;
+    else if ((c == ']' || c == '}') && depth > 0 && --depth == 0) {
+      ++i;
+      break;
+    }
+  }
+  if (in_string || depth > 0) throw json_error("not JSON: a value on stdin is not closed: " + std::string(rest.substr(start, 40)));
+  std::string_view value = rest.substr(start, i - start);
+  rest.remove_prefix(i);
+  return value;
+}
+
 std::string to_json(const msgpack::object& o, print_style style) {
   if (style.raw && o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
   if (style.raw && o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};

@@ -3,6 +3,7 @@
 // from the same form, so a value survives a trip through a shell pipeline.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -24,6 +25,12 @@ void pack_json(msgpack::packer<duct::pack_buffer>& p, std::string_view text);
 
 /// Whether `text` parses as one JSON value.
 bool is_json(std::string_view text);
+
+/// Takes the text of the next JSON value off the front of `rest`, a sequence of JSON values separated by white space
+/// (as `jq -c` writes them): "[1, 2] {"a": 3} 4" gives "[1, 2]", then "{"a": 3}", then "4". Only the value's extent
+/// is found here; pack_json() checks it.
+/// Returns: the value's text, or nothing when only white space is left. Throws: json_error for a value left open.
+std::optional<std::string_view> next_json_text(std::string_view& rest);
 
 /// How a value is printed.
 struct print_style {

@@ -1,23 +1,33 @@
 // rpc-call: call a method of any zerorpc server from a shell. See man/rpc-call.1 (the exit codes are listed there
 // and in `exit_code` below).
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include <duct/version.hpp>
 #include <duct/codec.hpp>
 #include <rpc/client.hpp>
 
+#include "cli.hpp"
 #include "json_form.hpp"
 
 namespace {
@@ -33,7 +43,12 @@ enum exit_code : int {
   timed_out = 4,
   cancelled = 5,
   still_running = 6,  // --poll, or --wait whose limit passed first
+  stdout_closed = 141,  // 128 + SIGPIPE, as a program that SIGPIPE ended (the call is stopped first)
+  // and 128 + the signal for SIGINT, SIGTERM and SIGHUP (the call is stopped first)
 };
+
+// Whatever reads our stdout went away (`rpc-call ... | head -1`).
+struct output_closed {};
 
 struct settings {
   std::string endpoint, method;
@@ -41,7 +56,7 @@ struct settings {
   bool strings = false, from_stdin = false, raw = false, pretty = false, progress = false, async = false;
   std::size_t chunk_size = 0;
   std::string wait_token, poll_token, cancel_token;
-  bool list = false, inspect = false, verbose = false;
+  bool list = false, inspect = false, json = false, verbose = false;
   std::optional<double> timeout;
   double heartbeat = 5, connect_timeout = 5;
 };
@@ -50,31 +65,91 @@ std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
 }
 
+// Text on stdout, flushed (each stream item as it arrives). Throws: output_closed once nobody reads it.
+void print_text(const std::string& text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) throw output_closed{};
+}
+
 // One value on stdout: a line of JSON; with --raw a string's text and a newline, or bytes exactly as they are (so a
 // stream of bytes comes out as it went in).
 void print(const msgpack::object& o, const settings& cfg) {
   std::string line = tools::to_json(o, {cfg.pretty, cfg.raw});
   if (!(cfg.raw && o.type == msgpack::type::BIN)) line += '\n';
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fflush(stdout);  // each stream item as it arrives
+  print_text(line);
+}
+
+// One argument's text as a value: JSON where it parses as JSON (unless --string), else a string, or bytes where it is
+// not UTF-8 (a file's contents may be anything).
+void pack_text(msgpack::packer<duct::pack_buffer>& p, const std::string& text, const settings& cfg) {
+  if (!cfg.strings && tools::is_json(text)) {
+    tools::pack_json(p, text);
+  } else if (duct::is_valid_utf8(text)) {
+    p.pack(text);
+  } else {
+    p.pack_bin(static_cast<std::uint32_t>(text.size()));
+    p.pack_bin_body(text.data(), static_cast<std::uint32_t>(text.size()));
+  }
+}
+
+// @FILE's contents, refused past the size of a message before any of it is read.
+// Throws: tools::json_error (a usage error) naming the file.
+std::string read_argument_file(const std::string& path) {
+  constexpr std::size_t limit = std::size_t{64} << 20;  // the server's default message size
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw tools::json_error("@" + path + ": " + std::strerror(errno));
+  std::string text;
+  struct stat st {};
+  if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > limit) {
+    std::fclose(f);
+    throw tools::json_error("@" + path + ": larger than " + std::to_string(limit >> 20) + " MiB");
+  }
+  char buf[65536];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) {
+    if (text.size() + n > limit) {
+      std::fclose(f);
+      throw tools::json_error("@" + path + ": larger than " + std::to_string(limit >> 20) + " MiB");
+    }
+    text.append(buf, n);
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) throw tools::json_error("@" + path + ": cannot read it");
+  return text;
 }
 
 // The call's arguments as one msgpack array: JSON where they parse as JSON (unless --string), strings otherwise;
-// "-" is one JSON value read from stdin.
+// each "-" is the next JSON value on stdin; @FILE is the file's contents, read as an argument would be; @@... is
+// the argument with one @ less.
 duct::buffer pack_arguments(const settings& cfg) {
   duct::pack_buffer buf;
   msgpack::packer<duct::pack_buffer> p(buf);
   p.pack_array(static_cast<std::uint32_t>(cfg.args.size()));
+  std::optional<std::string> input;  // stdin, read once at the first "-"
+  std::string_view unread;
+  int dashes = 0;
   for (const std::string& a : cfg.args) {
     if (a == "-" && !cfg.strings) {
-      std::string text(std::istreambuf_iterator<char>(std::cin), {});
-      tools::pack_json(p, text);  // throws json_error: a usage error
-    } else if (!cfg.strings && tools::is_json(a)) {
-      tools::pack_json(p, a);
+      if (!input) {
+        input.emplace(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        unread = *input;
+      }
+      ++dashes;
+      std::optional<std::string_view> value = tools::next_json_text(unread);
+      if (!value)
+        throw tools::json_error("- number " + std::to_string(dashes) + ": stdin has no JSON value left for it");
+      tools::pack_json(p, *value);  // throws json_error: a usage error
+    } else if (a.starts_with("@@")) {
+      pack_text(p, a.substr(1), cfg);
+    } else if (a.starts_with("@")) {
+      if (a.size() == 1) throw tools::json_error("@ needs a file name (@@ for a literal @)");
+      pack_text(p, read_argument_file(a.substr(1)), cfg);
     } else {
-      p.pack(a);
+      pack_text(p, a, cfg);
     }
   }
+  if (input && tools::next_json_text(unread))
+    throw tools::json_error("stdin holds more JSON values than the " + std::to_string(dashes) + " - argument" +
+                            (dashes == 1 ? "" : "s") + " take");
   return buf.take();
 }
 
@@ -139,6 +214,176 @@ void show_progress(const duct::value& report) {
                std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), *fraction * 100);
 }
 
+// A token as --async prints it, or as a JSON string (the form earlier versions printed): the bare token.
+std::string bare_token(const std::string& t) {
+  if (t.size() >= 2 && t.front() == '"' && t.back() == '"' && t.find_first_of("\"\\", 1) == t.size() - 1)
+    return t.substr(1, t.size() - 2);
+  return t;
+}
+
+// What a signal asks of a running call: it is stopped on the server, then rpc-call exits with 128 + the signal.
+struct interruption {
+  std::stop_source stop;
+  std::atomic<int> signal{0};
+  std::atomic<bool> call_open{false};  // a call runs that the signal must stop (else the process just ends)
+};
+interruption interrupt;
+
+// The stops our client sends (a stream stopped by a signal, a time limit or a closed stdout) leave on the client's
+// shared socket. A ping answered on that socket after them shows they have left: ending the process first could
+// drop them, and the server would run the call on until two heartbeats went missing.
+void deliver_stops(rpc::client& c) {
+  try {
+    (void)c.async_call_for(1000ms, "_zerorpc_ping").wait_for(1000ms);
+  } catch (const std::exception&) {
+    // the server is gone: there is nothing left to stop
+  }
+}
+
+// The signal that interrupted the call, as the exit code, once its stop has been delivered.
+int interrupted(rpc::client& c) {
+  deliver_stops(c);
+  return 128 + interrupt.signal.load();
+}
+
+// The argument list of a method as _zerorpc_inspect describes it: ["a", "b"] from [{"name": "a"}, {"name": "b"}].
+std::string signature(const msgpack::object& m) {
+  std::string out;
+  for (std::uint32_t i = 0; m.type == msgpack::type::MAP && i < m.via.map.size; ++i) {
+    const msgpack::object_kv& kv = m.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR || kv.key.as<std::string>() != "args" || kv.val.type != msgpack::type::ARRAY)
+      continue;
+    for (std::uint32_t j = 0; j < kv.val.via.array.size; ++j) {
+      const msgpack::object& a = kv.val.via.array.ptr[j];
+      std::string name = a.type == msgpack::type::STR ? a.as<std::string>() : "?";
+      for (std::uint32_t k = 0; a.type == msgpack::type::MAP && k < a.via.map.size; ++k)
+        if (a.via.map.ptr[k].key.type == msgpack::type::STR && a.via.map.ptr[k].key.as<std::string>() == "name" &&
+            a.via.map.ptr[k].val.type == msgpack::type::STR)
+          name = a.via.map.ptr[k].val.as<std::string>();
+      out += (j ? ", " : "") + name;
+    }
+  }
+  return out;
+}
+
+// One method as a person reads it: "add(a, b) — Adds two numbers."
+std::string readable(const std::string& name, const msgpack::object& m) {
+  std::string doc;
+  for (std::uint32_t i = 0; m.type == msgpack::type::MAP && i < m.via.map.size; ++i)
+    if (m.via.map.ptr[i].key.type == msgpack::type::STR && m.via.map.ptr[i].key.as<std::string>() == "doc" &&
+        m.via.map.ptr[i].val.type == msgpack::type::STR)
+      doc = m.via.map.ptr[i].val.as<std::string>();
+  while (!doc.empty() && (doc.back() == '\n' || doc.back() == ' ')) doc.pop_back();
+  std::string line = name + "(" + signature(m) + ")";
+  if (!doc.empty()) line += " \u2014 " + doc;
+  return line + "\n";
+}
+
+int list_or_inspect(rpc::client& c, const settings& cfg) {
+  // _zerorpc_inspect, which zerorpc-python, zerorpc-node and ours all answer (node has no _zerorpc_list).
+  duct::value all = c.call("_zerorpc_inspect");
+  const msgpack::object& o = all.get();
+  const bool as_text = cfg.inspect && !cfg.json && ::isatty(1);
+  if (cfg.inspect && cfg.method.empty() && !as_text) {
+    print(o, cfg);
+    return ok;
+  }
+  const msgpack::object* methods = nullptr;
+  for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i)
+    if (o.via.map.ptr[i].key.type == msgpack::type::STR && o.via.map.ptr[i].key.as<std::string>() == "methods" &&
+        o.via.map.ptr[i].val.type == msgpack::type::MAP)
+      methods = &o.via.map.ptr[i].val;
+  if (!methods) throw rpc::protocol_error(cfg.endpoint + ": _zerorpc_inspect did not list the methods");
+  std::vector<std::pair<std::string, const msgpack::object*>> named;  // sorted by name
+  for (std::uint32_t j = 0; j < methods->via.map.size; ++j)
+    if (methods->via.map.ptr[j].key.type == msgpack::type::STR)
+      named.emplace_back(methods->via.map.ptr[j].key.as<std::string>(), &methods->via.map.ptr[j].val);
+  std::sort(named.begin(), named.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (cfg.list) {  // the names: a JSON array, or one per line with --raw
+    std::vector<std::string> names;
+    for (const auto& [name, m] : named) names.push_back(name);
+    msgpack::zone zone;
+    const msgpack::object list(names, zone);
+    if (!cfg.raw) print(list, cfg);
+    else
+      for (std::uint32_t i = 0; i < list.via.array.size; ++i) print(list.via.array.ptr[i], cfg);
+    return ok;
+  }
+  for (const auto& [name, m] : named) {
+    if (!cfg.method.empty() && name != cfg.method) continue;
+    if (as_text) print_text(readable(name, *m));
+    else print(*m, cfg);
+    if (!cfg.method.empty()) return ok;
+  }
+  if (cfg.method.empty()) return ok;
+  throw rpc::unknown_method_error("NameError", cfg.method + " is not a method of " + cfg.endpoint);
+}
+
+int wait_for_token(rpc::client& c, const settings& cfg, const std::string& token) {
+  // Waits a second at a time (the server holds each wait), showing the time spent on a terminal. A signal ends
+  // the wait, not the job: waiting for a job is not owning it (--cancel stops it).
+  const auto start = std::chrono::steady_clock::now();
+  const bool tty = ::isatty(2);
+  for (;;) {
+    auto spent = std::chrono::steady_clock::now() - start;
+    if (cfg.timeout && spent >= ms(*cfg.timeout)) {
+      if (tty) std::fprintf(stderr, "\n");
+      throw rpc::still_running_error("StillRunning", token + " is still running");
+    }
+    auto slice = 1000ms;
+    if (cfg.timeout)
+      slice = std::min(slice, ms(*cfg.timeout) - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
+    try {
+      duct::value result = c.wait(token, slice);
+      if (tty) std::fprintf(stderr, "\r\033[K");
+      print(result.get(), cfg);
+      return ok;
+    } catch (const rpc::still_running_error&) {
+      if (tty)
+        std::fprintf(stderr, "\r\033[Kwaiting for %s: %.0f s", token.c_str(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  }
+}
+
+// A plain call, read as a stream: a method that streams prints each item as it comes, one that answers prints its
+// result (the stream's only item). A signal, --timeout or a closed stdout stops it on the server before we exit.
+int stream_call(rpc::client& c, const settings& cfg, const duct::buffer& args, const std::function<bool()>& connected) {
+  std::optional<rpc::duplex> upload;
+  std::optional<rpc::source> stream;
+  interrupt.call_open = true;
+  if (cfg.from_stdin) upload.emplace(c.chunked_call_packed(cfg.method, args));
+  else stream.emplace(c.stream_packed(cfg.method, args));
+  rpc::source& items = upload ? upload->output() : *stream;
+  std::stop_callback on_signal(interrupt.stop.get_token(), [&items] { items.cancel(); });
+  if (!connected()) return unreachable;
+  const auto deadline = cfg.timeout ? std::optional(std::chrono::steady_clock::now() + ms(*cfg.timeout)) : std::nullopt;
+  try {
+    if (upload) send_stdin(*upload, cfg);
+    for (;;) {
+      std::optional<duct::value> item;
+      if (deadline) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+        item = items.next_for(std::max(left, 0ms));  // a time-out stops the stream
+      } else {
+        item = items.next();
+      }
+      if (!item) return ok;
+      print(item->get(), cfg);
+    }
+  } catch (const output_closed&) {
+    items.cancel();
+    deliver_stops(c);
+    return stdout_closed;
+  } catch (const rpc::timeout_error&) {
+    deliver_stops(c);
+    throw;
+  } catch (const rpc::error&) {
+    if (interrupt.signal) return interrupted(c);
+    throw;
+  }
+}
+
 int run(const settings& cfg) {
   rpc::client_options co;
   co.heartbeat = ms(cfg.heartbeat);
@@ -146,8 +391,14 @@ int run(const settings& cfg) {
   if (cfg.timeout && cfg.wait_token.empty()) co.timeout = ms(*cfg.timeout);
   // Never destroyed: main() ends the process with _Exit once the output is flushed, sparing the orderly close of
   // the client's threads and ZeroMQ's (a millisecond of a command that may run in a loop). Nothing is left unsent:
-  // every call made has been answered or abandoned by then.
-  rpc::client& c = *new rpc::client(cfg.endpoint, co);
+  // every call made has been answered, or stopped and its stop delivered (deliver_stops), by then.
+  rpc::client* made = nullptr;
+  try {
+    made = new rpc::client(cfg.endpoint, co);
+  } catch (const rpc::error& e) {
+    throw CLI::ValidationError("ENDPOINT", e.what());  // a malformed endpoint is a usage error
+  }
+  rpc::client& c = *made;
   // ZeroMQ connects in the background and never says it could not: a ping answered within the connect timeout
   // tells us someone is there. It goes over the same connection as a call's stream (one TCP handshake, not two),
   // and a plain call is sent right behind it, so that the two round trips overlap.
@@ -166,44 +417,12 @@ int run(const settings& cfg) {
   };
   const bool plain = !cfg.list && !cfg.inspect && cfg.poll_token.empty() && cfg.cancel_token.empty() &&
                      cfg.wait_token.empty() && !cfg.async && !cfg.progress;
-  if (!plain && !connected()) return unreachable;
-  if (cfg.list || cfg.inspect) {
-    // _zerorpc_inspect, which zerorpc-python, zerorpc-node and ours all answer (node has no _zerorpc_list).
-    duct::value all = c.call("_zerorpc_inspect");
-    if (cfg.inspect && cfg.method.empty()) {
-      print(all.get(), cfg);
-      return ok;
-    }
-    const msgpack::object& o = all.get();
-    const msgpack::object* methods = nullptr;
-    for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i)
-      if (o.via.map.ptr[i].key.type == msgpack::type::STR && o.via.map.ptr[i].key.as<std::string>() == "methods" &&
-          o.via.map.ptr[i].val.type == msgpack::type::MAP)
-        methods = &o.via.map.ptr[i].val;
-    if (!methods) throw rpc::protocol_error(cfg.endpoint + ": _zerorpc_inspect did not list the methods");
-    if (cfg.list) {  // the names, sorted: a JSON array, or one per line with --raw
-      std::vector<std::string> names;
-      for (std::uint32_t j = 0; j < methods->via.map.size; ++j)
-        if (methods->via.map.ptr[j].key.type == msgpack::type::STR) names.push_back(methods->via.map.ptr[j].key.as<std::string>());
-      std::sort(names.begin(), names.end());
-      msgpack::zone zone;
-      const msgpack::object list(names, zone);
-      if (!cfg.raw) print(list, cfg);
-      else
-        for (std::uint32_t i = 0; i < list.via.array.size; ++i) print(list.via.array.ptr[i], cfg);
-      return ok;
-    }
-    for (std::uint32_t j = 0; j < methods->via.map.size; ++j) {
-      if (methods->via.map.ptr[j].key.type == msgpack::type::STR &&
-          methods->via.map.ptr[j].key.as<std::string>() == cfg.method) {
-        print(methods->via.map.ptr[j].val, cfg);
-        return ok;
-      }
-    }
-    throw rpc::unknown_method_error("NameError", cfg.method + " is not a method of " + cfg.endpoint);
-  }
+  if (plain) return stream_call(c, cfg, pack_arguments(cfg), connected);
+  duct::buffer args = cfg.async || cfg.progress ? pack_arguments(cfg) : duct::buffer();  // usage errors first
+  if (!connected()) return unreachable;
+  if (cfg.list || cfg.inspect) return list_or_inspect(c, cfg);
   if (!cfg.poll_token.empty()) {
-    duct::value state = c.poll(cfg.poll_token);
+    duct::value state = c.poll(bare_token(cfg.poll_token));
     print(state.get(), cfg);
     const msgpack::object& o = state.get();
     for (std::uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i) {
@@ -215,69 +434,46 @@ int run(const settings& cfg) {
     return ok;
   }
   if (!cfg.cancel_token.empty()) {
-    print(c.call("_ductrpc_cancel", cfg.cancel_token).get(), cfg);
+    print(c.call("_ductrpc_cancel", bare_token(cfg.cancel_token)).get(), cfg);
     return ok;
   }
-  if (!cfg.wait_token.empty()) {
-    // Waits a second at a time (the server holds each wait), showing the time spent on a terminal.
-    const auto start = std::chrono::steady_clock::now();
-    const bool tty = ::isatty(2);
-    for (;;) {
-      auto spent = std::chrono::steady_clock::now() - start;
-      if (cfg.timeout && spent >= ms(*cfg.timeout)) {
-        if (tty) std::fprintf(stderr, "\n");
-        throw rpc::still_running_error("StillRunning", cfg.wait_token + " is still running");
-      }
-      auto slice = 1000ms;
-      if (cfg.timeout)
-        slice = std::min(slice, ms(*cfg.timeout) - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
-      try {
-        duct::value result = c.wait(cfg.wait_token, slice);
-        if (tty) std::fprintf(stderr, "\r\033[K");
-        print(result.get(), cfg);
-        return ok;
-      } catch (const rpc::still_running_error&) {
-        if (tty)
-          std::fprintf(stderr, "\r\033[Kwaiting for %s: %.0f s", cfg.wait_token.c_str(),
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      }
-    }
-  }
-
-  duct::buffer args = pack_arguments(cfg);
-  if (cfg.async) {
-    std::string token = c.submit_packed(cfg.method, args);
-    msgpack::zone zone;
-    print(msgpack::object(token, zone), cfg);
+  if (!cfg.wait_token.empty()) return wait_for_token(c, cfg, bare_token(cfg.wait_token));
+  if (cfg.async) {  // the bare token, so that $(rpc-call --async ...) can be passed to --wait as it is
+    print_text(c.submit_packed(cfg.method, args) + "\n");
     return ok;
   }
-  if (cfg.progress) {
-    duct::value result = c.call_with_progress_packed(cfg.method, args, show_progress);
+  // --progress
+  interrupt.call_open = true;
+  try {
+    duct::value result = c.call_with_progress_packed(cfg.method, args, show_progress, interrupt.stop.get_token());
     if (::isatty(2)) std::fprintf(stderr, "\n");
     print(result.get(), cfg);
     return ok;
+  } catch (const rpc::timeout_error&) {
+    deliver_stops(c);
+    throw;
+  } catch (const rpc::error&) {
+    if (interrupt.signal) return interrupted(c);
+    throw;
   }
-  // A plain call is read as a stream: a method that streams prints each item as it comes, one that answers prints
-  // its result (the stream's only item).
-  std::optional<rpc::duplex> upload;
-  std::optional<rpc::source> stream;
-  if (cfg.from_stdin) upload.emplace(c.chunked_call_packed(cfg.method, args));
-  else stream.emplace(c.stream_packed(cfg.method, args));
-  if (!connected()) return unreachable;
-  rpc::source& items = upload ? upload->output() : *stream;
-  if (upload) send_stdin(*upload, cfg);
-  const auto deadline = cfg.timeout ? std::optional(std::chrono::steady_clock::now() + ms(*cfg.timeout)) : std::nullopt;
-  for (;;) {
-    std::optional<duct::value> item;
-    if (deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
-      item = items.next_for(std::max(left, 0ms));
-    } else {
-      item = items.next();
+}
+
+// SIGINT, SIGTERM and SIGHUP stop the running call on the server, then end rpc-call with 128 + the signal. With no
+// call to stop, or at a second signal, or when stopping takes longer than a few seconds, it ends at once.
+void watch_signals(const sigset_t& signals, double connect_timeout) {
+  std::thread([signals, connect_timeout] {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) return;
+    interrupt.signal = sig;
+    if (interrupt.call_open) {
+      interrupt.stop.request_stop();
+      const double allow = std::min(connect_timeout, 5.0) + 1;
+      timespec wait{static_cast<time_t>(allow), 0};
+      (void)sigtimedwait(&signals, nullptr, &wait);  // a second signal, or the stop taking too long
     }
-    if (!item) return ok;
-    print(item->get(), cfg);
-  }
+    std::fflush(stdout);
+    std::_Exit(128 + sig);
+  }).detach();
 }
 
 // Runs `body`, turning each kind of failure into its message on stderr and its exit code.
@@ -288,8 +484,10 @@ int report(const std::function<int()>& body, const settings& cfg);
 int main(int argc, char** argv) {
   settings cfg;
   CLI::App app{"rpc-call: call a method of a zerorpc server (ours, Python's, node's) and print the result as JSON.\n"
-               "Arguments are JSON where they parse as JSON, strings otherwise; - reads one JSON value from stdin.",
+               "Arguments are JSON where they parse as JSON, strings otherwise; each - reads the next JSON value from stdin;\n"
+               "@FILE is the contents of FILE (@@ for a literal leading @).",
                "rpc-call"};
+  tools::gnu_usage_errors(app, "rpc-call");
   app.add_option("endpoint", cfg.endpoint, "tcp://HOST:PORT or ipc://PATH")->required()->type_name("ENDPOINT");
   app.add_option("method", cfg.method, "The method to call (with --inspect: to describe)")->type_name("METHOD");
   std::vector<std::string> unused;  // ARGs are taken before parsing (see below); this only lists them in --help
@@ -308,24 +506,20 @@ int main(int argc, char** argv) {
       ->type_name("TOKEN");
   app.add_option("--cancel", cfg.cancel_token, "Cancel the deferred call TOKEN")->type_name("TOKEN");
   app.add_flag("-l,--list", cfg.list, "List the server's methods");
-  app.add_flag("-i,--inspect", cfg.inspect, "Describe the server's methods, or METHOD");
+  app.add_flag("-i,--inspect", cfg.inspect, "Describe the server's methods, or METHOD: name(args) and doc on a "
+                                            "terminal, JSON otherwise");
+  app.add_flag("--json", cfg.json, "With --inspect: print JSON, on a terminal too");
   app.add_option("-t,--timeout", cfg.timeout, "Give up after SECONDS (default: never, while the server is alive)")
-      ->type_name("SECONDS")->check(CLI::PositiveNumber);
+      ->type_name("SECONDS")->check(tools::seconds());
   app.add_option("--heartbeat", cfg.heartbeat, "Heartbeat period in seconds (default 5)")->type_name("SECONDS")
-      ->check(CLI::PositiveNumber);
+      ->check(tools::seconds());
   app.add_option("--connect-timeout", cfg.connect_timeout, "Give up connecting after SECONDS (default 5)")
-      ->type_name("SECONDS")->check(CLI::PositiveNumber);
+      ->type_name("SECONDS")->check(tools::seconds());
   app.add_flag("-v,--verbose", cfg.verbose, "Print the remote traceback with an error");
-  app.set_version_flag("--version", "rpc-call (ductrpc) 0.1");
+  app.set_version_flag("--version", "rpc-call (ductrpc) " DUCTRPC_VERSION);
   // Everything after METHOD is an argument, verbatim — a negative number or a JSON array included — so options go
   // before it. (CLI11 would read "-1" as an option and "[1, 2]" as a list.)
-  // Which options take a value is the parser's own knowledge, not a list to keep in step with it.
-  std::vector<std::string> with_value;
-  for (const CLI::Option* o : app.get_options([](const CLI::Option* o) { return o->nonpositional(); })) {
-    if (o->get_items_expected_max() == 0) continue;  // a flag
-    for (const std::string& n : o->get_lnames()) with_value.push_back("--" + n);
-    for (const std::string& n : o->get_snames()) with_value.push_back("-" + n);
-  }
+  const std::vector<std::string> with_value = tools::options_with_value(app);
   int split = argc, positional = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -353,12 +547,23 @@ int main(int argc, char** argv) {
                                  "go one at a time");
     bool needs_method = !cfg.list && !cfg.inspect && cfg.wait_token.empty() && cfg.poll_token.empty() &&
                         cfg.cancel_token.empty();
+    bool takes_method = needs_method || cfg.inspect;
     if (needs_method && cfg.method.empty()) throw CLI::ValidationError("METHOD", "a method to call is needed");
+    if (!takes_method && !cfg.method.empty())
+      throw CLI::ValidationError("METHOD", "--list, --wait, --poll and --cancel take no METHOD, got '" + cfg.method + "'");
     if (!needs_method && !cfg.args.empty()) throw CLI::ValidationError("ARG", "arguments go with a METHOD call only");
+    if (cfg.json && !cfg.inspect) throw CLI::ValidationError("--json", "goes with --inspect");
     if (cfg.chunk_size && !cfg.from_stdin) throw CLI::ValidationError("--chunk-size", "goes with --stdin");
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : usage;  // --help and --version exit 0; every usage error 2
   }
+  // Before any thread starts, so that every thread inherits the mask and only watch_signals() takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is seen by print(), which stops the call first
+  watch_signals(signals, cfg.connect_timeout);
   int rc = report([&] { return run(cfg); }, cfg);
   std::fflush(stdout);
   std::fflush(stderr);
@@ -373,6 +578,11 @@ int report(const std::function<int()>& body, const settings& cfg) {
   } catch (const tools::json_error& e) {
     std::fprintf(stderr, "rpc-call: %s\n", e.what());
     return usage;
+  } catch (const CLI::Error& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return usage;
+  } catch (const output_closed&) {
+    return stdout_closed;
   } catch (const rpc::cancelled_error& e) {
     std::fprintf(stderr, "%s: %s\n", e.name().c_str(), e.message().c_str());
     return cancelled;

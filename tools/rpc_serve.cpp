@@ -16,10 +16,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <duct/version.hpp>
 #include <duct/codec.hpp>
 #include <rpc/server.hpp>
 
 #include "command.hpp"
+#include "cli.hpp"
 #include "json_form.hpp"
 
 namespace {
@@ -289,20 +291,20 @@ int main(int argc, char** argv) {
   app.add_option("-j,--jobs", cfg.jobs, "Calls running at once, at most (default 4)")->type_name("N")
       ->check(CLI::Range(1, 1024));
   app.add_option("--heartbeat", cfg.heartbeat, "Heartbeat period in seconds (default 5)")->type_name("SECONDS")
-      ->check(CLI::PositiveNumber);
+      ->check(tools::seconds());
   app.add_option("--defer-after", cfg.defer_after,
                  "Answer our clients with a token once a call runs this long (default 0.5)")
-      ->type_name("SECONDS")->check(CLI::NonNegativeNumber);
+      ->type_name("SECONDS")->check(tools::seconds(true));
   app.add_option("--keep-results", cfg.keep_results, "Keep deferred results this long (default 300)")
-      ->type_name("SECONDS")->check(CLI::NonNegativeNumber);
+      ->type_name("SECONDS")->check(tools::seconds(true));
   app.add_option("--shutdown", cfg.shutdown, "On SIGTERM or SIGINT: drain (finish running calls) or abort "
                                              "(default drain); a second signal aborts")
       ->type_name("drain|abort")->check(CLI::IsMember({"drain", "abort"}));
   app.add_option("--grace", cfg.grace, "How long a drain may take before it aborts (default 30)")
-      ->type_name("SECONDS")->check(CLI::NonNegativeNumber);
+      ->type_name("SECONDS")->check(tools::seconds(true));
   app.add_flag("-q,--quiet", cfg.quiet, "No log line per call");
   app.add_flag("-v,--verbose", cfg.verbose, "Log each call's arguments in full");
-  app.set_version_flag("--version", "rpc-serve (ductrpc) 0.1");
+  app.set_version_flag("--version", "rpc-serve (ductrpc) " DUCTRPC_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
