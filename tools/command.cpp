@@ -8,8 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -69,9 +71,22 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The command starts in a process group of its own (so that a limit or a cancellation ends all of it, the
+  // children of a shell script included) with no signal blocked and every signal at its default: rpc-serve blocks
+  // SIGINT and SIGTERM and ignores SIGPIPE for itself, which a command must not inherit.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0) throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(rc));
   in.close_read();
   out.close_write();
@@ -104,19 +119,43 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
   };
 
   command_result r;
+  // A cancellation wakes the loop at once, through a pipe, instead of waiting for its next look.
+  pipe_pair woken;
+  std::stop_callback on_stop(opts.stop, [&woken] {
+    const char byte = 1;
+    (void)!::write(woken.write, &byte, 1);
+  });
   try {
-    const auto started = std::chrono::steady_clock::now();
+    using clock = std::chrono::steady_clock;
+    const auto started = clock::now();
     std::string partial;  // a streamed stdout's line so far
-    bool killed = false;
-    auto kill_it = [&](bool& flag) {
+    // TERM to the whole group at the limit (or on cancellation); KILL to it a moment later if anything is left;
+    // and the call ends a moment after that even if something outside the group still holds the pipes open.
+    constexpr auto kill_grace = std::chrono::milliseconds(50), pipe_grace = std::chrono::milliseconds(50);
+    std::optional<clock::time_point> hard_kill_at, give_up_at;
+    auto kill_it = [&](bool& flag, clock::time_point now) {
       flag = true;
-      killed = true;
-      ::kill(pid, SIGTERM);
+      ::kill(-pid, SIGTERM);
+      hard_kill_at = now + kill_grace;
     };
-    std::optional<std::chrono::steady_clock::time_point> hard_kill_at;
     while (out.read >= 0 || err.read >= 0) {
-      pollfd fds[2] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}};
-      ::poll(fds, 2, 50);
+      auto now = clock::now();
+      if (!hard_kill_at && opts.limit && now - started >= *opts.limit) kill_it(r.timed_out, now);
+      if (!hard_kill_at && opts.stop.stop_requested()) kill_it(r.cancelled, now);
+      if (hard_kill_at && now >= *hard_kill_at && !give_up_at) {
+        ::kill(-pid, SIGKILL);  // it ignored SIGTERM
+        give_up_at = now + pipe_grace;
+      }
+      if (give_up_at && now >= *give_up_at) break;  // a process that left the group holds the pipes: not ours
+      // Sleep until output comes, a cancellation, or the next deadline.
+      std::optional<clock::time_point> next = give_up_at ? give_up_at : hard_kill_at;
+      if (!next && opts.limit) next = started + *opts.limit;
+      int wait_ms = -1;
+      if (next)
+        wait_ms = static_cast<int>(std::max<std::int64_t>(
+            0, std::chrono::ceil<std::chrono::milliseconds>(*next - now).count()));
+      pollfd fds[3] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}, {woken.read, POLLIN, 0}};
+      ::poll(fds, 3, wait_ms);
       char buf[65536];
       for (int i = 0; i < 2; ++i) {
         if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -145,15 +184,10 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
           r.out.append(buf, static_cast<std::size_t>(n));
         }
       }
-      auto now = std::chrono::steady_clock::now();
-      if (!killed && opts.limit && now - started >= *opts.limit) kill_it(r.timed_out);
-      if (!killed && opts.stop.stop_requested()) kill_it(r.cancelled);
-      if (killed && !hard_kill_at) hard_kill_at = now + std::chrono::seconds(1);
-      if (hard_kill_at && now >= *hard_kill_at) ::kill(pid, SIGKILL);  // it ignored SIGTERM
     }
     if (opts.on_line && !partial.empty()) opts.on_line(partial);
   } catch (...) {  // the output outgrew its limit, or the stream it went to failed: the command goes too
-    ::kill(pid, SIGKILL);
+    ::kill(-pid, SIGKILL);
     stop_feeding();
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }

@@ -23,6 +23,7 @@
 #include "command.hpp"
 #include "cli.hpp"
 #include "json_form.hpp"
+#include "serve_log.hpp"
 
 namespace {
 
@@ -37,26 +38,7 @@ struct settings {
   std::size_t jobs = 4;
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
   std::string shutdown = "drain";
-  bool quiet = false, verbose = false;
-};
-
-// One log line per call on stderr, unless -q.
-class call_log {
- public:
-  explicit call_log(const settings& s) : quiet_(s.quiet), verbose_(s.verbose) {}
-  void done(const std::string& method, const msgpack::object& args, std::chrono::steady_clock::duration took,
-            const std::string& outcome) {
-    if (quiet_) return;
-    std::string shown = tools::to_json(args);
-    if (!verbose_ && shown.size() > 80) shown = shown.substr(0, 77) + "...";
-    auto ms = std::chrono::duration<double, std::milli>(took).count();
-    std::lock_guard lock(mu_);
-    std::fprintf(stderr, "rpc-serve: %s %s -> %s (%.1f ms)\n", method.c_str(), shown.c_str(), outcome.c_str(), ms);
-  }
-
- private:
-  bool quiet_, verbose_;
-  std::mutex mu_;
+  bool quiet = false, verbose = false, log_json = false;
 };
 
 duct::buffer packed(const auto& value) {
@@ -77,25 +59,25 @@ bool is_number(const msgpack::object& o) {
          o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64;
 }
 
-// Wraps a raw handler so that each call is logged with its outcome and time.
-rpc::detail::handler logged(call_log& log, std::string method, rpc::detail::handler f) {
+// Wraps a raw handler so that each call is logged with its caller, outcome and time.
+rpc::detail::handler logged(tools::serve_log& log, std::string method, rpc::detail::handler f) {
   return [&log, method = std::move(method), f = std::move(f)](const msgpack::object& args, call_context& ctx) {
     auto start = std::chrono::steady_clock::now();
     try {
       duct::buffer result = f(args, ctx);
-      log.done(method, args, std::chrono::steady_clock::now() - start, "OK");
+      log.call(ctx.peer, method, args, std::chrono::steady_clock::now() - start, "OK");
       return result;
     } catch (const rpc::remote_error& e) {
-      log.done(method, args, std::chrono::steady_clock::now() - start, e.name() + ": " + e.message());
+      log.call(ctx.peer, method, args, std::chrono::steady_clock::now() - start, e.name(), e.message());
       throw;
     } catch (const std::exception& e) {
-      log.done(method, args, std::chrono::steady_clock::now() - start, std::string("error: ") + e.what());
+      log.call(ctx.peer, method, args, std::chrono::steady_clock::now() - start, "error", e.what());
       throw;
     }
   };
 }
 
-void bind_demo(rpc::server& s, call_log& log) {
+void bind_demo(rpc::server& s, tools::serve_log& log) {
   using shape = rpc::server::shape;
   s.bind_raw("echo", logged(log, "echo", [](const msgpack::object& args, call_context&) {
                return packed(arg("echo", args, 0, 1));
@@ -210,7 +192,7 @@ std::vector<std::string> split_words(const std::string& name, const std::string&
 // How a command's stdout makes the result.
 enum class output_as { result, lines, bytes };
 
-void bind_command(rpc::server& s, call_log& log, const settings& cfg, const std::string& name,
+void bind_command(rpc::server& s, tools::serve_log& log, const settings& cfg, const std::string& name,
                   const std::string& command, output_as output, std::optional<std::chrono::milliseconds> limit) {
   const bool streams = output != output_as::result;
   std::vector<std::string> base = cfg.shell ? std::vector<std::string>{"/bin/sh", "-c", command, name}
@@ -304,7 +286,10 @@ int main(int argc, char** argv) {
       ->type_name("SECONDS")->check(tools::seconds(true));
   app.add_flag("-q,--quiet", cfg.quiet, "No log line per call");
   app.add_flag("-v,--verbose", cfg.verbose, "Log each call's arguments in full");
+  app.add_flag("--log-json", cfg.log_json, "Log JSON lines (time, event, peer, method, args, outcome, ms) instead "
+                                           "of text");
   app.set_version_flag("--version", "rpc-serve (ductrpc) " DUCTRPC_VERSION);
+  tools::gnu_usage_errors(app, "rpc-serve");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -327,7 +312,7 @@ int main(int argc, char** argv) {
   so.defer_after = seconds_option(cfg.defer_after);
   so.keep_results = std::chrono::seconds(static_cast<std::int64_t>(cfg.keep_results));
   rpc::server server(so);
-  call_log log(cfg);
+  tools::serve_log log({cfg.quiet, cfg.verbose, cfg.log_json});
   try {
     std::map<std::string, std::chrono::milliseconds> limits;
     for (const std::string& l : cfg.limits) {
@@ -370,7 +355,7 @@ int main(int argc, char** argv) {
   try {
     for (const std::string& b : cfg.binds) {
       std::string where = server.listen(b);
-      std::fprintf(stderr, "rpc-serve: listening on %s\n", where.c_str());
+      log.event("listening", {{"endpoint", where}}, "listening on " + where);
     }
     server.start();
   } catch (const rpc::error& e) {
@@ -381,8 +366,9 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   const bool drain = cfg.shutdown == "drain";
-  std::fprintf(stderr, "rpc-serve: %s, %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
-               drain ? "draining (a second signal aborts)" : "aborting");
+  const std::string name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  log.event("signal", {{"signal", name}, {"action", drain ? "drain" : "abort"}},
+            name + ", " + (drain ? "draining (a second signal aborts)" : "aborting"));
   std::atomic<bool> ended{false};
   std::thread ending([&] {
     server.shutdown(drain ? rpc::shutdown_mode::drain : rpc::shutdown_mode::abort, seconds_option(cfg.grace));
@@ -393,7 +379,7 @@ int main(int argc, char** argv) {
     timespec tick{0, 50'000'000};
     while (!ended) {
       if (sigtimedwait(&signals, nullptr, &tick) > 0) {
-        std::fprintf(stderr, "rpc-serve: second signal, aborting\n");
+        log.event("signal", {{"signal", "second"}, {"action", "abort"}}, "second signal, aborting");
         server.shutdown(rpc::shutdown_mode::abort, 0ms);
         break;
       }

@@ -432,7 +432,12 @@ void server::impl::loop() {
   const int router_fd = router.get(zmq::sockopt::fd);
   std::vector<zmq::message_t> frames;
   std::vector<std::pair<std::string, zmq::message_t>> arrived;     // identity and body, as received
-  std::vector<std::pair<std::string, std::shared_ptr<event>>> decoded;
+  struct decoded_event {
+    std::string identity;
+    std::shared_ptr<event> ev;
+    zmq::message_t body;  // kept for its metadata: the peer's address, read once per peer
+  };
+  std::vector<decoded_event> decoded;
   std::vector<detail::inline_call> calls;
   detail::clock::duration wait{0};  // the first round only looks
   while (running) {
@@ -459,7 +464,7 @@ void server::impl::loop() {
       try {
         auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
         detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())), *ev);
-        decoded.emplace_back(std::move(identity), std::move(ev));
+        decoded.push_back({std::move(identity), std::move(ev), std::move(body)});
       } catch (const protocol_error&) {
         ++dropped;
       }
@@ -467,7 +472,10 @@ void server::impl::loop() {
     arrived.clear();
     {
       locked g(*this);
-      for (auto& [identity, ev] : decoded) on_event(identity, std::move(ev), detail::clock::now());
+      for (auto& [identity, ev, body] : decoded) {
+        if (auto [a, fresh] = addresses.try_emplace(identity); fresh) a->second = detail::peer_address(body);
+        on_event(identity, std::move(ev), detail::clock::now());
+      }
       calls.swap(inline_calls);
     }
     decoded.clear();
@@ -768,11 +776,12 @@ void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event>
                                std::shared_ptr<detail::server_progress> report,
                                std::shared_ptr<detail::stream_state> in) {
   o.channel = ev->header.id;
+  std::string peer = address_of(o.identity);
   pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o), out = std::move(out),
-                report = std::move(report), in = std::move(in)]() mutable {
+                report = std::move(report), in = std::move(in), peer = std::move(peer)]() mutable {
     std::optional<source> input;
     if (in) input.emplace(in);
-    detail::call_context context{std::move(stop), out.get(), report.get(), input ? &*input : nullptr};
+    detail::call_context context{std::move(stop), out.get(), report.get(), input ? &*input : nullptr, std::move(peer)};
     execute(fn, args, context, o);
     if (in) in->detach();  // before taking the lock: a grant in progress holds the state's callback lock
     locked g(*this);
@@ -931,7 +940,15 @@ void server::impl::defer_now(const call_key& key) {
   if (call.defer_at == std::nullopt) running_calls.emplace(key, std::move(call));  // kept open: no room for a job
 }
 
+std::string server::impl::address_of(const std::string& identity) const {
+  if (auto l = links.find(identity); l != links.end()) return "duct:" + l->second->name();
+  auto a = addresses.find(identity);
+  return a == addresses.end() ? std::string() : a->second;
+}
+
 void server::impl::tick(detail::clock::time_point now) {
+  if (addresses.size() > 2 * peers.size() + 64)  // peers come and go: forget the addresses of those gone
+    std::erase_if(addresses, [&](const auto& a) { return !peers.count(a.first); });
   std::vector<call_key> due;
   for (auto& [key, call] : running_calls)
     if (call.defer_at && *call.defer_at <= now) due.push_back(key);

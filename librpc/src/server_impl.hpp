@@ -144,6 +144,10 @@ struct server::impl final : detail::link_server {
   detail::job_store jobs;
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
+  // The address of each ROUTER peer, as ZeroMQ reports it, for call_context::peer; swept of gone peers by tick().
+  std::unordered_map<std::string, std::string> addresses;
+  /// Who `identity` is, for call_context::peer (under `mu`).
+  std::string address_of(const std::string& identity) const;
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
   /// Events queued for a link, sent in order by one thread at a time: whoever unlocks and finds none draining.
   struct link_outbox {

@@ -59,4 +59,14 @@ bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
   }
 }
 
+std::string peer_address(const zmq::message_t& message) noexcept {
+  try {
+    const char* address = zmq_msg_gets(message.handle(), "Peer-Address");
+    if (address && *address) return address;
+  } catch (...) {
+    // no memory for the string: the log line goes without it
+  }
+  return "ipc";
+}
+
 }  // namespace rpc::detail

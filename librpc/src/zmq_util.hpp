@@ -23,6 +23,10 @@ std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint);
 /// first, it costs one system call. Throws: rpc::error for anything but EINTR.
 void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait);
 
+/// Where a message came from, for logs: the peer's address ZeroMQ attached to it ("Peer-Address": the IP of a
+/// tcp:// peer, "localhost:UID:GID:PID" of an ipc:// one), or "ipc" when it has none. Throws: nothing.
+std::string peer_address(const zmq::message_t& message) noexcept;
+
 /// Sends one part, going round again when a signal handler interrupts it (an interrupted part was not queued, so
 /// retrying a part never duplicates one). Throws: zmq::error_t for anything else.
 void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);

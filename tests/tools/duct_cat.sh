@@ -74,10 +74,13 @@ kill "$LISTEN_PID"
 wait "$LISTEN_PID" 2>/dev/null
 printf 'first\nsecond\n' | cmp -s - "$T/listen.out" || fail "--keep-open gave '$(cat "$T/listen.out")'"
 
-# Stdout closed early: duct-cat ends quietly, as cat does.
+# Stdout closed early: duct-cat ends quietly, as cat does, with the status the man page gives (141, SIGPIPE's).
 listen unix: <"$T/data"
 "$DUCT_CAT" "$ADDR" </dev/null 2>"$T/err" | head -c 10 >/dev/null
+rc=${PIPESTATUS[0]}
 [ -s "$T/err" ] && fail "duct-cat complained when its stdout closed: $(cat "$T/err")"
+[ "$rc" -eq 141 ] || fail "duct-cat exited $rc when its stdout closed, not 141"
+grep -q '^\.B 141$' "${DUCTRPC_SOURCE:?}/man/duct-cat.1" || fail "man/duct-cat.1 does not list exit status 141"
 kill "$LISTEN_PID" 2>/dev/null
 wait "$LISTEN_PID" 2>/dev/null
 
@@ -113,6 +116,19 @@ except EOFError:
 PY
   expect_rc 0 sh -c 'printf "abc\ndef\n" | "$0" --lines --framing multiprocessing --exec python3 "$1"' "$DUCT_CAT" "$T/worker.py"
   expect_out "$(printf 'ABC\nDEF')"
+  # Everything after --exec COMMAND is the command's, options included (the man page's --exec ./worker --fast).
+  cat >"$T/worker" <<'SH'
+#!/bin/sh
+[ "$1" = --fast ] && [ "$2" = -l ] || { echo "worker: got $*" >&2; exit 3; }
+exec python3 "$(dirname "$0")/worker.py"
+SH
+  chmod +x "$T/worker"
+  expect_rc 0 sh -c 'cd "$1" && printf "abc\n" | "$0" --lines --framing multiprocessing --exec ./worker --fast -l' \
+    "$DUCT_CAT" "$T"
+  expect_out ABC
+  expect_rc 7 "$DUCT_CAT" --exec sh -c 'exit 7' </dev/null
+  expect_rc 2 "$DUCT_CAT" --exec
+  expect_err_has "duct-cat: "
 else
   [ "${CI:-}" = true ] && fail "python3 is missing in CI"
   echo "SKIP (part): python3 is not installed: the ductworks, multiprocessing and --exec checks did not run" >&2

@@ -31,6 +31,9 @@ start_server() {
     exit 1
   fi
   EP=${first##*listening on }
+  case $first in  # --log-json
+    '{'*) EP=$(printf '%s' "$first" | sed 's/.*"endpoint": "\([^"]*\)".*/\1/') ;;
+  esac
   cat <&3 >"$T/serve.log" &
   exec 3<&-
 }

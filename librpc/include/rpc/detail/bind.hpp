@@ -38,6 +38,9 @@ struct call_context {
   sink* out = nullptr;
   progress* report = nullptr;
   source* in = nullptr;
+  /// Who called, for logs: the client's address as ZeroMQ reports it ("127.0.0.1" over tcp://, over ipc://
+  /// "localhost:UID:GID:PID" of the client process), "duct:NAME" over a link; empty for a run_on::receiver method.
+  std::string peer;
 };
 
 /// A method as the server runs it: positional args and the call's context in, the packed result out (nil for a
