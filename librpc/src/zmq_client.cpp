@@ -148,6 +148,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                       const std::string& where, std::optional<std::chrono::milliseconds> limit);
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
+  void cancel_job(message_id id, const std::string& token) noexcept;
   void on_stream_event(call_table::iterator c, event& ev);
   void fail(const message_id& id, std::exception_ptr e);
   void wait_on_token(open_call call, const std::string& token);
@@ -552,7 +553,10 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
 duct::value zmq_client::collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                                 const std::string& where, std::optional<std::chrono::milliseconds> limit) {
   for (;;) {
-    if (deadline && detail::clock::now() >= *deadline) throw timeout_error(detail::no_result_within(where, *limit));
+    if (deadline && detail::clock::now() >= *deadline) {
+      cancel_job(my_socket().ids.next(), token);  // my_socket(): `ids` is guarded by `mu`, not held here
+      throw timeout_error(detail::no_result_within(where, *limit));
+    }
     try {
       // No client-side limit on the wait itself: the server answers at the wait's limit, and heartbeats cover the rest.
       return call("_ductrpc_wait", detail::wait_args(token, deadline), std::chrono::milliseconds(-1));
@@ -684,9 +688,22 @@ void zmq_client::on_stream_event(call_table::iterator c, event& ev) {
   forget(c);
 }
 
+// A call the server deferred ran past its caller's time limit: its job is cancelled, as the call would have been
+// had it stayed open, rather than left running for nobody. Its answer, like any late reply, is dropped.
+void zmq_client::cancel_job(message_id id, const std::string& token) noexcept {
+  try {
+    duct::pack_buffer args;
+    msgpack::pack(args, std::make_tuple(token));
+    send_async(encode_event_packed(detail::request_header(std::move(id)), "_ductrpc_cancel", args.take().span()));
+  } catch (...) {
+    // the job then runs to its end and its outcome expires unfetched
+  }
+}
+
 // Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
 void zmq_client::wait_on_token(open_call c, const std::string& token) {
   if (c.deadline && detail::clock::now() >= *c.deadline) {
+    cancel_job(ids.next(), token);
     done.push_back({std::move(c.result), {},
                     std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit)))});
     return;
@@ -722,6 +739,7 @@ void zmq_client::tick(detail::clock::time_point now) {
   }
   for (const auto& id : expired) {
     const open_call& c = calls.at(id);
+    if (!c.token.empty()) cancel_job(ids.next(), c.token);
     fail(id, std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
   }
   for (const auto& id : lost) {

@@ -211,6 +211,21 @@ TEST_CASE("budget: a call's own time limit still holds after it was deferred", "
   CHECK_THROWS_AS(strict.async_call("hold", 1).get(), rpc::timeout_error);
 }
 
+TEST_CASE("budget: a deferred call past its caller's time limit is cancelled, not left running", "[rpc][deferred][timeout]") {
+  budget_service s;
+  rpc::client c(s.endpoint), observer(s.endpoint);
+  auto states = [&] {
+    std::vector<std::string> out;
+    for (const auto& j : as_json(observer.call("_ductrpc_list"))) out.push_back(j["state"]);
+    return out;
+  };
+  CHECK_THROWS_AS(c.call_for(300ms, "hold", 1), rpc::timeout_error);  // blocking: deferred at 50 ms, then waited on
+  eventually([&] { return states() == std::vector<std::string>{"cancelled"}; });
+  rpc::client strict(s.endpoint, {.timeout = 300ms});
+  CHECK_THROWS_AS(strict.async_call("hold", 2).get(), rpc::timeout_error);  // the same through a future
+  eventually([&] { return states() == std::vector<std::string>{"cancelled", "cancelled"}; });
+}
+
 TEST_CASE("deferred: a drain keeps finished results collectable until they are fetched", "[rpc][deferred][shutdown]") {
   test::held_service s;
   rpc::client c(s.endpoint);
