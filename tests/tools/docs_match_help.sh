@@ -14,6 +14,9 @@ check_tool() {
   man="$src/man/$tool.1" bash_c="$src/completions/bash/$tool" zsh_c="$src/completions/zsh/_$tool"
   fish_c="$src/completions/fish/$tool.fish"
   for f in "$man" "$bash_c" "$zsh_c" "$fish_c"; do [ -f "$f" ] || fail "$tool: $f is missing"; done
+  # The man page names the version --version prints (project()'s, the packages' too).
+  version=$("$binary" --version | awk '{print $NF}')
+  grep -q "^\.TH .* \"ductrpc $version\" " "$man" || fail "$tool: $man is not marked ductrpc $version: $(head -n 1 "$man")"
   options_in_help "$binary" >"$T/$tool.help"
   [ -s "$T/$tool.help" ] || fail "$tool: no options found in --help"
   # The bash completion's option list: the compgen -W word list that holds --help.

@@ -1,6 +1,6 @@
 // Framing: how messages are cut out of a byte stream. Sans-I/O: these functions only look at bytes.
 //
-// Two framings, both as the Python peers write them (see shared/protocol/duct.md):
+// Two framings, both as the Python peers write them (docs/duct.md has them, and the authkey handshake):
 //   ductworks        0x54 ('T') | length: uint32 big-endian | payload
 //   multiprocessing  length: int32 big-endian | payload; above 0x7fffffff: ffffffff | uint64 big-endian | payload
 //

@@ -1,6 +1,6 @@
 // zerorpc events, sans-I/O: bytes in, events out, and back.
 //
-// On the wire an event is one msgpack array [header, name, args] (see shared/protocol/zerorpc.md):
+// On the wire an event is one msgpack array [header, name, args] (docs/zerorpc.md has the whole protocol):
 //   header  {"message_id": ID, "v": 3}, plus "response_to": CHANNEL_ID on every event after a channel's first
 //   name    the method name, or OK, ERR, STREAM, STREAM_DONE, _zpc_hb, _zpc_more
 //   args    usually an array: the call's arguments, [result] for OK, [name, message, traceback] for ERR; for STREAM
