@@ -214,7 +214,7 @@ void show_progress(const duct::value& report) {
                std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), *fraction * 100);
 }
 
-// A token as --async prints it, or as a JSON string (the form earlier versions printed): the bare token.
+// A token as --async prints it, or as a JSON string (as a JSON-minded script may hold it): the bare token.
 std::string bare_token(const std::string& t) {
   if (t.size() >= 2 && t.front() == '"' && t.back() == '"' && t.find_first_of("\"\\", 1) == t.size() - 1)
     return t.substr(1, t.size() - 2);

@@ -52,7 +52,7 @@ enum class defer_policy {
 enum class run_on {
   pool,      ///< the handler pool (the default): a slow or blocking handler delays nobody else
   receiver,  ///< the thread that received the call (the I/O thread, or a link's reader), saving the hand-off to the
-             ///< pool (one thread wake-up, about 15 us on a small VM). Only for handlers that return within
+             ///< pool (a thread wake-up per call). Only for handlers that return within
              ///< microseconds and never block or call out: while one runs, nothing else on that thread moves, not
              ///< heartbeats and not other clients' calls. Such a call is never deferred.
 };
