@@ -28,24 +28,26 @@ inline std::vector<std::string> options_with_value(CLI::App& app) {
   return names;
 }
 
-/// A number of seconds: more than 0 (or at least 0 with `zero_ok`), at most a year (so it converts to milliseconds
-/// without overflow), not NaN.
+/// What is wrong with `text` as a number of seconds: more than 0 (or at least 0 with `zero_ok`), at most a year (so
+/// it converts to milliseconds without overflow), not NaN. Returns: the complaint, or nothing if it is fine.
+inline std::string check_seconds(const std::string& text, bool zero_ok = false) {
+  double v = 0;
+  try {
+    std::size_t used = 0;
+    v = std::stod(text, &used);
+    if (used != text.size()) return "'" + text + "' is not a number of seconds";
+  } catch (const std::exception&) {
+    return "'" + text + "' is not a number of seconds";
+  }
+  if (zero_ok ? !(v >= 0) : !(v > 0)) return std::string(zero_ok ? "must be >= 0" : "must be > 0") + ", got " + text;
+  if (!(v <= 365.0 * 24 * 3600)) return "must be at most a year (31536000 seconds), got " + text;
+  return {};
+}
+
+/// check_seconds() as a CLI11 validator.
 inline CLI::Validator seconds(bool zero_ok = false) {
-  return CLI::Validator(
-      [zero_ok](std::string& text) -> std::string {
-        double v = 0;
-        try {
-          std::size_t used = 0;
-          v = std::stod(text, &used);
-          if (used != text.size()) return "'" + text + "' is not a number of seconds";
-        } catch (const std::exception&) {
-          return "'" + text + "' is not a number of seconds";
-        }
-        if (zero_ok ? !(v >= 0) : !(v > 0)) return std::string(zero_ok ? "must be >= 0" : "must be > 0") + ", got " + text;
-        if (!(v <= 365.0 * 24 * 3600)) return "must be at most a year (31536000 seconds), got " + text;
-        return {};
-      },
-      zero_ok ? "SECONDS >= 0" : "SECONDS > 0");
+  return CLI::Validator([zero_ok](std::string& text) { return check_seconds(text, zero_ok); },
+                        zero_ok ? "SECONDS >= 0" : "SECONDS > 0");
 }
 
 }  // namespace tools

@@ -33,7 +33,7 @@ using rpc::detail::call_context;
 struct settings {
   std::vector<std::string> binds;
   std::string name = "rpc-serve";
-  std::vector<std::string> execs, streams, raw_streams, limits;
+  std::vector<std::string> execs, streams, raw_streams, limits, with_options, max_args;
   bool shell = false;
   std::size_t jobs = 4;
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
@@ -192,13 +192,43 @@ std::vector<std::string> split_words(const std::string& name, const std::string&
 // How a command's stdout makes the result.
 enum class output_as { result, lines, bytes };
 
+// What a served command lets its callers do, from the command line.
+struct command_rules {
+  output_as output = output_as::result;
+  std::optional<std::chrono::milliseconds> limit;  // --timeout
+  bool options = false;                            // --allow-options: arguments may begin with '-'
+  std::optional<std::size_t> max_args;             // --max-args
+};
+
+// A call's arguments checked against the method's rules before anything runs: a caller cannot slip an option into
+// the command (grep -r, --files0-from=...) unless the method allows options, nor add operands past --max-args (a
+// file name after grep's pattern). Throws: remote_error("BadArgument") naming the argument.
+void check_arguments(const std::string& name, const msgpack::object& args, const command_rules& rules) {
+  const std::uint32_t n = args.type == msgpack::type::ARRAY ? args.via.array.size : 0;
+  if (rules.max_args && n > *rules.max_args)
+    throw rpc::remote_error("BadArgument", name + " takes at most " + std::to_string(*rules.max_args) + " argument" +
+                                               (*rules.max_args == 1 ? "" : "s") + ", got " + std::to_string(n));
+  if (rules.options) return;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const std::string a = as_argument(args.via.array.ptr[i]);
+    if (!a.empty() && a[0] == '-')
+      throw rpc::remote_error("BadArgument", name + ": argument " + std::to_string(i + 1) + " ('" + a.substr(0, 40) +
+                                                 "') begins with '-', and " + name +
+                                                 " takes no options from callers (rpc-serve --allow-options " + name +
+                                                 ")");
+  }
+}
+
 void bind_command(rpc::server& s, tools::serve_log& log, const settings& cfg, const std::string& name,
-                  const std::string& command, output_as output, std::optional<std::chrono::milliseconds> limit) {
+                  const std::string& command, const command_rules& rules) {
+  const output_as output = rules.output;
+  const std::optional<std::chrono::milliseconds> limit = rules.limit;
   const bool streams = output != output_as::result;
   std::vector<std::string> base = cfg.shell ? std::vector<std::string>{"/bin/sh", "-c", command, name}
                                             : split_words(name, command);
   if (base.empty()) throw CLI::ValidationError("--exec", name + ": the command is empty");
-  auto f = [name, base, output, streams, limit](const msgpack::object& args, call_context& ctx) {
+  auto f = [name, base, output, streams, limit, rules](const msgpack::object& args, call_context& ctx) {
+    check_arguments(name, args, rules);
     std::vector<std::string> argv = base;
     if (args.type == msgpack::type::ARRAY)
       for (std::uint32_t i = 0; i < args.via.array.size; ++i) argv.push_back(as_argument(args.via.array.ptr[i]));
@@ -270,6 +300,11 @@ int main(int argc, char** argv) {
       ->type_name("NAME");
   app.add_option("--timeout", cfg.limits, "Kill method NAME's command after SECONDS; repeatable")
       ->type_name("NAME=SECONDS");
+  app.add_option("--allow-options", cfg.with_options, "Let callers of method NAME pass arguments that begin with "
+                                                      "'-' (refused otherwise); repeatable")
+      ->type_name("NAME");
+  app.add_option("--max-args", cfg.max_args, "Refuse calls of method NAME with more than N arguments; repeatable")
+      ->type_name("NAME=N");
   app.add_option("-j,--jobs", cfg.jobs, "Calls running at once, at most (default 4)")->type_name("N")
       ->check(CLI::Range(1, 1024));
   app.add_option("--heartbeat", cfg.heartbeat, "Heartbeat period in seconds (default 5)")->type_name("SECONDS")
@@ -314,37 +349,49 @@ int main(int argc, char** argv) {
   rpc::server server(so);
   tools::serve_log log({cfg.quiet, cfg.verbose, cfg.log_json});
   try {
-    std::map<std::string, std::chrono::milliseconds> limits;
+    // Each NAME=VALUE option, checked, by method name; every NAME must be a method given with --exec.
+    std::set<std::string> execs;
+    for (const std::string& e : cfg.execs) execs.insert(split_assignment("--exec", e).first);
+    auto known = [&](const std::string& option, const std::string& name) {
+      if (!execs.count(name)) throw CLI::ValidationError(option, name + " is not a method given with --exec");
+    };
+    std::map<std::string, command_rules> rules;
     for (const std::string& l : cfg.limits) {
       auto [name, value] = split_assignment("--timeout", l);
-      double s = 0;
-      try {
-        s = std::stod(value);
-      } catch (const std::exception&) {
-        throw CLI::ValidationError("--timeout", "'" + value + "' is not a number of seconds");
-      }
-      limits[name] = seconds_option(s);
+      known("--timeout", name);
+      if (std::string why = tools::check_seconds(value); !why.empty()) throw CLI::ValidationError("--timeout", name + ": " + why);
+      rules[name].limit = seconds_option(std::stod(value));
     }
-    std::set<std::string> execs;
+    for (const std::string& m : cfg.max_args) {
+      auto [name, value] = split_assignment("--max-args", m);
+      known("--max-args", name);
+      std::size_t used = 0, n = 0;
+      try {
+        n = std::stoul(value, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != value.size() || value[0] == '-' || n > 1000)
+        throw CLI::ValidationError("--max-args", name + ": '" + value + "' is not a count from 0 to 1000");
+      rules[name].max_args = n;
+    }
+    for (const std::string& n : cfg.with_options) {
+      known("--allow-options", n);
+      rules[n].options = true;
+    }
+    for (const std::string& n : cfg.streams) {
+      known("--stream", n);
+      rules[n].output = output_as::lines;
+    }
+    for (const std::string& n : cfg.raw_streams) {
+      known("--stream-raw", n);
+      if (rules[n].output == output_as::lines) throw CLI::ValidationError("--stream-raw", n + " is given with --stream too");
+      rules[n].output = output_as::bytes;
+    }
     for (const std::string& e : cfg.execs) {
       auto [name, command] = split_assignment("--exec", e);
-      auto listed = [&](const std::vector<std::string>& names) {
-        return std::find(names.begin(), names.end(), name) != names.end();
-      };
-      if (listed(cfg.streams) && listed(cfg.raw_streams))
-        throw CLI::ValidationError("--stream-raw", name + " is given with --stream too");
-      output_as output = listed(cfg.streams) ? output_as::lines : listed(cfg.raw_streams) ? output_as::bytes : output_as::result;
-      std::optional<std::chrono::milliseconds> limit;
-      if (auto it = limits.find(name); it != limits.end()) limit = it->second;
-      bind_command(server, log, cfg, name, command, output, limit);
-      execs.insert(name);
+      bind_command(server, log, cfg, name, command, rules[name]);
     }
-    for (const std::string& n : cfg.streams)
-      if (!execs.count(n)) throw CLI::ValidationError("--stream", n + " is not a method given with --exec");
-    for (const std::string& n : cfg.raw_streams)
-      if (!execs.count(n)) throw CLI::ValidationError("--stream-raw", n + " is not a method given with --exec");
-    for (const auto& [n, l] : limits)
-      if (!execs.count(n)) throw CLI::ValidationError("--timeout", n + " is not a method given with --exec");
     if (cfg.execs.empty()) bind_demo(server, log);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help and --version exit 0; every usage error 2

@@ -1,0 +1,39 @@
+#!/bin/bash
+# A caller cannot turn a served command against the server's files: arguments that begin with '-' are refused unless
+# the method allows options (--allow-options), and --max-args caps the operands (no file name after grep's
+# pattern). The man page's own example, `--exec 'grep=grep -n'`, read /etc/shadow and anything else the server
+# could read before these.
+. "$(dirname "$0")/lib.sh"
+printf 'one\nERROR two\nthree\n' >"$T/log"
+echo "secret" >"$T/private"
+start_server --exec 'grep=grep -n' --max-args grep=1 --exec 'list=ls' --allow-options list --exec 'cat=cat'
+
+expect_rc 0 sh -c '"$0" --stdin "$1" grep ERROR <"$2"' "$RPC_CALL" "$EP" "$T/log"   # the intended use
+expect_out '"2:ERROR two"'
+expect_rc 1 "$RPC_CALL" "$EP" grep '' "$T/private"                                   # a file after the pattern
+expect_err_has "BadArgument: grep takes at most 1 argument, got 2"
+for opt in -r --files0-from=/etc/passwd -f/etc/passwd --; do
+  expect_rc 1 "$RPC_CALL" "$EP" grep "$opt"
+  expect_err_has "BadArgument: grep: argument 1 ('$opt') begins with '-', and grep takes no options from callers"
+done
+expect_rc 1 "$RPC_CALL" --string "$EP" cat "$T/private" -                            # no --max-args: operands pass,
+expect_err_has "BadArgument: cat: argument 2 ('-') begins with '-'"                  # options still do not
+expect_rc 1 "$RPC_CALL" "$EP" cat -1                                                 # a negative number, as text
+expect_err_has "BadArgument: cat: argument 1 ('-1')"
+expect_rc 0 "$RPC_CALL" --raw "$EP" list -d /                                        # allowed options
+expect_out /
+grep -q "grep \[\"\", \"$T/private\"\] -> BadArgument" "$T/serve.log" || fail "the refusal is not logged: $(cat "$T/serve.log")"
+stop_server
+
+# Bad rules are usage errors, named.
+expect_rc 2 "$RPC_SERVE" --bind tcp://127.0.0.1:0 --exec 'grep=grep' --max-args grep=x
+expect_err_has "rpc-serve: --max-args: grep: 'x' is not a count from 0 to 1000"
+expect_rc 2 "$RPC_SERVE" --bind tcp://127.0.0.1:0 --exec 'grep=grep' --max-args other=1
+expect_err_has "rpc-serve: --max-args: other is not a method given with --exec"
+expect_rc 2 "$RPC_SERVE" --bind tcp://127.0.0.1:0 --exec 'grep=grep' --allow-options other
+expect_err_has "rpc-serve: --allow-options: other is not a method given with --exec"
+for bad in nan -1 0 1e300 x; do
+  expect_rc 2 "$RPC_SERVE" --bind tcp://127.0.0.1:0 --exec 'grep=grep' --timeout "grep=$bad"
+  expect_err_has "rpc-serve: --timeout: grep: "
+done
+finish
