@@ -54,6 +54,9 @@ const msgpack::object& arg(const std::string& method, const msgpack::object& arg
   return args.via.array.ptr[i];
 }
 
+// Wide enough for the sum of any two msgpack integers (GCC's and clang's 128-bit integer; -Wpedantic would flag it).
+__extension__ using wide_int = __int128;
+
 bool is_number(const msgpack::object& o) {
   return o.type == msgpack::type::POSITIVE_INTEGER || o.type == msgpack::type::NEGATIVE_INTEGER ||
          o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64;
@@ -90,14 +93,25 @@ void bind_demo(rpc::server& s, tools::serve_log& log) {
                                                           " and " + duct::value::type_name(b));
                bool ints = a.type != msgpack::type::FLOAT32 && a.type != msgpack::type::FLOAT64 &&
                            b.type != msgpack::type::FLOAT32 && b.type != msgpack::type::FLOAT64;
-               if (ints) return packed(a.as<std::int64_t>() + b.as<std::int64_t>());
-               return packed(a.as<double>() + b.as<double>());
+               if (!ints) return packed(a.as<double>() + b.as<double>());
+               // Integers add exactly, from INT64_MIN to UINT64_MAX (msgpack's range), or not at all.
+               auto wide = [](const msgpack::object& x) -> wide_int {
+                 return x.type == msgpack::type::POSITIVE_INTEGER ? static_cast<wide_int>(x.via.u64)
+                                                                  : static_cast<wide_int>(x.via.i64);
+               };
+               const wide_int sum = wide(a) + wide(b);
+               if (sum > static_cast<wide_int>(UINT64_MAX) || sum < static_cast<wide_int>(INT64_MIN))
+                 throw rpc::remote_error("OverflowError", "add(): the sum does not fit in 64 bits");
+               if (sum >= 0) return packed(static_cast<std::uint64_t>(sum));
+               return packed(static_cast<std::int64_t>(sum));
              }),
              {.doc = "Adds two numbers.", .arg_names = {"a", "b"}}, shape{2});
   s.bind_raw("sleep", logged(log, "sleep", [](const msgpack::object& args, call_context& ctx) {
                const msgpack::object& a = arg("sleep", args, 0, 1);
                if (!is_number(a)) throw rpc::remote_error("TypeError", "sleep() takes a number of seconds");
                const double seconds = a.as<double>();
+               if (!(seconds >= 0 && seconds <= 86400))  // NaN fails both
+                 throw rpc::remote_error("ValueError", "sleep() takes 0 to 86400 seconds, not " + tools::to_json(a));
                const auto start = std::chrono::steady_clock::now();
                const auto until = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                               std::chrono::duration<double>(seconds));

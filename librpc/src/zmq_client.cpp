@@ -144,6 +144,16 @@ struct zmq_client final : client::impl, detail::reply_reader {
   bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
   void send_async(const duct::buffer& body);
   zmq::socket_t make_socket();
+  // An event the server would refuse unread: ZeroMQ drops the connection of a peer that sends more than the
+  // server's max_message_size, and the call would only fail when the heartbeats gave up. Refused here, clearly,
+  // against our own max_message_size (64 MiB by default, as the server's). `bytes` is the event's payload; a
+  // header and name come on top. Throws: error naming the method and both sizes.
+  void check_size(std::string_view method, std::size_t bytes) const {
+    constexpr std::size_t head_room = 256;
+    if (bytes + method.size() + head_room > opts.max_message_size)
+      throw error(endpoint + ": " + std::string(method) + ": " + std::to_string(bytes) +
+                  " bytes is over the message size limit of " + std::to_string(opts.max_message_size) + " bytes");
+  }
   direct_socket& my_socket();
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                       const std::string& where, std::optional<std::chrono::milliseconds> limit);
@@ -209,6 +219,7 @@ detail::chunked_halves zmq_client::chunked(std::string_view method, const duct::
 // call.upload): a stream, a call asking for progress, a chunked call. `h` is the request's header less its id.
 detail::chunked_halves zmq_client::open_stream(std::string_view method, std::string_view name,
                                                const duct::buffer& packed_args, open_call call, event_header h) {
+  check_size(method, packed_args.size());
   const std::string where = endpoint + ": " + std::string(method);
   call.method = std::string(method);
   call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window, opts.stream_window_bytes);
@@ -265,6 +276,7 @@ bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::sp
     std::lock_guard lock(mu);
     auto it = calls.find(id);
     if (it == calls.end()) return false;  // it ended meanwhile: its upload_state was closed first
+    check_size(it->second.method, args.size());
     where = endpoint + ": " + it->second.method;
     body = encode_event_packed({ids.next(), id}, name, args);
     if (name != "CHUNK" && it->second.oneway) {  // a publish is over for us once its input has ended
@@ -281,6 +293,7 @@ bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::sp
 }
 
 void zmq_client::publish(std::string_view method, const duct::buffer& packed_args) {
+  check_size(method, packed_args.size());
   event_header h;
   {
     std::lock_guard lock(mu);
@@ -380,6 +393,7 @@ void zmq_client::send_async(const duct::buffer& body) {
 
 future zmq_client::start(std::string_view method, const duct::buffer& packed_args,
                          std::optional<std::chrono::milliseconds> limit) {
+  check_size(method, packed_args.size());
   limit = limit_of(limit);
   open_call call(fresh_beat());
   call.method = std::string(method);
@@ -412,6 +426,7 @@ future zmq_client::start(std::string_view method, const duct::buffer& packed_arg
 }
 
 zmq::socket_t zmq_client::make_socket() {
+  detail::check_endpoint(endpoint);
   zmq::socket_t socket(ctx, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
@@ -571,6 +586,7 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
   limit = limit_of(limit);
   const std::string where = endpoint + ": " + std::string(method);
   if (!running) throw closed_error(where + ": the client is closing");
+  check_size(method, packed_args.size());
   direct_socket& mine = my_socket();
   const message_id id = mine.ids.next();
   auto now = detail::clock::now();

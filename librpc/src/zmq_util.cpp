@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstring>
 
@@ -9,7 +10,19 @@
 
 namespace rpc::detail {
 
+void check_endpoint(std::string_view endpoint) {
+  if (!endpoint.starts_with("tcp://")) return;
+  const std::size_t colon = endpoint.rfind(':');
+  const std::string_view port = colon < 6 ? std::string_view() : endpoint.substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  const bool any = port == "*";
+  if (!any && (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535))
+    throw error(std::string(endpoint) + ": the port must be a number from 0 to 65535");
+}
+
 std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint) {
+  check_endpoint(endpoint);
   std::string ep(endpoint);
   if (ep.starts_with("tcp://") && ep.ends_with(":0")) ep.replace(ep.size() - 1, 1, "*");  // ZeroMQ's "any port"
   try {

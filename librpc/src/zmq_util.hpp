@@ -14,6 +14,10 @@
 
 namespace rpc::detail {
 
+/// Refuses what ZeroMQ would take wrongly: a tcp:// port that is not a number from 0 to 65535 (ZeroMQ wraps
+/// 99999 round to 34463). Throws: rpc::error naming the endpoint.
+void check_endpoint(std::string_view endpoint);
+
 /// Binds `socket` to `endpoint`; "tcp://HOST:0" picks a free port. Returns: the endpoint actually bound.
 /// Throws: rpc::error naming the endpoint.
 std::string bind_endpoint(zmq::socket_t& socket, std::string_view endpoint);

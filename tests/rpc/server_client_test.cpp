@@ -368,6 +368,40 @@ TEST_CASE("bind and listen refuse misuse with clear errors", "[rpc][server]") {
   CHECK_THROWS_WITH(s.start(), Catch::Contains("cannot start again"));
 }
 
+TEST_CASE("a tcp port out of range is refused, not wrapped round", "[rpc][server][client]") {
+  rpc::server s;
+  CHECK_THROWS_WITH(s.listen("tcp://127.0.0.1:99999"), Catch::Contains("tcp://127.0.0.1:99999: the port must be"));
+  CHECK_THROWS_WITH(s.listen("tcp://127.0.0.1:-1"), Catch::Contains("the port must be"));
+  CHECK_THROWS_WITH(s.listen("tcp://127.0.0.1:"), Catch::Contains("the port must be"));
+  CHECK_THROWS_WITH(rpc::client("tcp://127.0.0.1:65536"), Catch::Contains("tcp://127.0.0.1:65536: the port must be"));
+  CHECK_NOTHROW(rpc::client("tcp://127.0.0.1:65535"));
+}
+
+TEST_CASE("a request over the message size limit fails at once, naming the sizes", "[rpc][client][limits]") {
+  calc c;
+  rpc::client client(c.endpoint, {.max_message_size = 1 << 20});
+  const std::string big(1 << 20, 'x');
+  const auto started = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(client.call("echo", big), Catch::Contains(c.endpoint + ": echo: ") &&
+                                                  Catch::Contains("over the message size limit of 1048576 bytes"));
+  CHECK_THROWS_WITH(client.async_call("echo", big).get(), Catch::Contains("over the message size limit"));
+  CHECK_THROWS_WITH(client.stream("echo", big), Catch::Contains("over the message size limit"));
+  CHECK_THROWS_WITH(client.publish("echo", big), Catch::Contains("over the message size limit"));
+  rpc::server reader;
+  reader.bind("drain", [](rpc::source& in) {
+    int n = 0;
+    while (in.next()) ++n;
+    return n;
+  });
+  rpc::client to_reader(reader.listen("tcp://127.0.0.1:0"), {.max_message_size = 1 << 20});
+  reader.start();
+  rpc::duplex up = to_reader.chunked_call("drain");
+  up.write(1);
+  CHECK_THROWS_WITH(up.write(big), Catch::Contains("drain: ") && Catch::Contains("over the message size limit"));
+  CHECK(std::chrono::steady_clock::now() - started < 5s);  // not the heartbeat's two periods
+  CHECK(client.call("add", 1, 2).as<int>() == 3);            // and the connection is still good
+}
+
 TEST_CASE("signals arriving during calls interrupt nothing", "[rpc][server][client]") {
   // A handler installed without SA_RESTART makes blocking calls in whichever thread takes the signal fail with
   // EINTR: the I/O threads of server and client, and a caller blocked in call(), must all go round again.

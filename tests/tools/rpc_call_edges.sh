@@ -49,7 +49,24 @@ expect_err_has "rpc-call: @ needs a file name"
 expect_rc 2 "$RPC_CALL" "$EP" echo "@$T"                         # a directory is not an argument
 expect_err_has "rpc-call: @$T:"
 
+# The demo methods take hostile numbers calmly: integers add exactly over msgpack's whole range or fail clearly
+# (no wrap-round, no crash of a sanitized build); sleep refuses NaN-like, negative and huge times.
+expect_rc 0 "$RPC_CALL" "$EP" add 9223372036854775807 1
+expect_out 9223372036854775808
+expect_rc 0 "$RPC_CALL" "$EP" add 18446744073709551615 -1
+expect_out 18446744073709551614
+expect_rc 1 "$RPC_CALL" "$EP" add 18446744073709551615 1
+expect_err_has "OverflowError: add(): the sum does not fit in 64 bits"
+expect_rc 1 "$RPC_CALL" "$EP" add -9223372036854775808 -1
+expect_err_has "OverflowError"
+for bad in -1 1e300; do
+  expect_rc 1 "$RPC_CALL" "$EP" sleep "$bad"
+  expect_err_has "ValueError: sleep() takes 0 to 86400 seconds"
+done
+
 # Usage errors: exit 2, prefixed, short.
+expect_rc 2 "$RPC_CALL" tcp://127.0.0.1:99999 add 1 2
+expect_err_has "rpc-call: ENDPOINT: tcp://127.0.0.1:99999: the port must be a number from 0 to 65535"
 expect_rc 2 "$RPC_CALL" bogus://x add 1 2
 expect_err_has "rpc-call: ENDPOINT: cannot connect to bogus://x"
 expect_rc 2 "$RPC_CALL" "$EP" --list extra
