@@ -9,6 +9,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "ipc_path.hpp"
 #include "reply.hpp"
 #include "server_impl.hpp"
 #include "zmq_util.hpp"
@@ -313,6 +314,12 @@ server::server(server_options opts) : impl_(std::make_unique<impl>(std::move(opt
 server::~server() {
   stop();
   for (auto& [identity, l] : impl_->links) l->detach(*impl_);  // release links claimed by a server never started
+  release_ipc_files();
+}
+
+void server::release_ipc_files() noexcept {
+  for (const detail::ipc_claim& c : impl_->ipc_files) detail::release(c);
+  impl_->ipc_files.clear();
 }
 
 void server::bind_handler(const std::string& name, detail::handler h, method_options how, shape is) {
@@ -332,7 +339,21 @@ void server::bind_handler(const std::string& name, detail::handler h, method_opt
 
 std::string server::listen(std::string_view endpoint) {
   if (impl_->running) throw error("listen " + std::string(endpoint) + ": the server is already running");
-  std::string bound = detail::bind_endpoint(impl_->router, endpoint);
+  if (!endpoint.starts_with("ipc://")) {
+    std::string bound = detail::bind_endpoint(impl_->router, endpoint);
+    impl_->listening = true;
+    return bound;
+  }
+  detail::ipc_claim claim = detail::claim_ipc_path(endpoint);
+  std::string bound;
+  try {
+    bound = detail::bind_endpoint(impl_->router, claim.endpoint);
+  } catch (...) {
+    detail::release(claim);
+    throw;
+  }
+  detail::note_bound(claim);
+  impl_->ipc_files.push_back(std::move(claim));
   impl_->listening = true;
   return bound;
 }
@@ -401,6 +422,7 @@ void server::stop() noexcept {
   for (auto& l : links) l->detach(*impl_);  // no reader hands us anything from here on
   impl_->pool.reset();  // lets running handlers finish; their replies go nowhere but to ducts still open
   impl_->mode = serving_mode::aborting;  // for accepting(), and so that start() refuses
+  release_ipc_files();  // a stopped server listens no more: its ipc:// sockets go
 }
 
 bool server::accepting() const noexcept { return impl_->running && impl_->mode == serving_mode::serving; }

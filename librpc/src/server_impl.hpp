@@ -23,6 +23,7 @@
 #include <zmq.hpp>
 
 #include "channel.hpp"
+#include "ipc_path.hpp"
 #include "job_store.hpp"
 #include "link_core.hpp"
 #include "stream_state.hpp"
@@ -144,6 +145,7 @@ struct server::impl final : detail::link_server {
   detail::job_store jobs;
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
+  std::vector<detail::ipc_claim> ipc_files;  // the socket files of our ipc:// endpoints, removed when we stop
   // The address of each ROUTER peer, as ZeroMQ reports it, for call_context::peer; swept of gone peers by tick().
   std::unordered_map<std::string, std::string> addresses;
   /// Who `identity` is, for call_context::peer (under `mu`).

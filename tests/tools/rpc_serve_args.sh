@@ -25,6 +25,33 @@ expect_out /
 grep -q "grep \[\"\", \"$T/private\"\] -> BadArgument" "$T/serve.log" || fail "the refusal is not logged: $(cat "$T/serve.log")"
 stop_server
 
+# ipc:// never clobbers a file: not a regular file, not another server's live socket; the socket goes at exit,
+# and "ipc://" alone listens in a private directory.
+echo "keep me" >"$T/precious"
+expect_rc 1 "$RPC_SERVE" --bind "ipc://$T/precious"
+expect_err_has "rpc-serve: cannot listen on ipc://$T/precious: $T/precious exists and is not a socket"
+[ "$(cat "$T/precious")" = "keep me" ] || fail "rpc-serve replaced a regular file"
+"$RPC_SERVE" --bind "ipc://$T/live.sock" 2>"$T/first.log" &
+first=$!
+expect_rc 0 "$RPC_CALL" "ipc://$T/live.sock" add 1 2                            # it is up
+expect_rc 1 "$RPC_SERVE" --bind "ipc://$T/live.sock"
+expect_err_has "another server listens on $T/live.sock"
+expect_rc 0 "$RPC_CALL" "ipc://$T/live.sock" add 1 2                            # and still serving
+kill -TERM "$first"
+wait "$first"
+[ -e "$T/live.sock" ] && fail "rpc-serve left its socket behind"
+TMPDIR="$T" "$RPC_SERVE" --bind ipc:// 2>"$T/private.log" &
+private=$!
+for _ in $(seq 100); do grep -q "listening on" "$T/private.log" && break; sleep 0.05; done
+ipc=$(sed -n 's/.*listening on \(ipc:[^ ]*\)$/\1/p' "$T/private.log")
+path=${ipc#ipc://}
+case $path in "$T"/ductrpc-*/rpc.sock) ;; *) fail "ipc:// listened on '$ipc', not in a private directory under \$TMPDIR" ;; esac
+[ "$(stat -c %a "${path%/*}")" = 700 ] || fail "the private directory ${path%/*} is not mode 0700"
+expect_rc 0 "$RPC_CALL" "$ipc" add 1 2
+kill -TERM "$private"
+wait "$private"
+[ -e "${path%/*}" ] && fail "the private directory ${path%/*} stayed behind"
+
 # Bad rules are usage errors, named.
 expect_rc 2 "$RPC_SERVE" --bind tcp://127.0.0.1:0 --exec 'grep=grep' --max-args grep=x
 expect_err_has "rpc-serve: --max-args: grep: 'x' is not a count from 0 to 1000"

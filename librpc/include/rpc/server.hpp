@@ -128,8 +128,11 @@ class server {
   }
 
   /// Binds and listens on a ZeroMQ endpoint: tcp://HOST:PORT (port 0 picks one) or ipc://PATH. Call before start().
+  /// ipc://PATH never replaces what is there: a file that is not a socket, or a socket another server listens on,
+  /// is an error; a stale socket (its server gone) is replaced. "ipc://" alone makes the socket in a fresh private
+  /// directory (mode 0700, under $TMPDIR or /tmp). The server removes its ipc:// sockets when it stops.
   /// Returns: the endpoint clients should connect to.
-  /// Throws: error naming the endpoint if it cannot be bound.
+  /// Throws: error naming the endpoint if it cannot be bound, or the port of a tcp:// endpoint is not 0 to 65535.
   std::string listen(std::string_view endpoint);
 
   /// Serves the peer at the other end of `over` (see rpc::link). Unlike listen(endpoint), works also while running,
@@ -165,6 +168,7 @@ class server {
 
  private:
   void bind_handler(const std::string& name, detail::handler h, method_options how, shape is);
+  void release_ipc_files() noexcept;
   std::unique_ptr<impl> impl_;
 };
 
