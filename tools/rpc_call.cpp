@@ -26,6 +26,7 @@
 #include <duct/version.hpp>
 #include <duct/codec.hpp>
 #include <rpc/client.hpp>
+#include <rpc/curve.hpp>
 
 #include "cli.hpp"
 #include "json_form.hpp"
@@ -57,6 +58,7 @@ struct settings {
   std::size_t chunk_size = 0;
   std::string wait_token, poll_token, cancel_token;
   bool list = false, inspect = false, json = false, verbose = false;
+  std::string curve_server, curve_secret;
   std::optional<double> timeout;
   double heartbeat = 5, connect_timeout = 5;
 };
@@ -387,6 +389,20 @@ int stream_call(rpc::client& c, const settings& cfg, const duct::buffer& args, c
 int run(const settings& cfg) {
   rpc::client_options co;
   co.heartbeat = ms(cfg.heartbeat);
+  if (!cfg.curve_server.empty()) {
+    try {
+      co.curve_server_key = rpc::load_curve_certificate(cfg.curve_server).public_key;
+      if (!cfg.curve_secret.empty()) {
+        rpc::curve_keypair mine = rpc::load_curve_certificate(cfg.curve_secret);
+        if (mine.secret_key.empty())
+          throw CLI::ValidationError("--curve-secret", cfg.curve_secret + " holds no secret key (use the _secret file)");
+        co.curve_public_key = mine.public_key;
+        co.curve_secret_key = mine.secret_key;
+      }
+    } catch (const rpc::error& e) {
+      throw CLI::ValidationError("--curve-server", e.what());
+    }
+  }
   // --wait keeps its own deadline: each wait is held by the server for a slice of it, and answered in time.
   if (cfg.timeout && cfg.wait_token.empty()) co.timeout = ms(*cfg.timeout);
   // Never destroyed: main() ends the process with _Exit once the output is flushed, sparing the orderly close of
@@ -516,6 +532,11 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout", cfg.connect_timeout, "Give up connecting after SECONDS (default 5)")
       ->type_name("SECONDS")->check(tools::seconds());
   app.add_flag("-v,--verbose", cfg.verbose, "Print the remote traceback with an error");
+  app.add_option("--curve-server", cfg.curve_server, "Speak CURVE to a server whose public certificate is FILE")
+      ->type_name("FILE");
+  app.add_option("--curve-secret", cfg.curve_secret, "With --curve-server: this client's key pair, from the "
+                                                     "certificate FILE (default: a fresh pair)")
+      ->type_name("FILE");
   app.set_version_flag("--version", "rpc-call (ductrpc) " DUCTRPC_VERSION);
   // Everything after METHOD is an argument, verbatim — a negative number or a JSON array included — so options go
   // before it. (CLI11 would read "-1" as an option and "[1, 2]" as a list.)
@@ -553,6 +574,8 @@ int main(int argc, char** argv) {
       throw CLI::ValidationError("METHOD", "--list, --wait, --poll and --cancel take no METHOD, got '" + cfg.method + "'");
     if (!needs_method && !cfg.args.empty()) throw CLI::ValidationError("ARG", "arguments go with a METHOD call only");
     if (cfg.json && !cfg.inspect) throw CLI::ValidationError("--json", "goes with --inspect");
+    if (!cfg.curve_secret.empty() && cfg.curve_server.empty())
+      throw CLI::ValidationError("--curve-secret", "goes with --curve-server");
     if (cfg.chunk_size && !cfg.from_stdin) throw CLI::ValidationError("--chunk-size", "goes with --stdin");
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : usage;  // --help and --version exit 0; every usage error 2

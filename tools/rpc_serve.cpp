@@ -18,6 +18,7 @@
 
 #include <duct/version.hpp>
 #include <duct/codec.hpp>
+#include <rpc/curve.hpp>
 #include <rpc/server.hpp>
 
 #include "command.hpp"
@@ -39,7 +40,16 @@ struct settings {
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
   std::string shutdown = "drain";
   bool quiet = false, verbose = false, log_json = false;
+  std::string keygen, curve_secret;
+  std::vector<std::string> curve_allow;
 };
+
+// Whether clients on other machines can reach `endpoint`: a tcp:// endpoint not on a loopback address.
+bool reachable_from_outside(const std::string& endpoint) {
+  if (!endpoint.starts_with("tcp://")) return false;
+  const std::string host = endpoint.substr(6, endpoint.rfind(':') - 6);
+  return !(host.starts_with("127.") || host == "localhost" || host == "[::1]" || host == "::1");
+}
 
 duct::buffer packed(const auto& value) {
   duct::pack_buffer out;
@@ -333,6 +343,15 @@ int main(int argc, char** argv) {
       ->type_name("drain|abort")->check(CLI::IsMember({"drain", "abort"}));
   app.add_option("--grace", cfg.grace, "How long a drain may take before it aborts (default 30)")
       ->type_name("SECONDS")->check(tools::seconds(true));
+  app.add_option("--keygen", cfg.keygen, "Write a new CURVE key pair as certificates FILE (public) and FILE_secret "
+                                         "(mode 0600), print the public key and exit")
+      ->type_name("FILE");
+  app.add_option("--curve-secret", cfg.curve_secret, "Serve with CURVE (encrypted, clients known by key), with the "
+                                                     "key pair in the certificate FILE (a --keygen FILE_secret)")
+      ->type_name("FILE");
+  app.add_option("--curve-allow", cfg.curve_allow, "With --curve-secret: admit only the client keys in PATH, a "
+                                                   "public certificate or a directory of them; repeatable")
+      ->type_name("PATH");
   app.add_flag("-q,--quiet", cfg.quiet, "No log line per call");
   app.add_flag("-v,--verbose", cfg.verbose, "Log each call's arguments in full");
   app.add_flag("--log-json", cfg.log_json, "Log JSON lines (time, event, peer, method, args, outcome, ms) instead "
@@ -344,6 +363,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help and --version exit 0; every usage error 2
   }
+  if (!cfg.keygen.empty()) {
+    try {
+      rpc::curve_keypair keys = rpc::make_curve_keypair();
+      rpc::save_curve_certificate(cfg.keygen, keys);
+      std::printf("%s\n", keys.public_key.c_str());
+      return 0;
+    } catch (const rpc::error& e) {
+      std::fprintf(stderr, "rpc-serve: --keygen: %s\n", e.what());
+      return 1;
+    }
+  }
   if (cfg.binds.empty()) cfg.binds.push_back("tcp://127.0.0.1:4242");
 
   // The signals are taken by sigwait() below; every thread started from here on inherits the mask.
@@ -354,14 +384,39 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // a command that stops reading its input must not end us
 
+  tools::serve_log log({cfg.quiet, cfg.verbose, cfg.log_json});
   rpc::server_options so;
+  try {
+    if (!cfg.curve_allow.empty() && cfg.curve_secret.empty())
+      throw CLI::ValidationError("--curve-allow", "goes with --curve-secret");
+    if (!cfg.curve_secret.empty()) {
+      rpc::curve_keypair keys = rpc::load_curve_certificate(cfg.curve_secret);
+      if (keys.secret_key.empty())
+        throw CLI::ValidationError("--curve-secret", cfg.curve_secret + " holds no secret key (use the _secret file)");
+      so.curve_secret_key = keys.secret_key;
+      for (const std::string& path : cfg.curve_allow) {
+        std::vector<std::string> allowed = rpc::load_curve_public_keys(path);
+        if (allowed.empty()) throw CLI::ValidationError("--curve-allow", path + " holds no certificate");
+        so.curve_allow.insert(so.curve_allow.end(), allowed.begin(), allowed.end());
+      }
+      so.on_curve_refused = [&log](const std::string& key, const std::string& address) {
+        log.event("refused", {{"key", key}, {"peer", address}},
+                  "refused " + (address.empty() ? std::string("a client") : address) + ": key " + key +
+                      " is not allowed");
+      };
+    }
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const rpc::error& e) {
+    std::fprintf(stderr, "rpc-serve: %s\n", e.what());
+    return 2;
+  }
   so.name = cfg.name;
   so.threads = cfg.jobs;
   so.heartbeat = seconds_option(cfg.heartbeat);
   so.defer_after = seconds_option(cfg.defer_after);
   so.keep_results = std::chrono::seconds(static_cast<std::int64_t>(cfg.keep_results));
   rpc::server server(so);
-  tools::serve_log log({cfg.quiet, cfg.verbose, cfg.log_json});
   try {
     // Each NAME=VALUE option, checked, by method name; every NAME must be a method given with --exec.
     std::set<std::string> execs;
@@ -417,6 +472,13 @@ int main(int argc, char** argv) {
     for (const std::string& b : cfg.binds) {
       std::string where = server.listen(b);
       log.event("listening", {{"endpoint", where}}, "listening on " + where);
+      if (so.curve_secret_key.empty() && reachable_from_outside(where))
+        log.event("warning", {{"endpoint", where}},
+                  "warning: " + where + " is reachable from other machines without CURVE: anyone who reaches it "
+                  "can call every method, and the traffic is not encrypted (see --curve-secret)");
+      else if (!so.curve_secret_key.empty() && so.curve_allow.empty() && reachable_from_outside(where))
+        log.event("warning", {{"endpoint", where}},
+                  "warning: " + where + " admits any client that knows the server's public key (no --curve-allow)");
     }
     server.start();
   } catch (const rpc::error& e) {

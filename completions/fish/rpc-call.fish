@@ -18,6 +18,8 @@ complete -c rpc-call -s t -l timeout -x -d 'Give up after SECONDS'
 complete -c rpc-call -l heartbeat -x -d 'Heartbeat period in seconds'
 complete -c rpc-call -l connect-timeout -x -d 'Give up connecting after SECONDS'
 complete -c rpc-call -s v -l verbose -d 'Print the remote traceback with an error'
+complete -c rpc-call -l curve-server -r -F -d 'Speak CURVE to the server of this public certificate'
+complete -c rpc-call -l curve-secret -r -F -d 'This client'"'"'s key pair, from a secret certificate'
 
 # The positional words typed so far (options and their values left out).
 function __rpc_call_positionals
@@ -27,7 +29,8 @@ function __rpc_call_positionals
     for w in $words
         if test $skip -eq 1
             set skip 0
-        else if contains -- $w --chunk-size -t --timeout --heartbeat --connect-timeout --wait --poll --cancel
+        else if contains -- $w --chunk-size -t --timeout --heartbeat --connect-timeout --wait --poll --cancel \
+                --curve-server --curve-secret
             set skip 1
         else if not string match -q -- '-*' $w
             echo $w

@@ -9,6 +9,8 @@
 
 #include <zmq_addon.hpp>
 
+#include <rpc/curve.hpp>
+
 #include "ipc_path.hpp"
 #include "reply.hpp"
 #include "server_impl.hpp"
@@ -174,6 +176,16 @@ server::impl::impl(server_options o) : opts(std::move(o)) {
   // way would never be noticed. What we queue is bounded by the protocol instead: one reply per request, a
   // heartbeat per open call and period, and stream items only as far as the client's credit.
   router.set(zmq::sockopt::sndhwm, 0);
+  if (!opts.curve_secret_key.empty()) {
+    if (!is_curve_key(opts.curve_secret_key)) throw error("server_options::curve_secret_key is not a Z85 key of 40 characters");
+    for (const std::string& k : opts.curve_allow)
+      if (!is_curve_key(k)) throw error("server_options::curve_allow: '" + k + "' is not a Z85 key of 40 characters");
+    zap = std::make_unique<detail::zap_handler>(ctx, std::set<std::string>(opts.curve_allow.begin(), opts.curve_allow.end()),
+                                                opts.on_curve_refused);
+    router.set(zmq::sockopt::zap_domain, "ductrpc");
+    router.set(zmq::sockopt::curve_server, true);
+    router.set(zmq::sockopt::curve_secretkey, opts.curve_secret_key);
+  }
 }
 
 server::impl::locked::~locked() {

@@ -29,6 +29,7 @@
 #include "stream_state.hpp"
 #include "thread_pool.hpp"
 #include "wakeup.hpp"
+#include "zap_handler.hpp"
 
 namespace rpc {
 namespace detail {
@@ -120,6 +121,7 @@ struct server::impl final : detail::link_server {
   server_options opts;
   zmq::context_t ctx{1};
   std::mutex router_mu;  // guards router: the I/O thread receives, handler threads send their replies themselves
+  std::unique_ptr<detail::zap_handler> zap;  // with CURVE: admits the clients of the allow-list; before `router` binds
   zmq::socket_t router{ctx, zmq::socket_type::router};
   std::map<std::string, detail::method_entry> methods;   // fixed once started
   bool listening = false;                                // listen() succeeded at least once

@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <rpc/curve.hpp>
 #include <rpc/event.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -88,7 +89,7 @@ struct direct_socket {
 };
 
 struct zmq_client final : client::impl, detail::reply_reader {
-  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), o), dealer(make_socket()) {
+  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), with_curve_keys(std::move(o))), dealer(make_socket()) {
     io = std::thread([this] { loop(); });
   }
   ~zmq_client() override;
@@ -144,6 +145,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
   void send_async(const duct::buffer& body);
   zmq::socket_t make_socket();
+  static client_options with_curve_keys(client_options o);
   // An event the server would refuse unread: ZeroMQ drops the connection of a peer that sends more than the
   // server's max_message_size, and the call would only fail when the heartbeats gave up. Refused here, clearly,
   // against our own max_message_size (64 MiB by default, as the server's). `bytes` is the event's payload; a
@@ -425,9 +427,29 @@ future zmq_client::start(std::string_view method, const duct::buffer& packed_arg
   return f;
 }
 
+// With a server key and no key pair of its own, the client makes a fresh pair, which all its sockets share.
+// Throws: error for a key that is not Z85.
+client_options zmq_client::with_curve_keys(client_options o) {
+  if (o.curve_server_key.empty()) return o;
+  if (!is_curve_key(o.curve_server_key)) throw error("client_options::curve_server_key is not a Z85 key of 40 characters");
+  if (o.curve_public_key.empty() && o.curve_secret_key.empty()) {
+    curve_keypair mine = make_curve_keypair();
+    o.curve_public_key = mine.public_key;
+    o.curve_secret_key = mine.secret_key;
+  }
+  if (!is_curve_key(o.curve_secret_key) || curve_public_key(o.curve_secret_key) != o.curve_public_key)
+    throw error("client_options::curve_public_key and curve_secret_key are not one Z85 key pair");
+  return o;
+}
+
 zmq::socket_t zmq_client::make_socket() {
   detail::check_endpoint(endpoint);
   zmq::socket_t socket(ctx, zmq::socket_type::dealer);
+  if (!opts.curve_server_key.empty()) {  // before connect: the handshake is CURVE from its first byte
+    socket.set(zmq::sockopt::curve_serverkey, opts.curve_server_key);
+    socket.set(zmq::sockopt::curve_publickey, opts.curve_public_key);
+    socket.set(zmq::sockopt::curve_secretkey, opts.curve_secret_key);
+  }
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
   try {

@@ -46,6 +46,12 @@ struct client_options {
   /// wide window and stream fast; large ones a narrow one, which keeps memory small. 0 bytes: items only.
   std::size_t stream_window = 1000;
   std::size_t stream_window_bytes = std::size_t{16} << 20;
+  /// CURVE (see rpc/curve.hpp): the server's public key (Z85). Set, the client speaks CURVE: encrypted, and the
+  /// server is known by its key. Empty: plain TCP.
+  std::string curve_server_key;
+  /// With CURVE: this client's key pair (Z85), which the server's allow-list names. Both empty: a fresh pair for
+  /// this client alone, which only a server without an allow-list admits.
+  std::string curve_public_key, curve_secret_key;
 };
 
 class client {

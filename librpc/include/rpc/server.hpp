@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -77,6 +78,15 @@ struct server_options {
   std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
   std::size_t max_jobs = 10000;                                 ///< deferred calls kept at once (running or not)
   std::size_t input_window = 100;  ///< items of a chunked request buffered or on their way, at most (the credit we grant)
+  /// CURVE (see rpc/curve.hpp): with a secret key (Z85) the server encrypts everything on its tcp:// and ipc://
+  /// endpoints and takes only clients that speak CURVE with its public key. Empty: no CURVE, and anyone who can
+  /// reach a tcp:// port can call.
+  std::string curve_secret_key;
+  /// With CURVE: the client public keys (Z85) admitted; any other client's handshake is refused. Empty: any client
+  /// that knows the server's public key (encrypted, but not authenticated).
+  std::vector<std::string> curve_allow;
+  /// With CURVE: called, on an internal thread, for each client refused, with its public key (Z85) and address.
+  std::function<void(const std::string& client_key, const std::string& address)> on_curve_refused;
 };
 
 class server {
