@@ -39,7 +39,7 @@ struct settings {
   std::size_t jobs = 4;
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
   std::string shutdown = "drain";
-  bool quiet = false, verbose = false, log_json = false;
+  bool quiet = false, verbose = false, log_json = false, list_jobs = false;
   std::string keygen, curve_secret;
   std::vector<std::string> curve_allow;
 };
@@ -352,6 +352,8 @@ int main(int argc, char** argv) {
   app.add_option("--curve-allow", cfg.curve_allow, "With --curve-secret: admit only the client keys in PATH, a "
                                                    "public certificate or a directory of them; repeatable")
       ->type_name("PATH");
+  app.add_flag("--list-jobs", cfg.list_jobs, "Let _ductrpc_list show every client's deferred calls when no CURVE "
+                                             "key owns them (it shows each CURVE client its own)");
   app.add_flag("-q,--quiet", cfg.quiet, "No log line per call");
   app.add_flag("-v,--verbose", cfg.verbose, "Log each call's arguments in full");
   app.add_flag("--log-json", cfg.log_json, "Log JSON lines (time, event, peer, method, args, outcome, ms) instead "
@@ -412,6 +414,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   so.name = cfg.name;
+  so.list_jobs = cfg.list_jobs;
   so.threads = cfg.jobs;
   so.heartbeat = seconds_option(cfg.heartbeat);
   so.defer_after = seconds_option(cfg.defer_after);

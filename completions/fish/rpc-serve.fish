@@ -23,3 +23,4 @@ complete -c rpc-serve -l max-args -x -d 'Refuse calls of NAME with more than N a
 complete -c rpc-serve -l keygen -r -F -d 'Write a CURVE key pair as certificates and exit'
 complete -c rpc-serve -l curve-secret -r -F -d 'Serve with CURVE, the key pair in FILE'
 complete -c rpc-serve -l curve-allow -r -F -d 'Admit only the client keys in PATH'
+complete -c rpc-serve -l list-jobs -d 'Let _ductrpc_list show jobs no CURVE key owns'

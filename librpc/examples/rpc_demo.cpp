@@ -42,7 +42,7 @@ int worker(duct::connection up) {
 
 int main() try {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  rpc::server server({.name = "demo", .defer_after = 200ms});
+  rpc::server server({.name = "demo", .defer_after = 200ms, .list_jobs = true});
   server.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.", {"a", "b"});
   server.bind("render", [](std::stop_token stop, int frames) {
     for (int i = 0; i < frames && !stop.stop_requested(); ++i) std::this_thread::sleep_for(100ms);

@@ -1,7 +1,11 @@
 #include "job_store.hpp"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
-#include <random>
+#include <array>
+
+#include <rpc/error.hpp>
 
 namespace rpc::detail {
 
@@ -15,17 +19,23 @@ const char* to_string(job_state s) noexcept {
   return "?";
 }
 
-job& job_store::create(std::string method) {
-  static thread_local std::random_device rd;
+job& job_store::create(std::string method, std::string owner) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string token;
   do {
+    std::array<unsigned char, 16> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
+      throw error("cannot make a token: OpenSSL's random generator failed");
     token.clear();
-    for (int i = 0; i < 32; ++i) token += hex[rd() & 15];
+    for (unsigned char b : bytes) {
+      token += hex[b >> 4];
+      token += hex[b & 15];
+    }
   } while (jobs_.count(token));
   job& j = jobs_[token];
   j.token = token;
   j.method = std::move(method);
+  j.owner = std::move(owner);
   return j;
 }
 

@@ -35,6 +35,7 @@ struct job_waiter {
 struct job {
   std::string token;
   std::string method;
+  std::string owner;  ///< the CURVE public key (Z85) of the client that started it; empty without CURVE
   job_state state = job_state::running;
   std::stop_source stop;
   std::string outcome_name;  ///< "OK" or "ERR" once finished
@@ -46,8 +47,10 @@ struct job {
 
 class job_store {
  public:
-  /// Starts a job for `method`. Returns: it, with a fresh unguessable token.
-  job& create(std::string method);
+  /// Starts a job for `method`, owned by `owner` (a CURVE key, or empty). Returns: it, with a fresh token of 128
+  /// bits from OpenSSL's CSPRNG: a token is a bearer secret.
+  /// Throws: rpc::error if the CSPRNG fails.
+  job& create(std::string method, std::string owner = {});
   /// Returns: the job with that token, or nullptr (never existed, or expired).
   job* find(const std::string& token) noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return jobs_.size(); }

@@ -507,7 +507,8 @@ void server::impl::loop() {
     {
       locked g(*this);
       for (auto& [identity, ev, body] : decoded) {
-        if (auto [a, fresh] = addresses.try_emplace(identity); fresh) a->second = detail::peer_address(body);
+        if (auto [a, fresh] = addresses.try_emplace(identity); fresh)
+          a->second = {detail::peer_address(body), detail::peer_key(body)};
         on_event(identity, std::move(ev), detail::clock::now());
       }
       calls.swap(inline_calls);
@@ -957,7 +958,7 @@ void server::impl::defer(const call_key& key, running_call& call) {
     call.defer_at.reset();  // no room: the call stays open until its result, like a plain zerorpc call
     return;
   }
-  detail::job& j = jobs.create(call.method);
+  detail::job& j = jobs.create(call.method, key_of(key.identity));
   j.stop = call.stop;  // the same stop state: cancelling the job reaches the running handler
   ++open;              // the job is open work from now on; the channel closes below
   deferred_routes.emplace(key, j.token);
@@ -977,7 +978,16 @@ void server::impl::defer_now(const call_key& key) {
 std::string server::impl::address_of(const std::string& identity) const {
   if (auto l = links.find(identity); l != links.end()) return "duct:" + l->second->name();
   auto a = addresses.find(identity);
-  return a == addresses.end() ? std::string() : a->second;
+  return a == addresses.end() ? std::string() : a->second.address;
+}
+
+std::string server::impl::key_of(const std::string& identity) const {
+  auto a = addresses.find(identity);
+  return a == addresses.end() ? std::string() : a->second.key;
+}
+
+bool server::impl::may_see(const std::string& identity, const detail::job& j) const {
+  return j.owner.empty() || j.owner == key_of(identity);
 }
 
 void server::impl::tick(detail::clock::time_point now) {

@@ -24,10 +24,12 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
     return a.via.array.ptr[i].as<std::string>();
   };
 
-  if (n == "_ductrpc_list") {
+  if (n == "_ductrpc_list") {  // a client's own jobs (by its CURVE key); keyless ones only if the server says so
+    const std::string mine = key_of(identity);
     std::vector<std::map<std::string, std::string>> out;
     for (const detail::job* j : jobs.all())
-      out.push_back({{"token", j->token}, {"method", j->method}, {"state", detail::to_string(j->state)}});
+      if (j->owner.empty() ? opts.list_jobs : j->owner == mine)
+        out.push_back({{"token", j->token}, {"method", j->method}, {"state", detail::to_string(j->state)}});
     reply(out);
     return;
   }
@@ -41,7 +43,7 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
     if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
     if (jobs.size() >= opts.max_jobs)
       return fail("TooManyJobs", "the server keeps " + std::to_string(opts.max_jobs) + " deferred calls at most");
-    detail::job& j = jobs.create(*method);
+    detail::job& j = jobs.create(*method, key_of(identity));
     ++open;  // a running job is open work: a drain waits for it
     run_handler(m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(), detail::outbound{{}, {}, "OK", {}, j.token},
                 nullptr, nullptr, m->second.reads ? detail::empty_input(*method) : nullptr);
@@ -50,6 +52,7 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
   }
   auto token = str_arg(0);
   detail::job* j = token ? jobs.find(*token) : nullptr;
+  if (j && !may_see(identity, *j)) j = nullptr;  // another key's job: as if there were none
   if (!token) return fail("TypeError", n + "(token, ...) takes a token string first");
   if (!j) return fail("UnknownToken", "no deferred call has token " + *token + " (or its outcome has expired)");
   if (n == "_ductrpc_poll") {

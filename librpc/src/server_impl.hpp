@@ -148,10 +148,19 @@ struct server::impl final : detail::link_server {
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
   std::vector<detail::ipc_claim> ipc_files;  // the socket files of our ipc:// endpoints, removed when we stop
-  // The address of each ROUTER peer, as ZeroMQ reports it, for call_context::peer; swept of gone peers by tick().
-  std::unordered_map<std::string, std::string> addresses;
+  // Each ROUTER peer's address and CURVE key as ZeroMQ reports them, read off its first message; swept of gone
+  // peers by tick().
+  struct peer_info {
+    std::string address;  // for call_context::peer
+    std::string key;      // the client's CURVE public key (Z85), the owner of the jobs it starts; empty without CURVE
+  };
+  std::unordered_map<std::string, peer_info> addresses;
   /// Who `identity` is, for call_context::peer (under `mu`).
   std::string address_of(const std::string& identity) const;
+  /// The CURVE key of `identity`, or empty (under `mu`).
+  std::string key_of(const std::string& identity) const;
+  /// Whether the client `identity` may see job `j`: a job with an owner only by that key. (under `mu`)
+  bool may_see(const std::string& identity, const detail::job& j) const;
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
   /// Events queued for a link, sent in order by one thread at a time: whoever unlocks and finds none draining.
   struct link_outbox {

@@ -82,4 +82,14 @@ std::string peer_address(const zmq::message_t& message) noexcept {
   return "ipc";
 }
 
+std::string peer_key(const zmq::message_t& message) noexcept {
+  try {
+    const char* key = zmq_msg_gets(message.handle(), "User-Id");
+    if (key) return key;
+  } catch (...) {
+    // no memory for the string: the jobs of this client then have no owner
+  }
+  return {};
+}
+
 }  // namespace rpc::detail

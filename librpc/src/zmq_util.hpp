@@ -31,6 +31,10 @@ void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait);
 /// tcp:// peer, "localhost:UID:GID:PID" of an ipc:// one), or "ipc" when it has none. Throws: nothing.
 std::string peer_address(const zmq::message_t& message) noexcept;
 
+/// The CURVE public key (Z85) of the client a message came from, as our ZAP handler named it ("User-Id"), or
+/// empty without CURVE. Throws: nothing.
+std::string peer_key(const zmq::message_t& message) noexcept;
+
 /// Sends one part, going round again when a signal handler interrupts it (an interrupted part was not queued, so
 /// retrying a part never duplicates one). Throws: zmq::error_t for anything else.
 void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <vector>
 
@@ -136,4 +137,56 @@ TEST_CASE("curve: malformed keys are refused up front", "[rpc][curve]") {
   CHECK_THROWS_WITH(rpc::client("tcp://127.0.0.1:1", {.curve_server_key = a.public_key, .curve_public_key = a.public_key,
                                                       .curve_secret_key = b.secret_key}),
                     Catch::Contains("not one Z85 key pair"));
+}
+
+TEST_CASE("curve: a job belongs to the key that started it: others can neither list, poll, wait for nor cancel it",
+          "[rpc][curve][deferred]") {
+  rpc::curve_keypair alice = rpc::make_curve_keypair(), bob = rpc::make_curve_keypair();
+  rpc::curve_keypair server_keys = rpc::make_curve_keypair();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  rpc::server s({.defer_after = std::chrono::milliseconds(20), .curve_secret_key = server_keys.secret_key,
+                 .curve_allow = {alice.public_key, bob.public_key}});
+  s.bind("hold", [released](int x) {
+    released.wait();
+    return x;
+  });
+  const std::string endpoint = s.listen("tcp://127.0.0.1:0");
+  s.start();
+  auto as = [&](const rpc::curve_keypair& k) {
+    return rpc::client_options{.curve_server_key = server_keys.public_key, .curve_public_key = k.public_key,
+                               .curve_secret_key = k.secret_key};
+  };
+  rpc::client a(endpoint, as(alice)), a_again(endpoint, as(alice)), b(endpoint, as(bob));
+  const std::string token = a.submit("hold", 7);
+  CHECK(token.size() == 32);
+  auto tokens = [](rpc::client& c) {
+    std::vector<std::string> out;
+    for (const auto& j : nlohmann::json::parse(c.call("_ductrpc_list").to_json())) out.push_back(j["token"]);
+    return out;
+  };
+  CHECK(tokens(a) == std::vector<std::string>{token});
+  CHECK(tokens(a_again) == std::vector<std::string>{token});  // the same key from another connection
+  CHECK(tokens(b).empty());
+  CHECK_THROWS_AS(b.poll(token), rpc::unknown_token_error);  // as if there were no such job
+  CHECK_THROWS_AS(b.wait(token, std::chrono::milliseconds(10)), rpc::unknown_token_error);
+  CHECK_THROWS_AS(b.cancel(token), rpc::unknown_token_error);
+  auto deferred = b.async_call("hold", 8);  // deferred behind the scenes: bob's own job
+  test::eventually([&] { return tokens(b).size() == 1; });
+  CHECK(tokens(a) == std::vector<std::string>{token});
+  release.set_value();
+  CHECK(a_again.wait(token, std::chrono::seconds(10)).as<int>() == 7);
+  CHECK(deferred.get().as<int>() == 8);
+}
+
+TEST_CASE("deferred: without CURVE, _ductrpc_list shows nothing unless the server enables it", "[rpc][deferred]") {
+  for (bool enabled : {false, true}) {
+    rpc::server s({.list_jobs = enabled});
+    s.bind("add", [](int a, int b) { return a + b; });
+    rpc::client c(s.listen("tcp://127.0.0.1:0"));
+    s.start();
+    const std::string token = c.submit("add", 1, 2);
+    CHECK(c.wait(token, std::chrono::seconds(5)).as<int>() == 3);  // the token still works
+    CHECK(nlohmann::json::parse(c.call("_ductrpc_list").to_json()).size() == (enabled ? 1u : 0u));
+  }
 }

@@ -24,7 +24,7 @@ nlohmann::json as_json(const duct::value& v) { return nlohmann::json::parse(v.to
 }  // namespace
 
 TEST_CASE("deferred: a token, polled, waited for, fetched again and again", "[rpc][deferred]") {
-  test::held_service s;
+  test::held_service s({.list_jobs = true});
   rpc::client c(s.endpoint);
   std::string token = c.submit("hold", 4);
   CHECK(token.size() == 32);
@@ -143,7 +143,7 @@ struct budget_service {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
 
-  budget_service() : server({.defer_after = 30ms}) {
+  budget_service() : server({.defer_after = 30ms, .list_jobs = true}) {
     auto hold = [this](int x) {
       released.wait();
       return x * 10;
@@ -227,7 +227,7 @@ TEST_CASE("budget: a deferred call past its caller's time limit is cancelled, no
 }
 
 TEST_CASE("deferred: a drain keeps finished results collectable until they are fetched", "[rpc][deferred][shutdown]") {
-  test::held_service s;
+  test::held_service s({.list_jobs = true});
   rpc::client c(s.endpoint);
   std::string token = c.submit("add", 2, 3);
   eventually([&] { return as_json(c.call("_ductrpc_list"))[0]["state"] == "done"; });  // listing does not collect
@@ -241,7 +241,7 @@ TEST_CASE("deferred: a drain keeps finished results collectable until they are f
 }
 
 TEST_CASE("deferred: a drain gives up on uncollected results when its grace ends", "[rpc][deferred][shutdown]") {
-  test::held_service s;
+  test::held_service s({.list_jobs = true});
   rpc::client c(s.endpoint);
   std::string token = c.submit("add", 2, 3);
   eventually([&] { return as_json(c.call("_ductrpc_list"))[0]["state"] == "done"; });

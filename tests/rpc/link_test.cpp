@@ -241,7 +241,7 @@ TEST_CASE("link: blocking calls from several threads do not wait for each other"
 }
 
 TEST_CASE("link: a long call is deferred past its budget and collected without the caller noticing", "[rpc][link]") {
-  local_pair p({.defer_after = 50ms});
+  local_pair p({.defer_after = 50ms, .list_jobs = true});
   rpc::client c(p.client_end);
   auto held = c.async_call("hold", 7);
   // The server answered with a token and the link now waits on it: a job shows in the list.

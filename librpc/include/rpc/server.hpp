@@ -77,6 +77,10 @@ struct server_options {
   std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
   std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
   std::size_t max_jobs = 10000;                                 ///< deferred calls kept at once (running or not)
+  /// Whether _ductrpc_list lists the jobs of clients without a CURVE key (all of them, to anyone who asks). Off, a
+  /// job is reached only through its token, a secret its client holds. With CURVE a client always sees its own
+  /// jobs (those started with its key), and only those.
+  bool list_jobs = false;
   std::size_t input_window = 100;  ///< items of a chunked request buffered or on their way, at most (the credit we grant)
   /// CURVE (see rpc/curve.hpp): with a secret key (Z85) the server encrypts everything on its tcp:// and ipc://
   /// endpoints and takes only clients that speak CURVE with its public key. Empty: no CURVE, and anyone who can
