@@ -54,27 +54,27 @@ void python_client_to_our_listener(const std::optional<std::string>& key) {
 }  // namespace
 
 TEST_CASE("python: we connect to multiprocessing.connection.Listener", "[python][multiprocessing]") {
-  test::require_python();
+  TEST_REQUIRE_PYTHON();
   talk_to_python_listener(std::nullopt);
 }
 
 TEST_CASE("python: we connect to a Listener with an authkey", "[python][multiprocessing][auth]") {
-  test::require_python();
+  TEST_REQUIRE_PYTHON();
   talk_to_python_listener(std::string("py-secret"));
 }
 
 TEST_CASE("python: multiprocessing.connection.Client connects to our listener", "[python][multiprocessing]") {
-  test::require_python();
+  TEST_REQUIRE_PYTHON();
   python_client_to_our_listener(std::nullopt);
 }
 
 TEST_CASE("python: a Client with an authkey connects to our listener", "[python][multiprocessing][auth]") {
-  test::require_python();
+  TEST_REQUIRE_PYTHON();
   python_client_to_our_listener(std::string("cxx-secret"));
 }
 
 TEST_CASE("python: a wrong authkey fails on both sides with Python's messages", "[python][multiprocessing][auth]") {
-  test::require_python();
+  TEST_REQUIRE_PYTHON();
   SECTION("their Listener, our wrong key") {
     duct::child peer = python({test::peer_script("mp_peer.py"), "listen", "right"});
     std::string address(peer.duct().recv_bytes(20s).view());
@@ -97,7 +97,7 @@ TEST_CASE("python: a wrong authkey fails on both sides with Python's messages", 
 }
 
 TEST_CASE("python: a ductworks-framing JSON peer and a C++ duct talk both ways", "[python][ductworks]") {
-  test::require_python();
+  TEST_REQUIRE_PYTHON();
   for (const char* where : {"unix:", "tcp://127.0.0.1:0"}) {
     CAPTURE(where);
     duct::listener l(where, duct::options{.codec = duct::codec::json});

@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -23,12 +25,21 @@
 namespace test {
 
 /// Waits (bounded to 10 s, by looking, not by sleeping a fixed time) until `ready()` holds.
+/// Blocks until `stop` is stopped, sleeping: a handler that spun would take the CPU from the threads under test.
+inline void sleep_until_stopped(std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  cv.wait(lock, stop, [] { return false; });
+}
+
 template <class Pred>
 void eventually(Pred ready) {
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!ready()) {
     REQUIRE(std::chrono::steady_clock::now() < until);
-    std::this_thread::yield();
+    // A short sleep, not a yield: on two cores a spinning test takes the CPU from the very threads it waits for.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
@@ -54,7 +65,7 @@ struct held_service {
     });
     server.bind("until_stopped", [this](std::stop_token stop) {
       ++started;
-      while (!stop.stop_requested()) std::this_thread::yield();
+      sleep_until_stopped(stop);
       ++stopped;
       return 0;
     });

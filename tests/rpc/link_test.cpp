@@ -37,7 +37,7 @@ int worker_main(duct::connection up) {
     return sum;
   });
   s.bind("hang", [](std::stop_token stop) {
-    while (!stop.stop_requested()) std::this_thread::yield();
+    test::sleep_until_stopped(stop);
     return 0;
   });
   s.bind("bye", [&] {
@@ -165,7 +165,7 @@ TEST_CASE("link: a client whose duct closes has its calls dropped and handlers s
   rpc::server s;
   std::atomic<int> stopped{0};
   s.bind("until_stopped", [&](std::stop_token stop) {
-    while (!stop.stop_requested()) std::this_thread::yield();
+    test::sleep_until_stopped(stop);
     ++stopped;
     return 0;
   });

@@ -22,15 +22,13 @@ namespace {
 
 const std::string node_dir = DUCT_NODE_PEERS_DIR;
 
-// Skips (exit 77) when the node peers are not installed, except in CI, where that is a failure.
-void require_node() {
+// Whether the zerorpc node peers are installed (tests skip loudly without them, except in CI).
+bool have_node() {
   struct stat st{};
-  if (::stat((node_dir + "/node_modules/zerorpc").c_str(), &st) == 0) return;
-  const char* ci = std::getenv("CI");
-  if (ci && std::string(ci) == "true") FAIL("the zerorpc node peers are not installed in " << node_dir);
-  std::cerr << "SKIPPED: zerorpc for node is not installed (needs node and npm; see tests/rpc/node/install.sh)\n";
-  std::_Exit(77);
+  return ::stat((node_dir + "/node_modules/zerorpc").c_str(), &st) == 0;
 }
+#define REQUIRE_NODE() \
+  TEST_SKIP_UNLESS(have_node(), "zerorpc for node is not installed (needs node and npm; see tests/rpc/node/install.sh)")
 
 struct node_server {
   duct::child process;
@@ -78,7 +76,7 @@ run_result node_call(const std::string& endpoint, const std::string& method, con
 }  // namespace
 
 TEST_CASE("node: our client calls a zerorpc-node server", "[rpc][node]") {
-  require_node();
+  REQUIRE_NODE();
   test::temp_dir dir;
   node_server server(dir);
   rpc::client c(server.endpoint, {.heartbeat = 500ms});
@@ -102,7 +100,7 @@ TEST_CASE("node: our client calls a zerorpc-node server", "[rpc][node]") {
 }
 
 TEST_CASE("node: a node server ignoring an unknown method ends in lost remote, not a hang", "[rpc][node][heartbeat]") {
-  require_node();
+  REQUIRE_NODE();
   test::temp_dir dir;
   node_server server(dir);
   rpc::client c(server.endpoint, {.heartbeat = 200ms});
@@ -113,7 +111,7 @@ TEST_CASE("node: a node server ignoring an unknown method ends in lost remote, n
 }
 
 TEST_CASE("node: a chunked call to a zerorpc-node server sends no chunk and ends, not hangs", "[rpc][node][chunked]") {
-  require_node();
+  REQUIRE_NODE();
   test::temp_dir dir;
   node_server server(dir);
   rpc::client c(server.endpoint, {.heartbeat = 200ms});
@@ -128,7 +126,7 @@ TEST_CASE("node: a chunked call to a zerorpc-node server sends no chunk and ends
 }
 
 TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
-  require_node();
+  REQUIRE_NODE();
   rpc::server s({.name = "calc"});
   s.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.", {"a", "b"});
   s.bind("boom", [](std::string why) -> int { throw rpc::remote_error("ValueError", why); });
@@ -151,7 +149,7 @@ TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
 }
 
 TEST_CASE("node: a plain zerorpc client in another process collects a deferred result", "[rpc][node][deferred]") {
-  require_node();
+  REQUIRE_NODE();
   rpc::server s;
   std::promise<void> go;
   std::shared_future<void> started = go.get_future().share();
@@ -172,7 +170,7 @@ TEST_CASE("node: a plain zerorpc client in another process collects a deferred r
 }
 
 TEST_CASE("node: our client iterates a zerorpc-node stream", "[rpc][node][stream]") {
-  require_node();
+  REQUIRE_NODE();
   test::temp_dir dir;
   node_server server(dir);
   rpc::client c(server.endpoint, {.heartbeat = 500ms, .stream_window = 4});
@@ -195,7 +193,7 @@ TEST_CASE("node: our client iterates a zerorpc-node stream", "[rpc][node][stream
 
 TEST_CASE("node: a zerorpc-node client iterates our stream, and one that stops midway stops the producer",
           "[rpc][node][stream]") {
-  require_node();
+  REQUIRE_NODE();
   rpc::server s({.heartbeat = 200ms});
   std::atomic<int> lost{0};
   s.bind("count", [](rpc::sink& out, int n) {

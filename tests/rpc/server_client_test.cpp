@@ -190,9 +190,7 @@ TEST_CASE("a client that goes away has its channels freed on the server", "[rpc]
     REQUIRE(cl.async_call("add", 1, 1).get().as<int>() == 2);
     CHECK(c.server.open_channels() == 1);
   }  // closed with the call open: it stops heartbeating
-  auto until = std::chrono::steady_clock::now() + 5s;
-  while (c.server.open_channels() != 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
-  CHECK(c.server.open_channels() == 0);
+  test::eventually([&] { return c.server.open_channels() == 0; });
 }
 
 TEST_CASE("a per-call time limit fails the call without disturbing others", "[rpc][client][timeout]") {
@@ -250,8 +248,7 @@ TEST_CASE("garbage is dropped and counted while other clients are served", "[rpc
   send("9383aa6d6573736167655f6964a178a17603ab726573706f6e73655f746fa17aa75f7a70635f686290");  // unknown channel
   bad.send(zmq::buffer(std::string("single frame, no delimiter, not msgpack")));
   rpc::client good(c.endpoint);
-  auto until = std::chrono::steady_clock::now() + 5s;
-  while (c.server.dropped_events() < 5 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  test::eventually([&] { return c.server.dropped_events() >= 5; });
   CHECK(c.server.dropped_events() == 5);
   CHECK(good.call("add", 1, 2).as<int>() == 3);
   // An oversize message is refused by ZeroMQ before it is read; the server stays up for everyone else.

@@ -57,7 +57,7 @@ struct streams : test::served {
     });
     server.bind("stall", [this](rpc::sink& out) {
       out.write(std::string("first"));
-      while (!out.stop_token().stop_requested()) std::this_thread::yield();
+      test::sleep_until_stopped(out.stop_token());
       ++stalled;
     });
     server.bind("burst_then_stall", [this](rpc::sink& out, int n) {

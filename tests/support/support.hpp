@@ -28,10 +28,32 @@ std::string peer_program();
 /// Path of a Python helper script in tests/duct/peers.
 std::string peer_script(std::string_view name);
 
-/// Path of python3, or empty. When empty, `require_python()` skips the test loudly (exit code 77, which ctest reports
-/// as skipped), except under CI=true, where a missing peer is a failure.
+/// Path of python3, or empty.
 std::string python3();
-void require_python();
+
+/// Marks the running test case skipped and says why on stderr. The test binary (tests/support/main.cpp) then exits
+/// 77, which ctest reports as a skip, if no case failed; the run's other cases go on. Under CI=true a missing peer
+/// is a failure instead. Throws: std::runtime_error under CI=true.
+void skip(const std::string& why);
+/// Whether any case of this run was skipped.
+bool skipped_any() noexcept;
+
+}  // namespace test
+
+/// Ends the current TEST_CASE as skipped, loudly, unless `cond` holds (see test::skip).
+#define TEST_SKIP_UNLESS(cond, why) \
+  do {                              \
+    if (!(cond)) {                  \
+      ::test::skip(why);            \
+      return;                       \
+    }                               \
+  } while (false)
+
+/// Skips the current TEST_CASE unless python3 is there.
+#define TEST_REQUIRE_PYTHON() \
+  TEST_SKIP_UNLESS(!::test::python3().empty(), "python3 not found; install Debian's python3 to run the live-peer tests")
+
+namespace test {
 
 /// A fresh private directory for the test's socket files, removed with everything in it on destruction.
 class temp_dir {
