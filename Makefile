@@ -2,10 +2,12 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 DEB_BUILD  ?= build-release
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build test test-asan check demo bench install deb clean
+.PHONY: all deps build test test-asan check demo bench install deb fuzz-build fuzz fuzz-smoke clean
 
 all: build
 
@@ -59,5 +61,21 @@ deb: deps $(DEB_BUILD)/CMakeCache.txt
 	cd $(DEB_BUILD) && cpack -G DEB
 	@ls $(DEB_BUILD)/*.deb
 
+# libFuzzer targets (tests/fuzz), built with clang-14 and seeded from tests/vectors. make fuzz runs each for
+# FUZZ_SECONDS (600); make fuzz-smoke for 30 s, as CI does.
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDUCTRPC_FUZZ=ON \
+	  -DDUCTRPC_TESTS=OFF -DDUCTRPC_BENCH=OFF -DDUCTRPC_EXAMPLES=OFF -DDUCTRPC_WERROR=OFF -DBUILD_SHARED_LIBS=OFF $(CMAKE_ARGS)
+
+fuzz-build: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	python3 tests/fuzz/seeds.py tests/vectors $(FUZZ_BUILD)/seeds
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) 30
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,47 @@
+"""Seed corpora for the fuzz targets, from the captured bytes in tests/vectors: python3 seeds.py VECTORS OUT."""
+import hashlib
+import json
+import os
+import sys
+
+vectors, out = sys.argv[1], sys.argv[2]
+
+
+def lines(name):
+    with open(os.path.join(vectors, name)) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def save(target, data):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, hashlib.sha1(data).hexdigest()), "wb") as f:
+        f.write(data)
+
+
+bodies = []
+for name in ("zerorpc-python.jsonl", "zerorpc-node.jsonl"):
+    for v in lines(name):
+        if v.get("frames_hex"):
+            bodies.append(bytes.fromhex(v["frames_hex"][-1]))
+for b in bodies:
+    save("event", b)
+    save("msgpack", b)
+    if len(b) < 255:
+        save("server", bytes([len(b)]) + b)
+# a few events shaped by the target itself (0xff): a call, a stream, a chunked call with chunks, a stop
+save("server", bytes([0xff, 0, 0, 1, 2, 0xff, 0, 2, 5, 0, 0xff, 0, 16, 0, 0, 0xff, 1, 0, 8, 3, 0, 0xff, 1, 0, 9, 0, 0]))
+
+for v in lines("ductworks.jsonl"):
+    if v.get("frame_hex"):
+        save("frame", b"\x00" + bytes.fromhex(v["frame_hex"]))
+for v in lines("multiprocessing.jsonl"):
+    if v.get("frame_hex"):
+        save("frame", b"\x01" + bytes.fromhex(v["frame_hex"]))
+    if v.get("payload_hex") and v.get("kind"):  # the authkey handshake's messages, as a peer sent them
+        payload = bytes.fromhex(v["payload_hex"])[:255]
+        save("authkey", bytes([v.get("seq", 0) & 1, len(payload)]) + payload)
+
+for text in ['1', '-2.5e3', '"two words"', '[1, [2, {"a": null}]]', '{"$bin": "00ff"}', 'true false null',
+             '{"k": "v"} [1] 2', '"\\u00e9\\n"', '[[[[[]]]]]', '1e400']:
+    save("json_args", text.encode())
