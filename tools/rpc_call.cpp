@@ -248,6 +248,21 @@ int interrupted(rpc::client& c) {
   return 128 + interrupt.signal.load();
 }
 
+// Runs a call that rpc-call may give up on: after a time-out or a signal, the call's stop is delivered to the server
+// before the error, or the signal's exit code, comes out.
+int stoppable(rpc::client& c, const std::function<int()>& call) {
+  interrupt.call_open = true;
+  try {
+    return call();
+  } catch (const rpc::timeout_error&) {
+    deliver_stops(c);
+    throw;
+  } catch (const rpc::error&) {
+    if (interrupt.signal) return interrupted(c);
+    throw;
+  }
+}
+
 // The argument list of a method as _zerorpc_inspect describes it: ["a", "b"] from [{"name": "a"}, {"name": "b"}].
 std::string signature(const msgpack::object& m) {
   std::string out;
@@ -360,30 +375,26 @@ int stream_call(rpc::client& c, const settings& cfg, const duct::buffer& args, c
   std::stop_callback on_signal(interrupt.stop.get_token(), [&items] { items.cancel(); });
   if (!connected()) return unreachable;
   const auto deadline = cfg.timeout ? std::optional(std::chrono::steady_clock::now() + ms(*cfg.timeout)) : std::nullopt;
-  try {
-    if (upload) send_stdin(*upload, cfg);
-    for (;;) {
-      std::optional<duct::value> item;
-      if (deadline) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
-        item = items.next_for(std::max(left, 0ms));  // a time-out stops the stream
-      } else {
-        item = items.next();
+  return stoppable(c, [&] {
+    try {
+      if (upload) send_stdin(*upload, cfg);
+      for (;;) {
+        std::optional<duct::value> item;
+        if (deadline) {
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+          item = items.next_for(std::max(left, 0ms));  // a time-out stops the stream
+        } else {
+          item = items.next();
+        }
+        if (!item) return ok;
+        print(item->get(), cfg);
       }
-      if (!item) return ok;
-      print(item->get(), cfg);
+    } catch (const output_closed&) {
+      items.cancel();
+      deliver_stops(c);
+      return stdout_closed;
     }
-  } catch (const output_closed&) {
-    items.cancel();
-    deliver_stops(c);
-    return stdout_closed;
-  } catch (const rpc::timeout_error&) {
-    deliver_stops(c);
-    throw;
-  } catch (const rpc::error&) {
-    if (interrupt.signal) return interrupted(c);
-    throw;
-  }
+  });
 }
 
 int run(const settings& cfg) {
@@ -458,20 +469,12 @@ int run(const settings& cfg) {
     print_text(c.submit_packed(cfg.method, args) + "\n");
     return ok;
   }
-  // --progress
-  interrupt.call_open = true;
-  try {
+  return stoppable(c, [&] {  // --progress
     duct::value result = c.call_with_progress_packed(cfg.method, args, show_progress, interrupt.stop.get_token());
     if (::isatty(2)) std::fprintf(stderr, "\n");
     print(result.get(), cfg);
     return ok;
-  } catch (const rpc::timeout_error&) {
-    deliver_stops(c);
-    throw;
-  } catch (const rpc::error&) {
-    if (interrupt.signal) return interrupted(c);
-    throw;
-  }
+  });
 }
 
 // SIGINT, SIGTERM and SIGHUP stop the running call on the server, then end rpc-call with 128 + the signal. With no
