@@ -2,19 +2,15 @@
 // and in `exit_code` below).
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -28,6 +24,7 @@
 #include <rpc/client.hpp>
 #include <rpc/curve.hpp>
 
+#include "call_args.hpp"
 #include "cli.hpp"
 #include "json_form.hpp"
 
@@ -78,81 +75,6 @@ void print(const msgpack::object& o, const settings& cfg) {
   std::string line = tools::to_json(o, {cfg.pretty, cfg.raw});
   if (!(cfg.raw && o.type == msgpack::type::BIN)) line += '\n';
   print_text(line);
-}
-
-// One argument's text as a value: JSON where it parses as JSON (unless --string), else a string, or bytes where it is
-// not UTF-8 (a file's contents may be anything).
-void pack_text(msgpack::packer<duct::pack_buffer>& p, const std::string& text, const settings& cfg) {
-  if (!cfg.strings && tools::is_json(text)) {
-    tools::pack_json(p, text);
-  } else if (duct::is_valid_utf8(text)) {
-    p.pack(text);
-  } else {
-    p.pack_bin(static_cast<std::uint32_t>(text.size()));
-    p.pack_bin_body(text.data(), static_cast<std::uint32_t>(text.size()));
-  }
-}
-
-// @FILE's contents, refused past the size of a message before any of it is read.
-// Throws: tools::json_error (a usage error) naming the file.
-std::string read_argument_file(const std::string& path) {
-  constexpr std::size_t limit = std::size_t{64} << 20;  // the server's default message size
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw tools::json_error("@" + path + ": " + std::strerror(errno));
-  std::string text;
-  struct stat st {};
-  if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > limit) {
-    std::fclose(f);
-    throw tools::json_error("@" + path + ": larger than " + std::to_string(limit >> 20) + " MiB");
-  }
-  char buf[65536];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) {
-    if (text.size() + n > limit) {
-      std::fclose(f);
-      throw tools::json_error("@" + path + ": larger than " + std::to_string(limit >> 20) + " MiB");
-    }
-    text.append(buf, n);
-  }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) throw tools::json_error("@" + path + ": cannot read it");
-  return text;
-}
-
-// The call's arguments as one msgpack array: JSON where they parse as JSON (unless --string), strings otherwise;
-// each "-" is the next JSON value on stdin; @FILE is the file's contents, read as an argument would be; @@... is
-// the argument with one @ less.
-duct::buffer pack_arguments(const settings& cfg) {
-  duct::pack_buffer buf;
-  msgpack::packer<duct::pack_buffer> p(buf);
-  p.pack_array(static_cast<std::uint32_t>(cfg.args.size()));
-  std::optional<std::string> input;  // stdin, read once at the first "-"
-  std::string_view unread;
-  int dashes = 0;
-  for (const std::string& a : cfg.args) {
-    if (a == "-" && !cfg.strings) {
-      if (!input) {
-        input.emplace(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        unread = *input;
-      }
-      ++dashes;
-      std::optional<std::string_view> value = tools::next_json_text(unread);
-      if (!value)
-        throw tools::json_error("- number " + std::to_string(dashes) + ": stdin has no JSON value left for it");
-      tools::pack_json(p, *value);  // throws json_error: a usage error
-    } else if (a.starts_with("@@")) {
-      pack_text(p, a.substr(1), cfg);
-    } else if (a.starts_with("@")) {
-      if (a.size() == 1) throw tools::json_error("@ needs a file name (@@ for a literal @)");
-      pack_text(p, read_argument_file(a.substr(1)), cfg);
-    } else {
-      pack_text(p, a, cfg);
-    }
-  }
-  if (input && tools::next_json_text(unread))
-    throw tools::json_error("stdin holds more JSON values than the " + std::to_string(dashes) + " - argument" +
-                            (dashes == 1 ? "" : "s") + " take");
-  return buf.take();
 }
 
 // stdin into the call's input: lines (each with its newline, so the bytes arrive as they were), or raw chunks.
@@ -444,8 +366,8 @@ int run(const settings& cfg) {
   };
   const bool plain = !cfg.list && !cfg.inspect && cfg.poll_token.empty() && cfg.cancel_token.empty() &&
                      cfg.wait_token.empty() && !cfg.async && !cfg.progress;
-  if (plain) return stream_call(c, cfg, pack_arguments(cfg), connected);
-  duct::buffer args = cfg.async || cfg.progress ? pack_arguments(cfg) : duct::buffer();  // usage errors first
+  if (plain) return stream_call(c, cfg, tools::pack_arguments(cfg.args, cfg.strings), connected);
+  duct::buffer args = cfg.async || cfg.progress ? tools::pack_arguments(cfg.args, cfg.strings) : duct::buffer();  // usage errors first
   if (!connected()) return unreachable;
   if (cfg.list || cfg.inspect) return list_or_inspect(c, cfg);
   if (!cfg.poll_token.empty()) {
