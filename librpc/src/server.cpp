@@ -507,7 +507,9 @@ void server::impl::loop() {
     {
       locked g(*this);
       for (auto& [identity, ev, body] : decoded) {
-        if (auto [a, fresh] = addresses.try_emplace(identity); fresh)
+        // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
+        // client may choose its routing id, even one a client that left had.
+        if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap)
           a->second = {detail::peer_address(body), detail::peer_key(body)};
         on_event(identity, std::move(ev), detail::clock::now());
       }

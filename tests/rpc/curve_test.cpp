@@ -11,6 +11,8 @@
 #include <rpc/client.hpp>
 #include <rpc/curve.hpp>
 #include <rpc/server.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "fixtures.hpp"
 #include "support.hpp"
@@ -189,4 +191,46 @@ TEST_CASE("deferred: without CURVE, _ductrpc_list shows nothing unless the serve
     CHECK(c.wait(token, std::chrono::seconds(5)).as<int>() == 3);  // the token still works
     CHECK(nlohmann::json::parse(c.call("_ductrpc_list").to_json()).size() == (enabled ? 1u : 0u));
   }
+}
+
+TEST_CASE("curve: a client that takes the routing id of one that left does not inherit its key or its jobs",
+          "[rpc][curve][deferred]") {
+  rpc::curve_keypair alice = rpc::make_curve_keypair(), mallory = rpc::make_curve_keypair();
+  curve_server s({alice.public_key, mallory.public_key});
+  zmq::context_t ctx;
+  auto dealer = [&](const rpc::curve_keypair& k) {
+    zmq::socket_t d(ctx, zmq::socket_type::dealer);
+    d.set(zmq::sockopt::linger, 0);
+    d.set(zmq::sockopt::routing_id, "same-id");
+    d.set(zmq::sockopt::curve_serverkey, s.keys.public_key);
+    d.set(zmq::sockopt::curve_publickey, k.public_key);
+    d.set(zmq::sockopt::curve_secretkey, k.secret_key);
+    d.set(zmq::sockopt::rcvtimeo, 5000);
+    d.connect(s.endpoint);
+    return d;
+  };
+  rpc::id_generator ids;
+  std::string token;
+  {
+    zmq::socket_t a = dealer(alice);
+    test::send_body(a, rpc::encode_event({ids.next()}, "_ductrpc_submit",
+                                         std::make_tuple("add", std::make_tuple(1, 2))).span());
+    rpc::event reply = test::recv_event(a);
+    REQUIRE(reply.name == "OK");
+    token = reply.args().via.array.ptr[0].as<std::string>();
+  }  // alice leaves
+  rpc::client alice_again(s.endpoint, {.curve_server_key = s.keys.public_key, .curve_public_key = alice.public_key,
+                                       .curve_secret_key = alice.secret_key});
+  test::eventually([&] {  // until the server has noticed alice's socket gone and takes the id again
+    zmq::socket_t m = dealer(mallory);
+    test::send_body(m, rpc::encode_event({ids.next()}, "_ductrpc_poll", std::make_tuple(token)).span());
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(m, std::back_inserter(frames)) || frames.empty()) return false;
+    rpc::event e = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()),
+                                                             frames.back().size())));
+    REQUIRE(e.name == "ERR");  // never alice's job
+    CHECK(e.args().via.array.ptr[0].as<std::string>() == "UnknownToken");
+    return true;
+  });
+  CHECK(alice_again.wait(token, std::chrono::seconds(5)).as<int>() == 3);  // still alice's, from a new connection
 }
