@@ -489,8 +489,20 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Until a signal: once a second, a line for the malformed events the server dropped meanwhile (counted, never
+  // answered), so that a hostile or broken client shows in the log without flooding it.
   int sig = 0;
-  sigwait(&signals, &sig);
+  std::uint64_t dropped_logged = 0;
+  while (sig <= 0) {
+    const timespec second{1, 0};
+    sig = sigtimedwait(&signals, nullptr, &second);
+    if (const std::uint64_t dropped = server.dropped_events(); dropped > dropped_logged) {
+      log.event("dropped", {{"events", std::to_string(dropped - dropped_logged)}},
+                "dropped " + std::to_string(dropped - dropped_logged) +
+                    " malformed or unroutable events (not answered; " + std::to_string(dropped) + " in all)");
+      dropped_logged = dropped;
+    }
+  }
   const bool drain = cfg.shutdown == "drain";
   const std::string name = sig == SIGINT ? "SIGINT" : "SIGTERM";
   log.event("signal", {{"signal", name}, {"action", drain ? "drain" : "abort"}},
