@@ -401,7 +401,22 @@ int main(int argc, char** argv) {
         if (allowed.empty()) throw CLI::ValidationError("--curve-allow", path + " holds no certificate");
         so.curve_allow.insert(so.curve_allow.end(), allowed.begin(), allowed.end());
       }
-      so.on_curve_refused = [&log](const std::string& key, const std::string& address) {
+      // Called on the server's one ZAP thread. At most ten lines a second: a client hammering the port with
+      // handshakes must not flood the log.
+      so.on_curve_refused = [&log, window = std::chrono::steady_clock::time_point(), shown = 0, hidden = 0](
+                                const std::string& key, const std::string& address) mutable {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - window >= std::chrono::seconds(1)) {
+          if (hidden > 0)
+            log.event("refused", {{"not_shown", std::to_string(hidden)}},
+                      std::to_string(hidden) + " more refusals were not shown");
+          window = now;
+          shown = hidden = 0;
+        }
+        if (++shown > 10) {
+          ++hidden;
+          return;
+        }
         log.event("refused", {{"key", key}, {"peer", address}},
                   "refused " + (address.empty() ? std::string("a client") : address) + ": key " + key +
                       " is not allowed");

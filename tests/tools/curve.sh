@@ -60,6 +60,29 @@ assert b"\xa2OK\x91\x2a" in body, body  # OK [42]
 print("pyzmq got 42")
 PY
   expect_out "pyzmq got 42"
+  # A flood of refused handshakes shows as ten lines a second at most, then a count.
+  expect_rc 0 $py - "$EP" <<'PY'
+import sys, zmq, zmq.auth
+ctx = zmq.Context()
+server_pub, _ = zmq.auth.load_certificate("server.key")
+from zmq.utils.monitor import recv_monitor_message
+monitors = []
+for _ in range(40):
+    pub, sec = zmq.curve_keypair()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.curve_serverkey, s.curve_publickey, s.curve_secretkey = server_pub, pub, sec
+    monitors.append((s, s.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)))
+    s.connect(sys.argv[1])
+for s, m in monitors:  # each refusal, as the client sees it
+    if not m.poll(10000):
+        sys.exit("a handshake was neither refused nor accepted")
+    recv_monitor_message(m)
+PY
+  for _ in $(seq 100); do [ "$(grep -c 'is not allowed' "$T/serve.log")" -ge 10 ] && break; sleep 0.05; done
+  refused=$(grep -c 'is not allowed' "$T/serve.log")
+  [ "$refused" -ge 10 ] || fail "only $refused refusals logged"
+  [ "$refused" -le 30 ] || fail "$refused refusal lines for 40 handshakes: not rate-limited"
   stop_server
 else
   [ "${CI:-}" = true ] && fail "python3-zmq with CURVE is missing in CI"
