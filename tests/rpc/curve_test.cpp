@@ -116,11 +116,6 @@ TEST_CASE("curve: only the clients of the allow-list are served; refusals name k
 
   rpc::client ephemeral(s.endpoint, {.curve_server_key = s.keys.public_key});  // a fresh key: not on the list
   CHECK_THROWS_AS(ephemeral.call_for(500ms, "add", 1, 2), rpc::timeout_error);
-  rpc::client plain(s.endpoint);  // no CURVE at all: its handshake fails before any call goes out
-  CHECK_THROWS_AS(plain.call_for(500ms, "add", 1, 2), rpc::timeout_error);
-  rpc::client wrong_server(s.endpoint, {.curve_server_key = rpc::make_curve_keypair().public_key,
-                                        .curve_public_key = alice.public_key, .curve_secret_key = alice.secret_key});
-  CHECK_THROWS_AS(wrong_server.call_for(500ms, "add", 1, 2), rpc::timeout_error);
   CHECK(ok.call("add", 2, 2).as<int>() == 4);  // the refused ones disturbed nobody
 }
 
