@@ -4,10 +4,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -25,12 +23,10 @@
 namespace test {
 
 /// Waits (bounded to 10 s, by looking, not by sleeping a fixed time) until `ready()` holds.
-/// Blocks until `stop` is stopped, sleeping: a handler that spun would take the CPU from the threads under test.
+/// Blocks until `stop` is stopped, sleeping a millisecond at a time: a handler that spun would take the CPU from the
+/// threads under test. (Not condition_variable_any's stop_token wait, which lost a wake-up under ASan here.)
 inline void sleep_until_stopped(std::stop_token stop) {
-  std::mutex m;
-  std::condition_variable_any cv;
-  std::unique_lock lock(m);
-  cv.wait(lock, stop, [] { return false; });
+  while (!stop.stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 template <class Pred>
