@@ -3,7 +3,6 @@
 // refusal. One per server: a server has a context of its own.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <set>
 #include <string>
