@@ -359,6 +359,9 @@ int run(const settings& cfg) {
       std::fprintf(stderr, "rpc-call: cannot connect to %s: no answer within %g s\n", cfg.endpoint.c_str(),
                    cfg.connect_timeout);
       return false;
+    } catch (const rpc::connection_error& e) {
+      std::fprintf(stderr, "rpc-call: cannot connect to %s: %s\n", cfg.endpoint.c_str(), e.reason().c_str());
+      return false;
     } catch (const rpc::remote_error&) {
       // answered, if not with a pong: someone is there
     }
@@ -553,6 +556,9 @@ int report(const std::function<int()>& body, const settings& cfg) {
     std::fprintf(stderr, "rpc-call: %s\n", e.what());
     return unreachable;
   } catch (const rpc::closed_error& e) {
+    std::fprintf(stderr, "rpc-call: %s\n", e.what());
+    return unreachable;
+  } catch (const rpc::connection_error& e) {
     std::fprintf(stderr, "rpc-call: %s\n", e.what());
     return unreachable;
   } catch (const std::exception& e) {

@@ -17,6 +17,7 @@
 #include "call_state.hpp"
 #include "channel.hpp"
 #include "client_impl.hpp"
+#include "handshake_watch.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
 #include "upload_state.hpp"
@@ -66,9 +67,14 @@ struct settled {
   void now() { state->settle(std::move(value), std::move(error)); }
 };
 
-void send_body(zmq::socket_t& socket, const duct::buffer& body) {
-  detail::send_part(socket, zmq::const_buffer(), zmq::send_flags::sndmore);
-  detail::send_part(socket, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+// Sends one event without waiting. Returns: false if the socket has no connection to queue it on (its handshake
+// failed: our sockets queue without limit, so that is the only reason), where a blocking send would wait for ever.
+// Throws: zmq::error_t for any other refusal.
+bool send_body(zmq::socket_t& socket, const duct::buffer& body) {
+  if (!detail::send_part(socket, zmq::const_buffer(), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+    return false;
+  detail::send_part(socket, zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);  // the rest follows the first part
+  return true;
 }
 
 std::optional<event> decode_reply(const zmq::message_t& body) {
@@ -84,12 +90,13 @@ std::optional<event> decode_reply(const zmq::message_t& body) {
 // A calling thread's own socket, for blocking calls.
 struct direct_socket {
   zmq::socket_t socket;
+  std::unique_ptr<detail::handshake_watch> watch;
   int fd;  // its ZMQ_FD
   id_generator ids;
 };
 
 struct zmq_client final : client::impl, detail::reply_reader {
-  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), with_curve_keys(std::move(o))), dealer(make_socket()) {
+  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), with_curve_keys(std::move(o))), dealer(make_socket(dealer_watch)) {
     io = std::thread([this] { loop(); });
   }
   ~zmq_client() override;
@@ -113,6 +120,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
 
   zmq::context_t ctx{1};
   std::mutex dealer_mu;  // guards dealer: callers send on it, the I/O thread receives. Taken after `mu`, never before.
+  std::unique_ptr<detail::handshake_watch> dealer_watch;  // read by the I/O thread
   zmq::socket_t dealer;
   const int dealer_fd = dealer.get(zmq::sockopt::fd);
   detail::wakeup wake;
@@ -143,8 +151,18 @@ struct zmq_client final : client::impl, detail::reply_reader {
   void forget(const message_id& id);
   void forget(call_table::iterator it);
   bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
-  void send_async(const duct::buffer& body);
-  zmq::socket_t make_socket();
+  /// Sends on the shared DEALER; `where` names the call for errors. Throws: connection_error if no connection
+  /// can take it (its handshake failed), error for any other refusal.
+  void send_async(const duct::buffer& body, std::string_view where = {});
+  zmq::socket_t make_socket(std::unique_ptr<detail::handshake_watch>& watch);
+  std::mutex refused_mu;  // a leaf: taken under `mu` or dealer_mu, or alone
+  std::optional<std::string> refused;  // why the last handshake on the shared DEALER failed (under refused_mu)
+  std::optional<std::string> refusal() {
+    std::lock_guard lock(refused_mu);
+    return refused;
+  }
+  /// Fails every open call on the shared DEALER with `reason` (under `mu`).
+  void fail_all(const std::string& reason);
   static client_options with_curve_keys(client_options o);
   // An event the server would refuse unread: ZeroMQ drops the connection of a peer that sends more than the
   // server's max_message_size, and the call would only fail when the heartbeats gave up. Refused here, clearly,
@@ -259,10 +277,10 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
     });
   }
   try {
-    send_async(encode_event_packed(h, name, packed_args.span()));
-  } catch (const zmq::error_t& e) {
+    send_async(encode_event_packed(h, name, packed_args.span()), where);
+  } catch (const error&) {
     std::unique_lock lock(mu);
-    fail(h.id, std::make_exception_ptr(error(where + ": " + e.what())));
+    fail(h.id, std::current_exception());
     release(lock);
   }
   if (wake_io) wake.signal();
@@ -286,11 +304,7 @@ bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::sp
       forget(id);
     }
   }
-  try {
-    send_async(body);
-  } catch (const zmq::error_t& e) {
-    throw error(where + ": " + e.what());
-  }
+  send_async(body, where);
   return true;
 }
 
@@ -303,11 +317,7 @@ void zmq_client::publish(std::string_view method, const duct::buffer& packed_arg
     h.id = ids.next();
   }
   h.oneway = true;
-  try {
-    send_async(encode_event_packed(h, method, packed_args.span()));
-  } catch (const zmq::error_t& e) {
-    throw error(endpoint + ": " + std::string(method) + ": " + e.what());
-  }
+  send_async(encode_event_packed(h, method, packed_args.span()), method);
 }
 
 // The consumer took items: the server may send `n` more.
@@ -320,7 +330,7 @@ void zmq_client::grant(const message_id& id, std::size_t n) {
   }
   try {
     send_async(body);
-  } catch (const zmq::error_t&) {
+  } catch (const error&) {
     // the socket refused it: the stream stalls and ends with the heartbeat or the consumer's time limit
   }
 }
@@ -341,7 +351,7 @@ void zmq_client::stop_stream(const message_id& id) {
   if (!body.empty()) {
     try {
       send_async(body);
-    } catch (const zmq::error_t&) {
+    } catch (const error&) {
       // the server then notices the silence instead
     }
   }
@@ -378,11 +388,17 @@ void zmq_client::forget(call_table::iterator it) {
 
 // Sends on the shared DEALER. While it sends, ZeroMQ may take the edge of the descriptor that the thread reading
 // replies sleeps on: if input is waiting, that thread is woken. Throws: zmq::error_t.
-void zmq_client::send_async(const duct::buffer& body) {
+void zmq_client::send_async(const duct::buffer& body, std::string_view where) {
   bool lead = false, io_reads = false;
+  auto call = [&] { return where.empty() ? endpoint : endpoint + ": " + std::string(where); };
   {
     std::lock_guard lock(dealer_mu);
-    send_body(dealer, body);
+    try {
+      if (!send_body(dealer, body))
+        throw connection_error(call(), "cannot send: " + refusal().value_or("no connection to the server is ready"));
+    } catch (const zmq::error_t& e) {
+      throw error(call() + ": " + e.what());
+    }
     // Read under dealer_mu: a reader that starts later takes dealer_mu after us, and reads before it sleeps.
     lead = leading;
     io_reads = io_watching;
@@ -417,10 +433,10 @@ future zmq_client::start(std::string_view method, const duct::buffer& packed_arg
   }
   duct::buffer body = encode_event_packed(detail::request_header(id), method, packed_args.span());
   try {
-    send_async(body);
-  } catch (const zmq::error_t& e) {
+    send_async(body, method);
+  } catch (const error&) {
     std::unique_lock lock(mu);
-    fail(id, std::make_exception_ptr(error(endpoint + ": " + std::string(method) + ": " + e.what())));
+    fail(id, std::current_exception());
     release(lock);
   }
   if (wake_io) wake.signal();
@@ -442,9 +458,13 @@ client_options zmq_client::with_curve_keys(client_options o) {
   return o;
 }
 
-zmq::socket_t zmq_client::make_socket() {
+zmq::socket_t zmq_client::make_socket(std::unique_ptr<detail::handshake_watch>& watch) {
   detail::check_endpoint(endpoint);
   zmq::socket_t socket(ctx, zmq::socket_type::dealer);
+  // No limit on what is queued: the calls in flight are the caller's to bound. So a send that cannot queue means
+  // there is no connection to queue on (its handshake failed), which send_body() reports instead of waiting.
+  socket.set(zmq::sockopt::sndhwm, 0);
+  watch = std::make_unique<detail::handshake_watch>(ctx, socket, !opts.curve_server_key.empty());
   if (!opts.curve_server_key.empty()) {  // before connect: the handshake is CURVE from its first byte
     socket.set(zmq::sockopt::curve_serverkey, opts.curve_server_key);
     socket.set(zmq::sockopt::curve_publickey, opts.curve_public_key);
@@ -464,9 +484,10 @@ direct_socket& zmq_client::my_socket() {
   std::lock_guard lock(sockets_mu);
   auto& slot = sockets[std::this_thread::get_id()];
   if (!slot) {
-    zmq::socket_t socket = make_socket();
+    std::unique_ptr<detail::handshake_watch> watch;
+    zmq::socket_t socket = make_socket(watch);
     const int fd = socket.get(zmq::sockopt::fd);
-    slot = std::make_unique<direct_socket>(direct_socket{std::move(socket), fd, {}});
+    slot = std::make_unique<direct_socket>(direct_socket{std::move(socket), std::move(watch), fd, {}});
   }
   return *slot;
 }
@@ -497,10 +518,13 @@ void zmq_client::loop() {
       std::lock_guard lock(dealer_mu);
       if (detail::has_input(dealer)) wait = std::chrono::milliseconds(0);
     }
-    pollfd fds[] = {{wake.fd(), POLLIN, 0}, {dealer_fd, POLLIN, 0}};
-    detail::poll_fds(fds, watch ? 2 : 1, wait);
+    pollfd fds[] = {{wake.fd(), POLLIN, 0}, {dealer_watch->fd(), POLLIN, 0}, {dealer_fd, POLLIN, 0}};
+    detail::poll_fds(fds, watch ? 3 : 2, wait);
     const bool poked = (fds[0].revents & POLLIN) != 0;
     if (poked) wake.drain();
+    std::optional<std::string> handshake;
+    const bool heard = (fds[1].revents & POLLIN) != 0;
+    if (heard) handshake = dealer_watch->read();
     {
       std::lock_guard lock(dealer_mu);
       if (!leading) {
@@ -514,6 +538,13 @@ void zmq_client::loop() {
     std::unique_lock lock(mu);
     for (const auto& body : bodies) on_reply(body, detail::clock::now());
     bodies.clear();
+    if (heard) {
+      {
+        std::lock_guard hold(refused_mu);
+        refused = handshake;
+      }
+      if (handshake) fail_all(*handshake);
+    }
     tick(detail::clock::now());
     release(lock);
   }
@@ -615,7 +646,15 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
   std::optional<detail::clock::time_point> deadline;
   if (limit) deadline = now + *limit;
   detail::heartbeat beat(opts.heartbeat, now);
-  send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span()));
+  auto refused_here = [&] {
+    return connection_error(where, mine.watch->failure().value_or("no connection to the server is ready"));
+  };
+  try {
+    if (!send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span())))
+      throw refused_here();
+  } catch (const zmq::error_t& e) {
+    throw error(where + ": " + e.what());
+  }
   std::vector<zmq::message_t> frames;
   // It reads before it sleeps, and sleeps on the socket's descriptor only once a read has found nothing: ZeroMQ
   // signals that descriptor by edges, and only after such a read.
@@ -624,9 +663,10 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
       now = detail::clock::now();
       auto until = beat.next_deadline();
       if (deadline) until = std::min(until, *deadline);
-      pollfd fds[] = {{mine.fd, POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}};
-      detail::poll_fds(fds, 2, detail::ms_until(until, now));
+      pollfd fds[] = {{mine.fd, POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}, {mine.watch->fd(), POLLIN, 0}};
+      detail::poll_fds(fds, 3, detail::ms_until(until, now));
       if (fds[1].revents & POLLIN) throw closed_error(where + ": the client was closed");
+      if ((fds[2].revents & POLLIN) && mine.watch->read()) throw refused_here();
     }
     while (detail::try_recv(mine.socket, frames)) {
       if (frames.empty()) continue;
@@ -654,6 +694,13 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
       beat.sent(now);
     }
   }
+}
+
+void zmq_client::fail_all(const std::string& reason) {
+  std::vector<message_id> open;
+  for (const auto& [id, c] : calls) open.push_back(id);
+  for (const message_id& id : open)
+    fail(id, std::make_exception_ptr(connection_error(endpoint + ": " + calls.at(id).method, reason)));
 }
 
 void zmq_client::fail(const message_id& id, std::exception_ptr e) {
@@ -710,7 +757,7 @@ void zmq_client::on_stream_event(call_table::iterator c, event& ev) {
     if (act == detail::stream_stop::action::stop) {
       try {
         send_async(detail::stop_event(ids.next(), c->first));
-      } catch (const zmq::error_t&) {
+      } catch (const error&) {
         // the server then notices the silence instead
       }
     }
@@ -751,9 +798,9 @@ void zmq_client::wait_on_token(open_call c, const std::string& token) {
   c.beat = fresh_beat();  // a new channel
   try {
     send_async(encode_event_packed(detail::request_header(id), "_ductrpc_wait",
-                                   detail::wait_args(token, c.deadline).span()));
-  } catch (const zmq::error_t& e) {
-    done.push_back({std::move(c.result), {}, std::make_exception_ptr(error(endpoint + ": " + c.method + ": " + e.what()))});
+                                   detail::wait_args(token, c.deadline).span()), c.method);
+  } catch (const error&) {
+    done.push_back({std::move(c.result), {}, std::current_exception()});
     return;
   }
   calls.emplace(std::move(id), std::move(c));
@@ -769,7 +816,7 @@ void zmq_client::tick(detail::clock::time_point now) {
     } else if (c.beat.send_due(now)) {
       try {
         send_async(encode_event_packed({ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));
-      } catch (const zmq::error_t&) {
+      } catch (const error&) {
         // a missed heartbeat is survivable: the next one is due in a period
       }
       c.beat.sent(now);

@@ -40,11 +40,10 @@ void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait) {
   for (std::size_t i = 0; i < count; ++i) fds[i].revents = 0;
 }
 
-void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags) {
+bool send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags) {
   for (;;) {
     try {
-      socket.send(part, flags);
-      return;
+      return socket.send(part, flags).has_value();
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }

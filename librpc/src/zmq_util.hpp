@@ -36,8 +36,9 @@ std::string peer_address(const zmq::message_t& message) noexcept;
 std::string peer_key(const zmq::message_t& message) noexcept;
 
 /// Sends one part, going round again when a signal handler interrupts it (an interrupted part was not queued, so
-/// retrying a part never duplicates one). Throws: zmq::error_t for anything else.
-void send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);
+/// retrying a part never duplicates one). Returns: false if, with send_flags::dontwait, it could not be queued
+/// (EAGAIN). Throws: zmq::error_t for anything else.
+bool send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags);
 
 /// Whether a message is waiting (ZMQ_EVENTS), going round again when a signal interrupts the question.
 /// Throws: zmq::error_t for anything else.

@@ -114,8 +114,18 @@ TEST_CASE("curve: only the clients of the allow-list are served; refusals name k
   CHECK(s.refusals().front().key == mallory.public_key);
   CHECK(s.refusals().front().address == "127.0.0.1");
 
+  // Each refused client hears why at once, not after its time limit (which is long here so that it could not pass
+  // for the handshake's failure), on the blocking path and the asynchronous one.
   rpc::client ephemeral(s.endpoint, {.curve_server_key = s.keys.public_key});  // a fresh key: not on the list
-  CHECK_THROWS_AS(ephemeral.call_for(500ms, "add", 1, 2), rpc::timeout_error);
+  CHECK_THROWS_WITH(ephemeral.call_for(30s, "add", 1, 2), Catch::Matchers::Contains("refused our CURVE key"));
+  CHECK_THROWS_AS(ephemeral.async_call_for(30s, "add", 1, 2).get(), rpc::connection_error);
+  rpc::client plain(s.endpoint);  // no CURVE at all: its handshake fails before any call goes out
+  CHECK_THROWS_WITH(plain.call_for(30s, "add", 1, 2), Catch::Matchers::Contains("give its public key"));
+  CHECK_THROWS_AS(plain.async_call_for(30s, "add", 1, 2).get(), rpc::connection_error);
+  rpc::client wrong_server(s.endpoint, {.curve_server_key = rpc::make_curve_keypair().public_key,
+                                        .curve_public_key = alice.public_key, .curve_secret_key = alice.secret_key});
+  CHECK_THROWS_WITH(wrong_server.call_for(30s, "add", 1, 2), Catch::Matchers::Contains("server's public key"));
+  CHECK_THROWS_AS(wrong_server.async_call_for(30s, "add", 1, 2).get(), rpc::connection_error);
   CHECK(ok.call("add", 2, 2).as<int>() == 4);  // the refused ones disturbed nobody
 }
 

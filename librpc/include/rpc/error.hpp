@@ -88,6 +88,19 @@ class lost_remote_error : public error {
   using error::error;
 };
 
+/// No connection to the server could carry the call: its security handshake failed (the server refused our CURVE
+/// key, we hold the wrong server key, or one side speaks CURVE and the other does not). The message says which.
+class connection_error : public error {
+ public:
+  /// `where`: the endpoint and method; `reason`: why, without them.
+  connection_error(const std::string& where, std::string reason) : error(where + ": " + reason), reason_(std::move(reason)) {}
+  /// Why, without the endpoint and method: "the server refused our CURVE key (ZAP status 400): ...".
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  std::string reason_;
+};
+
 /// The client or server stopped while the call was open.
 class closed_error : public error {
  public:
