@@ -19,7 +19,7 @@ const char* to_string(job_state s) noexcept {
   return "?";
 }
 
-job& job_store::create(std::string method, std::string owner) {
+job& job_store::create(std::string method, std::string owner, std::string client) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string token;
   do {
@@ -36,7 +36,68 @@ job& job_store::create(std::string method, std::string owner) {
   j.token = token;
   j.method = std::move(method);
   j.owner = std::move(owner);
+  j.client = std::move(client);
+  ++usage_[j.client].jobs;
   return j;
+}
+
+std::size_t job_store::jobs_of(const std::string& client) const noexcept {
+  auto it = usage_.find(client);
+  return it == usage_.end() ? 0 : it->second.jobs;
+}
+
+std::size_t job_store::bytes_of(const std::string& client) const noexcept {
+  auto it = usage_.find(client);
+  return it == usage_.end() ? 0 : it->second.bytes;
+}
+
+void job_store::forget(std::unordered_map<std::string, job>::iterator it) noexcept {
+  auto u = usage_.find(it->second.client);
+  if (u != usage_.end()) {
+    u->second.bytes -= it->second.outcome.size();
+    if (--u->second.jobs == 0) usage_.erase(u);
+  }
+  bytes_ -= it->second.outcome.size();
+  jobs_.erase(it);
+}
+
+void job_store::erase(const std::string& token) noexcept {
+  if (auto it = jobs_.find(token); it != jobs_.end()) forget(it);
+}
+
+template <class Fits>
+bool job_store::drop_fetched(const std::string& client, Fits fits) {
+  if (fits()) return true;
+  std::vector<std::unordered_map<std::string, job>::iterator> fetched;
+  for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
+    if (it->second.collected && it->second.state != job_state::running && (client.empty() || it->second.client == client))
+      fetched.push_back(it);
+  std::sort(fetched.begin(), fetched.end(), [](auto a, auto b) { return a->second.finished < b->second.finished; });
+  for (auto it : fetched) {
+    forget(it);
+    if (fits()) return true;
+  }
+  return false;
+}
+
+bool job_store::room_for(const std::string& client, std::size_t max_jobs, std::size_t client_jobs,
+                         std::size_t client_bytes, std::size_t total_bytes) {
+  return drop_fetched(client, [&] { return jobs_of(client) < client_jobs && bytes_of(client) < client_bytes; }) &&
+         drop_fetched({}, [&] { return jobs_.size() < max_jobs && bytes_ < total_bytes; });
+}
+
+bool job_store::keep(job& j, std::string name, duct::buffer outcome, std::size_t client_bytes, std::size_t total_bytes,
+                     bool force) {
+  const std::size_t n = outcome.size();
+  const std::string client = j.client;  // `j` stays: only finished jobs are dropped, and it is running
+  if (!force && !(drop_fetched(client, [&] { return bytes_of(client) + n <= client_bytes; }) &&
+                  drop_fetched({}, [&] { return bytes_ + n <= total_bytes; })))
+    return false;
+  usage_[client].bytes += n;
+  bytes_ += n;
+  j.outcome_name = std::move(name);
+  j.outcome = std::move(outcome);
+  return true;
 }
 
 job* job_store::find(const std::string& token) noexcept {
@@ -46,12 +107,15 @@ job* job_store::find(const std::string& token) noexcept {
 
 std::size_t job_store::expire(clock::time_point now, clock::duration keep) {
   std::size_t uncollected = 0;
-  std::erase_if(jobs_, [&](const auto& entry) {
-    const job& j = entry.second;
-    bool old = j.state != job_state::running && now - j.finished > keep;
-    if (old && !j.collected) ++uncollected;
-    return old;
-  });
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const job& j = it->second;
+    if (j.state != job_state::running && now - j.finished > keep) {
+      if (!j.collected) ++uncollected;
+      forget(it++);
+    } else {
+      ++it;
+    }
+  }
   return uncollected;
 }
 

@@ -61,6 +61,7 @@ reply settle(const event& ev, call_name where, duct::value& result, std::string&
     if (name == "Cancelled") throw cancelled_error(name, message, traceback);
     if (name == "ShuttingDown") throw shutting_down_error(name, message, traceback);
     if (name == "StillRunning") throw still_running_error(name, message, traceback);
+    if (name == "Overloaded") throw overloaded_error(name, message, traceback);
     if (name == "UnknownToken") throw unknown_token_error(name, message, traceback);
     throw remote_error(name, message, traceback);
   }

@@ -389,7 +389,11 @@ void server::start() {
   if (impl_->io.joinable() || impl_->mode != serving_mode::serving)
     throw error("the server was stopped and cannot start again: make a new one");
   if (!impl_->listening) throw error("the server listens nowhere: call listen() first");
-  impl_->pool = std::make_unique<detail::thread_pool>(impl_->opts.threads);
+  const server_options& o = impl_->opts;
+  const std::size_t threads = std::max<std::size_t>(o.threads, 1);
+  impl_->pool = std::make_unique<detail::fair_pool>(detail::fair_pool::limits{
+      threads, o.per_client.running ? o.per_client.running : std::max<std::size_t>(threads - 1, 1), o.per_client.queued,
+      o.max_queued});
   impl_->running = true;
   impl_->io = std::thread([this] { impl_->loop(); });
   std::vector<std::shared_ptr<detail::link_core>> links;
@@ -629,6 +633,11 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     c.ev = std::move(ev);  // not tracked: no channel, no running call
     return;
   }
+  if (table.size() >= opts.per_client.open_calls) {  // answered on its channel, which is never opened
+    send(identity, {ids.next(), ev->header.id}, "ERR",
+         overloaded(ev->name, "this connection has " + std::to_string(table.size()) + " calls open already").span());
+    return;
+  }
   detail::channel* ch = table.open(ev->header.id, now);
   if (!ch) {
     ++dropped;  // a second request with an id already in use
@@ -640,12 +649,16 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
 }
 
 void server::impl::abort_running() {
-  std::vector<call_key> keys;
-  for (auto& [key, call] : running_calls) keys.push_back(key);
+  std::vector<call_key> keys, oneway;
+  for (auto& [key, call] : running_calls) (call.oneway ? oneway : keys).push_back(key);
   for (const call_key& key : keys) {
     cancel(key);
     finish(key.identity, key.channel, "ERR",
            err_args("Cancelled", "the server is shutting down: the call was cancelled"));
+  }
+  for (const call_key& key : oneway) {  // nobody to answer; closed here, since its handler's end finds it gone
+    cancel(key);
+    closed_one();
   }
   for (detail::job* j : jobs.all()) {
     if (j->state != detail::job_state::running) continue;
@@ -770,7 +783,8 @@ void server::impl::on_input(const std::string& identity, detail::channel& ch, ev
 void server::impl::start_call(const std::string& identity, std::shared_ptr<event> ev, const std::string& method,
                               const detail::method_entry& m, const msgpack::object& args,
                               std::shared_ptr<detail::stream_state> in) {
-  running_call& call = running_calls[call_key{identity, ev->header.id}];
+  const call_key key{identity, ev->header.id};
+  running_call& call = running_calls[key];
   call.method = method;
   if (m.where != run_on::receiver) call.stop = std::stop_source();
   const bool chunked = call.input != nullptr;
@@ -785,8 +799,9 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
     call.lost = std::make_shared<std::atomic<bool>>(false);
     auto out = std::make_shared<detail::server_sink>(*this, identity, ev->header.id, method, call.stop.get_token(),
                                                      call.lost, ours, ev->header.accepts_batches);
-    run_handler(m.fn, std::move(ev), args, call.stop.get_token(), outbound{identity, {}, "OK", {}, {}, true},
-                std::move(out), nullptr, std::move(in));
+    auto why = run_handler(client_of(identity), m.fn, std::move(ev), args, call.stop.get_token(),
+                           outbound{identity, {}, "OK", {}, {}, true}, std::move(out), nullptr, std::move(in));
+    if (why != detail::fair_pool::refusal::none) refuse(key, method, why);
     return;
   }
   std::shared_ptr<detail::server_progress> report;
@@ -798,28 +813,36 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
     note_deadline(*call.defer_at);
   }
   const bool at_once = call.defer_at && m.policy == defer_policy::always;
-  const call_key key{identity, ev->header.id};
   std::stop_token stop = call.stop.get_token();
-  run_handler(m.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, std::move(report),
-              std::move(in));
+  auto why = run_handler(client_of(identity), m.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}},
+                         nullptr, std::move(report), std::move(in));
+  if (why != detail::fair_pool::refusal::none) return refuse(key, method, why);
   // Deferred always: the token goes now, under the lock the handler's outcome needs, so it can never come first.
   if (at_once) defer_now(key);
 }
 
 // Runs a handler on the pool; its reply (or a deferred call's outcome, when o.token is set) is completed under the
 // lock and sent by the handler's thread. `ev` keeps `args` alive.
-void server::impl::run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
-                               std::stop_token stop, outbound o, std::shared_ptr<detail::server_sink> out,
-                               std::shared_ptr<detail::server_progress> report,
-                               std::shared_ptr<detail::stream_state> in) {
+detail::fair_pool::refusal server::impl::run_handler(const std::string& client, const detail::handler& fn,
+                                                     std::shared_ptr<event> ev, const msgpack::object& args,
+                                                     std::stop_token stop, outbound o,
+                                                     std::shared_ptr<detail::server_sink> out,
+                                                     std::shared_ptr<detail::server_progress> report,
+                                                     std::shared_ptr<detail::stream_state> in) {
   o.channel = ev->header.id;
   std::string peer = address_of(o.identity);
-  pool->submit([this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o), out = std::move(out),
-                report = std::move(report), in = std::move(in), peer = std::move(peer)]() mutable {
+  return pool->submit(client, [this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o),
+                               out = std::move(out), report = std::move(report), in = std::move(in),
+                               peer = std::move(peer)]() mutable {
     std::optional<source> input;
     if (in) input.emplace(in);
-    detail::call_context context{std::move(stop), out.get(), report.get(), input ? &*input : nullptr, std::move(peer)};
-    execute(fn, args, context, o);
+    if (stop.stop_requested()) {  // cancelled, or its client lost, while it waited its turn: it never runs
+      o.name = "ERR";
+      o.packed_args = err_args("Cancelled", "the call was cancelled before it started");
+    } else {
+      detail::call_context context{std::move(stop), out.get(), report.get(), input ? &*input : nullptr, std::move(peer)};
+      execute(fn, args, context, o);
+    }
     if (in) in->detach();  // before taking the lock: a grant in progress holds the state's callback lock
     locked g(*this);
     if (o.stream) {
@@ -899,8 +922,13 @@ void server::impl::on_published(const std::string& identity, std::shared_ptr<eve
   ++open;
   std::stop_token stop = call.stop.get_token();
   const msgpack::object& args = ev->args();
-  run_handler(m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}}, nullptr, nullptr,
-              m->second.reads ? detail::empty_input(m->first) : nullptr);
+  auto why = run_handler(client_of(identity), m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}},
+                         nullptr, nullptr, m->second.reads ? detail::empty_input(m->first) : nullptr);
+  if (why != detail::fair_pool::refusal::none) {  // nobody to tell: dropped and counted
+    running_calls.erase(key);
+    closed_one();
+    ++dropped;
+  }
 }
 
 void server::impl::finish(const std::string& identity, const message_id& channel, std::string_view name,
@@ -943,24 +971,33 @@ void server::impl::complete(outbound o) {
 
 // A client is gone (its duct closed): forget its calls, and let their handlers stop.
 void server::impl::drop_peer(const std::string& identity) {
-  auto it = peers.find(identity);
-  if (it == peers.end()) return;
-  for (const message_id& id : it->second.ids()) {
-    it->second.close(id);
-    closed_one();
-    cancel(call_key{identity, id}, true);
+  if (auto it = peers.find(identity); it != peers.end()) {
+    for (const message_id& id : it->second.ids()) {
+      it->second.close(id);
+      closed_one();
+      cancel(call_key{identity, id}, true);
+    }
+    peers.erase(it);
   }
-  peers.erase(it);
+  // Its one-way calls too: a duct says when its peer is gone (a ZeroMQ client leaves without a word, and its
+  // one-way calls run to their end, within its bound on running calls).
+  std::vector<call_key> oneway;
+  for (auto& [key, call] : running_calls)
+    if (call.oneway && key.identity == identity) oneway.push_back(key);
+  for (const call_key& key : oneway) {
+    cancel(key, true);
+    closed_one();
+  }
 }
 
 // A call from a client that accepts tokens ran past its budget: it becomes a job, and the client gets the token.
 void server::impl::defer(const call_key& key, running_call& call) {
-  if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
-  if (jobs.size() >= opts.max_jobs) {
+  const std::string client = client_of(key.identity);
+  if (!jobs.room_for(client, opts.max_jobs, opts.per_client.jobs, opts.per_client.kept_bytes, opts.max_kept_bytes)) {
     call.defer_at.reset();  // no room: the call stays open until its result, like a plain zerorpc call
     return;
   }
-  detail::job& j = jobs.create(call.method, key_of(key.identity));
+  detail::job& j = jobs.create(call.method, key_of(key.identity), client);
   j.stop = call.stop;  // the same stop state: cancelling the job reaches the running handler
   ++open;              // the job is open work from now on; the channel closes below
   deferred_routes.emplace(key, j.token);
@@ -988,6 +1025,29 @@ std::string server::impl::key_of(const std::string& identity) const {
   return a == addresses.end() ? std::string() : a->second.key;
 }
 
+std::string server::impl::client_of(const std::string& identity) const {
+  // Prefixed, so that no routing id a client picks can pass for a key.
+  if (zap)
+    if (std::string key = key_of(identity); !key.empty()) return "k:" + key;
+  return "c:" + identity;
+}
+
+duct::buffer server::impl::overloaded(const std::string& method, const std::string& why) {
+  return err_args("Overloaded", method + ": the server is overloaded: " + why + "; try again later");
+}
+
+std::string server::impl::refused_because(detail::fair_pool::refusal why) const {
+  const auto& b = pool->bounds();
+  if (why == detail::fair_pool::refusal::client_queue_full)
+    return "this client has " + std::to_string(b.per_client_queued) + " calls waiting for a thread already";
+  return std::to_string(b.queued) + " calls are waiting for a thread already";
+}
+
+void server::impl::refuse(const call_key& key, const std::string& method, detail::fair_pool::refusal why) {
+  cancel(key);  // forgets the running call (and ends a chunked call's input)
+  finish(key.identity, key.channel, "ERR", overloaded(method, refused_because(why)));
+}
+
 bool server::impl::may_see(const std::string& identity, const detail::job& j) const {
   return j.owner.empty() || j.owner == key_of(identity);
 }
@@ -1012,7 +1072,10 @@ void server::impl::tick(detail::clock::time_point now) {
   // A client's table stays for a while once its last call has closed, so that a client whose calls come in rounds
   // does not have its table rebuilt (and rehashed as it grows) for every round: empty ones are swept each second.
   const bool sweep = now >= next_sweep;
-  if (sweep) next_sweep = now + std::chrono::seconds(1);
+  if (sweep) {
+    next_sweep = now + std::chrono::seconds(1);
+    pool->sweep();
+  }
   for (auto it = peers.begin(); it != peers.end();) {
     detail::channel_table& table = it->second;
     for (const message_id& gone : table.lost(now)) {

@@ -40,14 +40,29 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
     auto m = methods.find(*method);
     if (m == methods.end()) return fail("NameError", *method);
     if (m->second.streams) return fail("TypeError", *method + " streams its reply, which a token cannot hold");
-    if (jobs.size() >= opts.max_jobs) jobs.expire(detail::clock::now(), std::chrono::seconds(0));
-    if (jobs.size() >= opts.max_jobs)
-      return fail("TooManyJobs", "the server keeps " + std::to_string(opts.max_jobs) + " deferred calls at most");
-    detail::job& j = jobs.create(*method, key_of(identity));
+    const std::string client = client_of(identity);
+    const auto& pc = opts.per_client;
+    if (!jobs.room_for(client, opts.max_jobs, pc.jobs, pc.kept_bytes, opts.max_kept_bytes)) {
+      std::string why = jobs.jobs_of(client) >= pc.jobs ? "this client keeps " + std::to_string(pc.jobs) + " deferred calls already"
+                        : jobs.bytes_of(client) >= pc.kept_bytes
+                            ? "this client's kept outcomes take " + std::to_string(jobs.bytes_of(client)) + " bytes (at most " +
+                                  std::to_string(pc.kept_bytes) + "): fetch them, or let them expire"
+                            : "the server keeps " + std::to_string(jobs.size()) + " deferred calls (" +
+                                  std::to_string(jobs.bytes()) + " bytes of outcomes) already";
+      return finish(identity, ev->header.id, "ERR", overloaded(*method, why));
+    }
+    detail::job& j = jobs.create(*method, key_of(identity), client);
+    const std::string token = j.token;
     ++open;  // a running job is open work: a drain waits for it
-    run_handler(m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(), detail::outbound{{}, {}, "OK", {}, j.token},
-                nullptr, nullptr, m->second.reads ? detail::empty_input(*method) : nullptr);
-    reply(j.token);
+    auto why = run_handler(client, m->second.fn, ev, a.via.array.ptr[1], j.stop.get_token(),
+                           detail::outbound{{}, {}, "OK", {}, token}, nullptr, nullptr,
+                           m->second.reads ? detail::empty_input(*method) : nullptr);
+    if (why != detail::fair_pool::refusal::none) {
+      jobs.erase(token);
+      closed_one();
+      return finish(identity, ev->header.id, "ERR", overloaded(*method, refused_because(why)));
+    }
+    reply(token);
     return;
   }
   auto token = str_arg(0);
@@ -103,10 +118,18 @@ void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr
 
 // A deferred call ended (or was cancelled): keep its outcome and answer everyone waiting for it.
 void server::impl::job_finished(detail::job& j, std::string name, duct::buffer outcome) {
-  j.state = name == "OK" ? detail::job_state::done : detail::job_state::failed;
+  const std::size_t size = outcome.size();
+  if (!jobs.keep(j, std::move(name), std::move(outcome), opts.per_client.kept_bytes, opts.max_kept_bytes)) {
+    const std::size_t mine = jobs.bytes_of(j.client);
+    jobs.keep(j, "ERR",
+              overloaded(j.method, "its outcome of " + std::to_string(size) + " bytes does not fit: this client's kept "
+                                   "outcomes take " + std::to_string(mine) + " bytes (at most " +
+                                   std::to_string(opts.per_client.kept_bytes) + "), all clients' " +
+                                   std::to_string(jobs.bytes()) + " (at most " + std::to_string(opts.max_kept_bytes) + ")"),
+              0, 0, true);
+  }
+  j.state = j.outcome_name == "OK" ? detail::job_state::done : detail::job_state::failed;
   ++uncollected;
-  j.outcome_name = std::move(name);
-  j.outcome = std::move(outcome);
   j.finished = detail::clock::now();
   note_deadline(j.finished + opts.keep_results);  // when the outcome expires
   for (const detail::job_waiter& w : j.waiters) answer_waiter(j, w);

@@ -27,7 +27,7 @@
 #include "job_store.hpp"
 #include "link_core.hpp"
 #include "stream_state.hpp"
-#include "thread_pool.hpp"
+#include "fair_pool.hpp"
 #include "wakeup.hpp"
 #include "zap_handler.hpp"
 
@@ -126,7 +126,7 @@ struct server::impl final : detail::link_server {
   std::map<std::string, detail::method_entry> methods;   // fixed once started
   bool listening = false;                                // listen() succeeded at least once
   detail::wakeup wake;
-  std::unique_ptr<detail::thread_pool> pool;
+  std::unique_ptr<detail::fair_pool> pool;
   std::thread io;
   std::thread::id io_id;
   bool io_input = false;  // the I/O thread's own: input may be waiting that no edge of the descriptor will announce
@@ -159,6 +159,14 @@ struct server::impl final : detail::link_server {
   std::string address_of(const std::string& identity) const;
   /// The CURVE key of `identity`, or empty (under `mu`).
   std::string key_of(const std::string& identity) const;
+  /// Whose bounds a call from `identity` counts against (client_limits): its CURVE key, or the connection itself.
+  std::string client_of(const std::string& identity) const;
+  /// The Overloaded error for a call to `method`, `why` saying which bound refused it.
+  static duct::buffer overloaded(const std::string& method, const std::string& why);
+  /// Why the pool refused a call, for overloaded().
+  std::string refused_because(detail::fair_pool::refusal why) const;
+  /// Answers running call `key` (to `method`) with Overloaded, forgetting it.
+  void refuse(const detail::call_key& key, const std::string& method, detail::fair_pool::refusal why);
   /// Whether the client `identity` may see job `j`: a job with an owner only by that key. (under `mu`)
   bool may_see(const std::string& identity, const detail::job& j) const;
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
@@ -228,7 +236,10 @@ struct server::impl final : detail::link_server {
   void abort_running();
   void defer(const detail::call_key& key, detail::running_call& call);
   void defer_now(const detail::call_key& key);
-  void run_handler(const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
+  /// Queues a handler on the pool for `client` (see client_of()). Returns: refusal::none, or why the pool refused
+  /// it (nothing was queued then).
+  [[nodiscard]] detail::fair_pool::refusal run_handler(
+                   const std::string& client, const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
                    std::shared_ptr<detail::server_progress> report = nullptr,
                    std::shared_ptr<detail::stream_state> in = nullptr);

@@ -238,7 +238,10 @@ TEST_CASE("chunked requests: a cancel from the client stops the handler and free
   again.write(1);
   again.cancel();
   CHECK_THROWS_AS(again.write(2), rpc::cancelled_error);
-  test::eventually([&] { return s.cancelled.load() == 2; });
+  // Its handler is stopped, or never starts if the cancel came while it waited for a thread.
+  test::eventually([&] { return s.server.open_channels() == 0; });
+  CHECK(s.cancelled.load() >= 1);
+  CHECK(s.cancelled.load() <= 2);
   CHECK(s.lost.load() == 0);
 }
 

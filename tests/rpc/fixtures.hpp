@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <duct/connection.hpp>
 #include <rpc/client.hpp>
 #include <rpc/event.hpp>
@@ -21,6 +22,9 @@
 #include <zmq_addon.hpp>
 
 namespace test {
+
+/// A result as JSON, to compare maps and arrays whole.
+inline nlohmann::json as_json(const duct::value& v) { return nlohmann::json::parse(v.to_json()); }
 
 /// Waits (bounded to 10 s, by looking, not by sleeping a fixed time) until `ready()` holds.
 /// Blocks until `stop` is stopped, sleeping a millisecond at a time: a handler that spun would take the CPU from the

@@ -64,6 +64,13 @@ class shutting_down_error : public remote_error {
   using remote_error::remote_error;
 };
 
+/// The server refused the call for now: the client is over one of its bounds (calls running or queued, kept
+/// results) or the server's queue is full (Overloaded). Nothing of the call ran; try again later.
+class overloaded_error : public remote_error {
+ public:
+  using remote_error::remote_error;
+};
+
 /// A wait for a deferred call ended before the call did; the call goes on.
 class still_running_error : public remote_error {
  public:

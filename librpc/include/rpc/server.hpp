@@ -7,7 +7,9 @@
 //   s.start();                                             // the I/O thread and the handler pool
 //
 // An I/O thread owns the socket, decodes events and sends heartbeats; handlers run on a pool, so a handler that
-// blocks or burns CPU never delays heartbeats or other clients' calls. Arguments are converted from the call's
+// blocks or burns CPU never delays heartbeats or other clients' calls. The pool is shared fairly: clients take
+// turns, and each is bounded in what it may run, queue and keep (client_limits); beyond a bound a call is answered
+// with an Overloaded error at once. Arguments are converted from the call's
 // positional args by the callable's own parameter types; a wrong count or type becomes a TypeError ERR, never a
 // crash. A handler's exception becomes an ERR: rpc::remote_error chooses its name, anything else is named after
 // its C++ type. Malformed input is dropped and counted (dropped_events()); the server keeps serving.
@@ -69,6 +71,21 @@ struct method_options {
 /// How shutdown() treats calls that are running.
 enum class shutdown_mode { drain, abort };
 
+/// What one client may take of a server. A client is a CURVE public key when the server speaks CURVE (every
+/// connection with that key counts as one client), else one connection: a ZeroMQ peer, or a duct. What is refused
+/// is answered at once with an Overloaded error (rpc::overloaded_error), never held or evicted from someone else.
+struct client_limits {
+  /// Handlers of the client running at once; 0: one fewer than the server's threads (at least 1), so that one
+  /// client always leaves a thread to the others. A call beyond it waits its turn in the client's queue.
+  std::size_t running = 0;
+  std::size_t queued = 256;      ///< calls of the client waiting for a thread
+  std::size_t open_calls = 1024;  ///< calls open on one connection (queued, running, streaming, waiting on a token)
+  std::size_t jobs = 1000;       ///< deferred calls of the client kept (running, or with an outcome not yet expired)
+  /// Bytes of the client's kept deferred outcomes. To make room the server first drops the outcomes the client
+  /// has fetched already; a result that still does not fit is replaced by an Overloaded error.
+  std::size_t kept_bytes = std::size_t{128} << 20;
+};
+
 struct server_options {
   std::string name = "ductrpc";                                ///< what _zerorpc_name and _zerorpc_ping report
   std::size_t threads = 4;                                     ///< handler pool size
@@ -77,6 +94,9 @@ struct server_options {
   std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
   std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
   std::size_t max_jobs = 10000;                                 ///< deferred calls kept at once (running or not)
+  std::size_t max_kept_bytes = std::size_t{512} << 20;  ///< bytes of deferred outcomes kept at once, all clients
+  std::size_t max_queued = 4096;  ///< calls waiting for a thread, all clients; beyond it new calls get Overloaded
+  client_limits per_client;       ///< see client_limits
   /// Whether _ductrpc_list lists the jobs of clients without a CURVE key (all of them, to anyone who asks). Off, a
   /// job is reached only through its token, a secret its client holds. With CURVE a client always sees its own
   /// jobs (those started with its key), and only those.
