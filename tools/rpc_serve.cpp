@@ -37,6 +37,7 @@ struct settings {
   std::vector<std::string> execs, streams, raw_streams, limits, with_options, max_args;
   bool shell = false;
   std::size_t jobs = 4;
+  std::size_t client_jobs = 0, client_queue = 256;
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
   std::string shutdown = "drain";
   bool quiet = false, verbose = false, log_json = false, list_jobs = false;
@@ -331,6 +332,10 @@ int main(int argc, char** argv) {
       ->type_name("NAME=N");
   app.add_option("-j,--jobs", cfg.jobs, "Calls running at once, at most (default 4)")->type_name("N")
       ->check(CLI::Range(1, 1024));
+  app.add_option("--client-jobs", cfg.client_jobs, "Calls of one client (a CURVE key, else a connection) running at "
+                 "once, at most (default: --jobs less one)")->type_name("N")->check(CLI::Range(1, 1024));
+  app.add_option("--client-queue", cfg.client_queue, "Calls of one client waiting for a slot, at most; beyond it "
+                 "calls fail with Overloaded (default 256)")->type_name("N")->check(CLI::Range(1, 1000000));
   app.add_option("--heartbeat", cfg.heartbeat, "Heartbeat period in seconds (default 5)")->type_name("SECONDS")
       ->check(tools::seconds());
   app.add_option("--defer-after", cfg.defer_after,
@@ -431,6 +436,8 @@ int main(int argc, char** argv) {
   so.name = cfg.name;
   so.list_jobs = cfg.list_jobs;
   so.threads = cfg.jobs;
+  so.per_client.running = cfg.client_jobs;
+  so.per_client.queued = cfg.client_queue;
   so.heartbeat = seconds_option(cfg.heartbeat);
   so.defer_after = seconds_option(cfg.defer_after);
   so.keep_results = std::chrono::seconds(static_cast<std::int64_t>(cfg.keep_results));

@@ -10,6 +10,8 @@ complete -c rpc-serve -l stream -x -d "Stream method NAME's output by lines"
 complete -c rpc-serve -l stream-raw -x -d "Stream method NAME's output as bytes"
 complete -c rpc-serve -l timeout -x -d "Kill method NAME's command after SECONDS (NAME=SECONDS)"
 complete -c rpc-serve -s j -l jobs -x -d 'Calls running at once, at most'
+complete -c rpc-serve -l client-jobs -x -d 'Calls of one client running at once, at most'
+complete -c rpc-serve -l client-queue -x -d 'Calls of one client waiting for a slot, at most'
 complete -c rpc-serve -l heartbeat -x -d 'Heartbeat period in seconds'
 complete -c rpc-serve -l defer-after -x -d 'Answer with a token after SECONDS'
 complete -c rpc-serve -l keep-results -x -d 'Keep deferred results for SECONDS'

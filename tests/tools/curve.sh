@@ -94,6 +94,20 @@ else
   echo "SKIP (part): Debian's python3-zmq with CURVE is not installed: the foreign-client check did not run" >&2
 fi
 
+# --client-jobs: over CURVE a client is its key, whatever its connections. Key client.key holds its one slot with a
+# long call: its next call waits (and times out), while another key is served at once.
+expect_rc 0 "$RPC_SERVE" --keygen other.key
+start_server --curve-secret server.key_secret --jobs 4 --client-jobs 1 --exec 'nap=sleep' --exec 'echo=echo'
+"$RPC_CALL" --curve-server server.key --curve-secret client.key_secret "$EP" nap 30 >/dev/null 2>&1 &
+napping=$!
+for _ in $(seq 200); do pgrep -P "$SERVER_PID" -x sleep >/dev/null && break; sleep 0.05; done
+expect_rc 0 "$RPC_CALL" --curve-server server.key --curve-secret other.key_secret "$EP" echo hi
+expect_out '"hi"'
+expect_rc 4 "$RPC_CALL" --timeout 1 --curve-server server.key --curve-secret client.key_secret "$EP" echo hi
+kill "$napping" 2>/dev/null
+wait "$napping" 2>/dev/null
+stop_server
+
 # Beyond loopback without CURVE: a warning (in a private network namespace, whose only interface is lo).
 if unshare -rn true 2>/dev/null; then
   unshare -rn bash -c '
