@@ -425,3 +425,25 @@ TEST_CASE("signals arriving during calls interrupt nothing", "[rpc][server][clie
   ::sigaction(SIGUSR1, &previous, nullptr);
   CHECK(right == 2000);
 }
+
+TEST_CASE("a client outlives a server restart: its next call after the restart succeeds", "[rpc][server][faults]") {
+  test::temp_dir dir;
+  const std::string where = "ipc://" + dir.file("restart.ipc");
+  rpc::client cl(where, {.heartbeat = 100ms});
+  {
+    calc first({}, where);
+    CHECK(cl.call("add", 1, 2).as<int>() == 3);
+  }  // gone, and its socket file with it
+  CHECK_THROWS_AS(cl.call_for(300ms, "add", 1, 2), rpc::error);  // nobody there meanwhile
+  calc second({}, where);
+  // ZeroMQ reconnects on its own; the first call after that succeeds (bounded: a few reconnect intervals).
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    try {
+      served = cl.call_for(1s, "add", 2, 2).as<int>() == 4;
+    } catch (const rpc::error&) {
+      // not reconnected yet: the call timed out or was lost
+    }
+  }
+  CHECK(served);
+}
