@@ -28,6 +28,7 @@
 #include "fd_io.hpp"
 #include "cli.hpp"
 #include "json_form.hpp"
+#include "peer_gate.hpp"
 
 namespace {
 
@@ -354,12 +355,18 @@ int main(int argc, char** argv) {
       return rc != 0 ? rc : (status < 0 ? 128 - status : status);
     }
     if (cfg.listen) {
-      duct::listener l(cfg.address, opts);
+      // With an authkey, peers are authenticated side by side (tools::peer_gate): a silent or failing one neither
+      // delays the others nor ends the listener.
+      duct::options raw = opts;
+      raw.authkey.reset();
+      duct::listener l(cfg.address, raw);
       std::fprintf(stderr, "duct-cat: listening on %s\n", l.address().c_str());
+      std::optional<tools::peer_gate> gate;
+      if (opts.authkey) gate.emplace(std::move(l), *opts.authkey);
       int rc = 0;
       bool stdin_open = true;  // stdin goes to the first peer; later ones get only its end
       do {
-        rc = relay(l.accept(), cfg, stdin_open);
+        rc = relay(gate ? gate->next() : l.accept(), cfg, stdin_open);
         stdin_open = false;
       } while (cfg.keep_open);
       return rc;

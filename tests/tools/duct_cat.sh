@@ -133,4 +133,25 @@ else
   [ "${CI:-}" = true ] && fail "python3 is missing in CI"
   echo "SKIP (part): python3 is not installed: the ductworks, multiprocessing and --exec checks did not run" >&2
 fi
+# --keep-open with an authkey: a silent peer and a peer with the wrong key neither end the listener nor hold up the
+# next peer (before, each silent peer cost the next one 10 s, and a failed handshake ended duct-cat).
+printf 'sesame' >"$T/key"
+printf 'wrong' >"$T/badkey"
+listen tcp://127.0.0.1:0 --keep-open --authkey-file "$T/key" </dev/null
+port=${ADDR##*:}
+exec 5<>"/dev/tcp/127.0.0.1/$port"  # connects and says nothing
+expect_rc 1 sh -c 'echo intruder | "$0" --authkey-file "$1" "$2"' "$DUCT_CAT" "$T/badkey" "$ADDR"
+start=$(date +%s%N)
+expect_rc 0 sh -c 'echo welcome | timeout 5 "$0" --authkey-file "$1" "$2"' "$DUCT_CAT" "$T/key" "$ADDR"
+ms=$((($(date +%s%N) - start) / 1000000))
+[ "$ms" -lt 5000 ] || fail "the good peer waited $ms ms behind a silent one"
+kill -0 "$LISTEN_PID" || fail "the listener ended after a failed handshake"
+for _ in $(seq 100); do grep -q welcome "$T/listen.out" && break; sleep 0.05; done
+grep -qx welcome "$T/listen.out" || fail "the good peer's message did not arrive: '$(cat "$T/listen.out")'"
+grep -q intruder "$T/listen.out" && fail "the peer with the wrong key got through"
+exec 5<&-
+kill "$LISTEN_PID"
+wait "$LISTEN_PID" 2>/dev/null
+grep -q "failed the handshake" "$T/listen.err" || fail "the failed handshake was not reported: $(cat "$T/listen.err")"
+
 finish
