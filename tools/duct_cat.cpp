@@ -42,6 +42,7 @@ struct settings {
   std::size_t chunk_size = 0;
   std::string framing = "ductworks", codec = "msgpack", authkey_file;
   double connect_timeout = 10;
+  double frame_timeout = 30;
 
   [[nodiscard]] boundary mode() const {
     if (json) return boundary::json;
@@ -296,6 +297,8 @@ int main(int argc, char** argv) {
       ->type_name("FRAMING")->check(CLI::IsMember({"ductworks", "multiprocessing"}));
   app.add_option("--authkey-file", cfg.authkey_file, "Run multiprocessing's HMAC handshake with the key in FILE")
       ->type_name("FILE")->check(CLI::ExistingFile);
+  app.add_option("--frame-timeout", cfg.frame_timeout, "Give up on a peer that stalls for SECONDS in the middle of a "
+                 "message (default 30)")->type_name("SECONDS")->check(tools::seconds());
   app.add_option("--connect-timeout", cfg.connect_timeout, "Keep trying to connect for SECONDS (default 10)")
       ->type_name("SECONDS")->check(tools::seconds());
   app.add_flag("-p,--progress", cfg.progress, "Show bytes and messages per second on a terminal");
@@ -339,6 +342,7 @@ int main(int argc, char** argv) {
   duct::options opts;
   opts.framing = cfg.framing == "multiprocessing" ? duct::framing::multiprocessing : duct::framing::ductworks;
   opts.codec = duct::codec::raw;
+  opts.frame_timeout = std::chrono::duration_cast<duct::timeout>(std::chrono::duration<double>(cfg.frame_timeout));
   if (!cfg.authkey_file.empty()) {
     std::ifstream key(cfg.authkey_file, std::ios::binary);
     std::stringstream text;

@@ -14,3 +14,4 @@ complete -c duct-cat -l authkey-file -r -F -d 'Multiprocessing authkey handshake
 complete -c duct-cat -l connect-timeout -x -d 'Keep trying to connect for SECONDS'
 complete -c duct-cat -s p -l progress -d 'Show rates on a terminal'
 complete -c duct-cat -f -a 'unix: tcp://127.0.0.1:'
+complete -c duct-cat -l frame-timeout -x -d 'Give up on a peer stalled mid-message after SECONDS'

@@ -114,8 +114,14 @@ bool connection::state::fill(const io::deadline& d) {
   }
 }
 
-bool connection::state::read_frame(payload_sink& sink, std::uint64_t limit, const io::deadline& d) {
+bool connection::state::read_frame(payload_sink& sink, std::uint64_t limit, const io::deadline& caller) {
   std::optional<frame_header> h;
+  // Until the message's first byte, the caller's deadline; from then on, at most frame_timeout more.
+  std::optional<io::deadline> framed;
+  auto deadline_now = [&]() -> const io::deadline& {
+    if (!framed && rend > rpos) framed = caller.within(opts.frame_timeout);
+    return framed ? *framed : caller;
+  };
   for (;;) {
     try {
       h = parse_header(opts.framing, {rbuf.get() + rpos, rend - rpos}, limit, name);
@@ -131,7 +137,7 @@ bool connection::state::read_frame(payload_sink& sink, std::uint64_t limit, cons
       fail();
       throw_closed(true);
     }
-    if (!fill(d)) {
+    if (!fill(deadline_now())) {
       if (mid) {
         fail();
         throw timeout_error(name + ": recv timed out in the middle of a message; the duct is closed", true);
@@ -148,6 +154,8 @@ bool connection::state::read_frame(payload_sink& sink, std::uint64_t limit, cons
     sink.whole(payload);
     return true;
   }
+  if (!framed) framed = caller.within(opts.frame_timeout);  // the header is in: the message has begun
+  const io::deadline& d = *framed;
   std::span<std::byte> dest = sink.room(size);
   std::memcpy(dest.data(), rbuf.get() + rpos, have);
   rpos = rend = 0;

@@ -17,6 +17,11 @@ using clock = std::chrono::steady_clock;
 class deadline {
  public:
   explicit deadline(timeout t) : infinite_(t.count() < 0), at_(infinite_ ? clock::time_point::max() : clock::now() + t) {}
+  /// The earlier of this deadline and `t` from now (`t` forever: this one).
+  [[nodiscard]] deadline within(timeout t) const {
+    deadline d(t);
+    return d.infinite_ || (!infinite_ && at_ <= d.at_) ? *this : d;
+  }
   [[nodiscard]] bool infinite() const noexcept { return infinite_; }
   [[nodiscard]] bool expired() const noexcept { return !infinite_ && clock::now() >= at_; }
   /// What is left as a duct::timeout (forever when infinite, zero when expired).

@@ -215,6 +215,32 @@ TEST_CASE("send time-outs: before any byte the duct survives, mid-frame it close
   CHECK(c.closed());
 }
 
+TEST_CASE("frame_timeout: a message begun and stalled times out and closes the duct; an idle duct waits",
+          "[connection][timeout]") {
+  duct::options o;
+  o.frame_timeout = 200ms;
+  for (const char* partial : {"54", "540000000a2261"}) {  // stalled in the header, and in the payload
+    CAPTURE(partial);
+    auto [a, b] = duct::pair(true, o);
+    write_raw(a, partial);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      b.recv_bytes();  // no timeout of the caller's: only the frame's
+      FAIL("no exception");
+    } catch (const duct::timeout_error& e) {
+      CHECK(e.duct_closed());
+      CHECK_THAT(e.what(), Catch::Contains("middle of a message"));
+    }
+    CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+    CHECK(b.closed());
+  }
+  auto [a, b] = duct::pair(true, o);
+  CHECK_THROWS_AS(b.recv_bytes(500ms), duct::timeout_error);  // idle past the frame timeout: the caller's limit
+  CHECK_FALSE(b.closed());
+  a.send_bytes("after a pause");
+  CHECK(b.recv_bytes().view() == "after a pause");
+}
+
 TEST_CASE("sending to a closed peer is closed_error, never SIGPIPE", "[connection][eof]") {
   auto [a, b] = duct::pair();
   b.close();

@@ -154,4 +154,17 @@ kill "$LISTEN_PID"
 wait "$LISTEN_PID" 2>/dev/null
 grep -q "failed the handshake" "$T/listen.err" || fail "the failed handshake was not reported: $(cat "$T/listen.err")"
 
+# --frame-timeout: a peer that begins a message (a ductworks header announcing 16 bytes, and 2 of them) and stalls
+# is given up on: duct-cat says so and exits 1, instead of waiting for ever.
+listen tcp://127.0.0.1:0 --frame-timeout 0.5 </dev/null
+port=${ADDR##*:}
+exec 5<>"/dev/tcp/127.0.0.1/$port"
+printf '\x54\x00\x00\x00\x10ab' >&5
+for _ in $(seq 200); do kill -0 "$LISTEN_PID" 2>/dev/null || break; sleep 0.05; done
+finish_listener
+exec 5<&-
+[ "$LISTEN_RC" -eq 1 ] || fail "a peer stalled mid-message: duct-cat exited $LISTEN_RC, not 1"
+for _ in $(seq 100); do grep -q "middle of a message" "$T/listen.err" && break; sleep 0.05; done
+grep -q "middle of a message" "$T/listen.err" || fail "the stall was not reported: $(cat "$T/listen.err")"
+
 finish

@@ -51,6 +51,10 @@ struct options {
   std::optional<std::string> authkey;
   /// For listener and connect only: how long the authkey handshake may take once the socket is connected.
   timeout handshake_timeout = std::chrono::seconds(10);
+  /// How long the rest of a message may take once its first byte has come (the wait for a message to begin is
+  /// the caller's timeout). A peer stalled mid-message past it gets a timeout_error and the duct is closed, as for
+  /// any timeout mid-message. forever (the default): no limit of its own.
+  timeout frame_timeout = forever;
   /// Decoding limits for received msgpack values.
   decode_limits limits;
 };
