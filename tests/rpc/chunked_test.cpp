@@ -23,6 +23,7 @@ namespace {
 // A server with methods that read chunked requests, and a client of it.
 struct chunked : test::served {
   std::atomic<int> read{0};       // items slow_sum() took
+  std::atomic<int> watching{0};   // watch() calls that started
   std::atomic<int> cancelled{0};  // readers stopped with cancelled_error
   std::atomic<int> lost{0};       // readers stopped with lost_remote_error
   std::atomic<int> failed{0};     // readers that saw the client's own error
@@ -45,6 +46,7 @@ struct chunked : test::served {
       while (auto item = in.next()) out.write(item->as<int>() * 2);
     });
     server.bind("watch", [this](rpc::source& in) {
+      ++watching;
       try {
         while (in.next()) {
         }
@@ -231,6 +233,7 @@ TEST_CASE("chunked requests: a cancel from the client stops the handler and free
     rpc::duplex call = s.client->chunked_call("watch");
     call.write(1);
     call.write(2);
+    test::eventually([&] { return s.watching.load() == 1; });  // running, not waiting for a thread
   }  // dropped: the handler's next read throws Cancelled
   test::eventually([&] { return s.cancelled.load() == 1; });
   test::eventually([&] { return s.server.open_channels() == 0; });
