@@ -1,6 +1,7 @@
 #include "peer_gate.hpp"
 
 #include <cstdio>
+#include <atomic>
 #include <thread>
 
 #include <duct/auth.hpp>
@@ -17,6 +18,7 @@ struct peer_gate::shared {
   std::deque<duct::connection> passed;
   std::size_t checking = 0;
   bool broken = false;
+  std::atomic<bool> stopping{false};
 };
 
 namespace {
@@ -35,16 +37,21 @@ peer_gate::peer_gate(duct::listener l, std::string key, std::size_t at_once, std
   s_->key = std::move(key);
   s_->at_once = at_once;
   s_->limit = limit;
-  std::thread([s = s_] {
-    for (;;) {
+  acceptor_ = std::thread([s = s_] {
+    while (!s->stopping) {
       {
         std::unique_lock lock(s->mu);
-        s->changed.wait(lock, [&] { return s->checking < s->at_once; });
+        s->changed.wait(lock, [&] { return s->checking < s->at_once || s->stopping; });
+        if (s->stopping) break;
         ++s->checking;
       }
       duct::connection c;
       try {
-        c = s->listener.accept();
+        c = s->listener.accept(std::chrono::milliseconds(100));  // a while at a time, to notice `stopping`
+      } catch (const duct::timeout_error&) {
+        std::lock_guard lock(s->mu);
+        --s->checking;
+        continue;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "duct-cat: %s: %s\n", s->listener.address().c_str(), e.what());
         std::lock_guard lock(s->mu);
@@ -66,7 +73,17 @@ peer_gate::peer_gate(duct::listener l, std::string key, std::size_t at_once, std
         s->changed.notify_all();
       }).detach();
     }
-  }).detach();
+    s->listener.close();  // by this thread, the only one using it: a Unix socket's file goes with it
+  });
+}
+
+peer_gate::~peer_gate() {
+  {
+    std::lock_guard lock(s_->mu);
+    s_->stopping = true;
+  }
+  s_->changed.notify_all();
+  acceptor_.join();
 }
 
 duct::connection peer_gate::next() {

@@ -167,4 +167,12 @@ exec 5<&-
 for _ in $(seq 100); do grep -q "middle of a message" "$T/listen.err" && break; sleep 0.05; done
 grep -q "middle of a message" "$T/listen.err" || fail "the stall was not reported: $(cat "$T/listen.err")"
 
+# With an authkey over unix:, the listener's socket file and private directory go when duct-cat ends.
+listen unix: --authkey-file "$T/key" </dev/null
+sock=${ADDR#unix:}
+expect_rc 0 sh -c 'echo hi | "$0" --authkey-file "$1" "$2"' "$DUCT_CAT" "$T/key" "$ADDR"
+finish_listener
+[ "$LISTEN_RC" -eq 0 ] || fail "the unix: listener with an authkey exited $LISTEN_RC: $(cat "$T/listen.err")"
+[ ! -e "$sock" ] && [ ! -e "$(dirname "$sock")" ] || fail "the listener left $sock behind"
+
 finish
