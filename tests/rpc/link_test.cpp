@@ -163,8 +163,9 @@ TEST_CASE("link: a worker that dies fails the open call with lost remote at once
 
 TEST_CASE("link: a client whose duct closes has its calls dropped and handlers stopped on the server", "[rpc][link]") {
   rpc::server s;
-  std::atomic<int> stopped{0};
+  std::atomic<int> started{0}, stopped{0};
   s.bind("until_stopped", [&](std::stop_token stop) {
+    ++started;
     test::sleep_until_stopped(stop);
     ++stopped;
     return 0;
@@ -178,7 +179,8 @@ TEST_CASE("link: a client whose duct closes has its calls dropped and handlers s
     rpc::link client_end(std::move(b));
     rpc::client c(client_end, {.heartbeat = 60s});
     auto pending = c.async_call("until_stopped");
-    eventually([&] { return s.open_channels() == 1; });
+    // Running, not waiting for a thread (a call whose client is gone before it starts never runs).
+    eventually([&] { return s.open_channels() == 1 && started == 1; });
     client_end.close();
     CHECK_THROWS_AS(pending.get(), rpc::closed_error);
   }

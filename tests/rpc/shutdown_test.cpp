@@ -63,7 +63,7 @@ TEST_CASE("a client that is lost has its running handler stopped", "[rpc][shutdo
   {
     rpc::client c(s.endpoint, {.heartbeat = 100ms});
     auto pending = c.async_call("until_stopped");
-    eventually([&] { return s.server.open_channels() == 1; });
+    eventually([&] { return s.server.open_channels() == 1 && s.started == 1; });  // running, not queued
   }  // the client closes with the call open and stops heartbeating
   eventually([&] { return s.stopped == 1; });
   CHECK(s.server.open_channels() == 0);
