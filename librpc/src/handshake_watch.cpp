@@ -50,12 +50,8 @@ std::optional<std::string> handshake_watch::read() noexcept {
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
           failure_ = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
                          ? (curve_ ? std::string("the server does not speak CURVE") : std::string("the server requires CURVE (give its public key)"))
-                         : "the security handshake with " + peer + " broke the protocol (ZeroMQ error 0x" +
-                               [&] {
-                                 char hex[16];
-                                 std::snprintf(hex, sizeof hex, "%x", value);
-                                 return std::string(hex);
-                               }() + ")";
+                         : "the security handshake with " + peer + " broke the protocol (ZeroMQ error " +
+                               std::to_string(value) + ")";
           break;
         default:  // ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: the server hung up during the handshake
           failure_ = curve_ ? "the CURVE handshake failed: is the server's public key the right one?"

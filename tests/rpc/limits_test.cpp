@@ -179,24 +179,14 @@ TEST_CASE("limits: a shutdown cancels one-way calls and returns", "[rpc][limits]
 }
 
 TEST_CASE("limits: over a duct, the one-way calls of a peer that closes are cancelled", "[rpc][limits]") {
-  rpc::server server({.threads = 2});
-  std::atomic<int> started{0}, stopped{0};
-  server.bind("block", [&](std::stop_token stop) {
-    ++started;
-    test::sleep_until_stopped(stop);
-    ++stopped;
-    return 0;
-  });
   auto [a, b] = duct::pair();
   rpc::link server_end(std::move(a));
-  server.listen(server_end);
-  server.start();
+  test::held_service s({.threads = 2}, &server_end);
   {
     rpc::link client_end(std::move(b));
     rpc::client c(client_end);
-    c.publish("block");
-    eventually([&] { return started.load() == 1; });
+    c.publish("until_stopped");
+    eventually([&] { return s.started.load() == 1; });
   }  // the peer closes its end
-  eventually([&] { return stopped.load() == 1 && server.open_channels() == 0; });
-  server.stop();
+  eventually([&] { return s.stopped.load() == 1 && s.server.open_channels() == 0; });
 }
