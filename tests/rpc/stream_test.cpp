@@ -3,6 +3,10 @@
 // a peer lost mid-stream on either side, memory bounded by credit, and fairness to other calls.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -234,6 +238,59 @@ TEST_CASE("streams: a connection lost mid-stream ends it with lost remote, on bo
     test::eventually([&] { return lost.load() == 1; });
     CHECK(server.open_channels() == 0);
   }
+}
+
+TEST_CASE("streams: a client process SIGKILLed mid-stream has its producer stopped and its thread freed within two "
+          "heartbeat periods", "[rpc][stream][lost][process]") {
+  constexpr auto period = 200ms;
+  rpc::server server({.threads = 1, .heartbeat = period});  // one thread: the next call needs the producer's
+  std::atomic<int> lost{0};
+  std::atomic<std::int64_t> lost_at{0};  // steady_clock ticks when the producer heard
+  server.bind("endless", [&](rpc::sink& out) {
+    try {
+      for (int i = 0;; ++i) out.write(i);
+    } catch (const rpc::lost_remote_error&) {
+      lost_at = std::chrono::steady_clock::now().time_since_epoch().count();
+      ++lost;
+      throw;
+    }
+  });
+  server.bind("add", [](int a, int b) { return a + b; });
+  const std::string endpoint = server.listen("tcp://127.0.0.1:0");
+  server.start();
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the client process: takes the first item, says so, then waits to be killed
+    ::close(ready[0]);
+    rpc::client cl(endpoint, {.heartbeat = period});
+    rpc::source items = cl.stream("endless");
+    if (!items.next_for(10s) || ::write(ready[1], "1", 1) != 1) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char ch = 0;
+  const bool streaming = ::read(ready[0], &ch, 1) == 1;
+  ::close(ready[0]);
+  if (!streaming) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  REQUIRE(streaming);
+  REQUIRE(server.open_channels() == 1);
+  const auto killed = std::chrono::steady_clock::now();
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  test::eventually([&] { return lost.load() == 1 && server.open_channels() == 0; });
+  const auto took = std::chrono::steady_clock::duration(lost_at.load()) - killed.time_since_epoch();
+  // Silence is noticed after two periods; the rest is the server's tick and a loaded machine's scheduling.
+  CHECK(took < 2 * period + 300ms);
+  std::printf("a SIGKILLed client's producer stopped %lld ms after the kill (heartbeat %lld ms)\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+              static_cast<long long>(period.count()));
+  rpc::client other(endpoint);
+  CHECK(other.call_for(5s, "add", 2, 3).as<int>() == 5);  // the only thread is free again
 }
 
 namespace {
