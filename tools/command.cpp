@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "fd_io.hpp"
+#include "group_guard.hpp"
 
 extern char** environ;
 
@@ -88,6 +90,28 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(rc));
+  guard_group(pid);  // if rpc-serve dies now, its guard ends the group
+  // Ends what is left of the group (children that outlived the command and hold none of its pipes, too) and
+  // reaps the command. The group is killed before its leader is reaped, while its number cannot be reused.
+  auto end_group = [pid](int* status) {
+    ::kill(-pid, SIGKILL);
+    unguard_group(pid);
+    while (::waitpid(pid, status, 0) < 0 && errno == EINTR) {
+    }
+  };
+  // Readable once the command itself has exited: a command that closes its stdout and stderr and runs on is still
+  // held to its limit and to a cancellation.
+  // (a syscall: glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage)
+  const int leader = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (leader < 0) {
+    const int e = errno;
+    end_group(nullptr);
+    throw std::runtime_error("cannot watch " + argv[0] + ": pidfd_open: " + std::strerror(e));
+  }
+  struct fd_closer {
+    int fd;
+    ~fd_closer() { ::close(fd); }
+  } leader_closer{leader};
   in.close_read();
   out.close_write();
   err.close_write();
@@ -138,7 +162,8 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
       ::kill(-pid, SIGTERM);
       hard_kill_at = now + kill_grace;
     };
-    while (out.read >= 0 || err.read >= 0) {
+    bool exited = false;
+    while (out.read >= 0 || err.read >= 0 || !exited) {
       auto now = clock::now();
       if (!hard_kill_at && opts.limit && now - started >= *opts.limit) kill_it(r.timed_out, now);
       if (!hard_kill_at && opts.stop.stop_requested()) kill_it(r.cancelled, now);
@@ -154,8 +179,10 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
       if (next)
         wait_ms = static_cast<int>(std::max<std::int64_t>(
             0, std::chrono::ceil<std::chrono::milliseconds>(*next - now).count()));
-      pollfd fds[3] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}, {woken.read, POLLIN, 0}};
-      ::poll(fds, 3, wait_ms);
+      pollfd fds[4] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}, {woken.read, POLLIN, 0},
+                       {exited ? -1 : leader, POLLIN, 0}};
+      ::poll(fds, 4, wait_ms);
+      if (fds[3].revents & POLLIN) exited = true;
       char buf[65536];
       for (int i = 0; i < 2; ++i) {
         if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -189,14 +216,12 @@ command_result run_command(const std::vector<std::string>& argv, const command_o
   } catch (...) {  // the output outgrew its limit, or the stream it went to failed: the command goes too
     ::kill(-pid, SIGKILL);
     stop_feeding();
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    end_group(nullptr);
     throw;
   }
   stop_feeding();
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  end_group(&status);
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   if (r.err_tail.size() > err_keep) r.err_tail.erase(0, r.err_tail.size() - err_keep);
   return r;

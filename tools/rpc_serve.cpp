@@ -22,6 +22,7 @@
 #include <rpc/server.hpp>
 
 #include "command.hpp"
+#include "group_guard.hpp"
 #include "cli.hpp"
 #include "json_form.hpp"
 #include "serve_log.hpp"
@@ -382,6 +383,14 @@ int main(int argc, char** argv) {
     }
   }
   if (cfg.binds.empty()) cfg.binds.push_back("tcp://127.0.0.1:4242");
+
+  // Before any thread exists (it forks): the guard that ends running commands' groups if we are killed.
+  try {
+    tools::start_group_guard();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rpc-serve: %s\n", e.what());
+    return 1;
+  }
 
   // The signals are taken by sigwait() below; every thread started from here on inherits the mask.
   sigset_t signals;

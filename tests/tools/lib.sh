@@ -69,6 +69,17 @@ expect_err_has() {
   grep -qF -- "$1" "$T/err" || fail "stderr '$(cat "$T/err")' lacks '$1'"
 }
 
+# wait_gone PID [SECONDS]: waits (polling, at most SECONDS, default 5) until PID has ended: gone, or a zombie that
+# its new parent has yet to reap. Returns 1 if it still runs.
+wait_gone() {
+  for _ in $(seq $((${2:-5} * 20))); do
+    state=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 0
+    [ "$state" = Z ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 finish() {
   if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed" >&2

@@ -54,4 +54,15 @@ expect_rc 0 "$RPC_CALL" "$EP" hello
 stop_server
 grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z rpc-serve: 127\.0\.0\.1 hello \[\] -> OK \(' \
   "$T/serve.log" || fail "the call's log line: $(cat "$T/serve.log")"
+
+# A command that closes its stdout and stderr and runs on is still held to its limit (before, the call waited for
+# it to exit, past any limit); one that leaves a child holding none of its pipes has the child ended with the call.
+start_server --exec "closer=sh -c 'exec >&- 2>&-; exec sleep 60'" --timeout closer=1 \
+  --exec "leaver=sh -c 'sleep 60 >/dev/null 2>&1 </dev/null & echo \$!'"
+expect_rc 1 "$RPC_CALL" "$EP" closer
+expect_err_has "Timeout: closer: the command ran past its limit of 1000 ms and was killed"
+expect_rc 0 "$RPC_CALL" --raw "$EP" leaver
+left=$(cat "$T/out")
+wait_gone "$left" 5 || { fail "the leaver's child $left outlived its call"; kill -9 "$left"; }
+stop_server
 finish
