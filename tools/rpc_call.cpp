@@ -150,6 +150,10 @@ struct interruption {
   std::stop_source stop;
   std::atomic<int> signal{0};
   std::atomic<bool> call_open{false};  // a call runs that the signal must stop (else the process just ends)
+  // How long the stops may take to leave (the answer to a ping sent after them): 2 s, or --connect-timeout if that
+  // is shorter. A loaded machine can take more than a second; a server that has gone never answers, and then a
+  // `--timeout 1` call should not take much longer than its second.
+  std::chrono::milliseconds deliver_within{1000};
 };
 interruption interrupt;
 
@@ -158,7 +162,7 @@ interruption interrupt;
 // drop them, and the server would run the call on until two heartbeats went missing.
 void deliver_stops(rpc::client& c) {
   try {
-    (void)c.async_call_for(1000ms, "_zerorpc_ping").wait_for(1000ms);
+    (void)c.async_call_for(interrupt.deliver_within, "_zerorpc_ping").wait_for(interrupt.deliver_within);
   } catch (const std::exception&) {
     // the server is gone: there is nothing left to stop
   }
@@ -514,6 +518,7 @@ int main(int argc, char** argv) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, sig);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is seen by print(), which stops the call first
+  interrupt.deliver_within = std::chrono::milliseconds(static_cast<std::int64_t>(std::min(cfg.connect_timeout, 2.0) * 1000));
   watch_signals(signals, cfg.connect_timeout);
   int rc = report([&] { return run(cfg); }, cfg);
   std::fflush(stdout);

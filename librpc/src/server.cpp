@@ -724,9 +724,10 @@ void server::impl::on_chunked(const std::string& identity, std::shared_ptr<event
            err_args("TypeError", method + "() streams its reply: it cannot be published, nobody would read it"));
     return;
   }
-  auto in = std::make_shared<detail::stream_state>(method, opts.input_window);
   const message_id channel = ev->header.id;
-  in->attach([this, identity, channel](std::size_t n) { grant_input(identity, channel, n); }, nullptr);
+  auto in = std::make_shared<detail::stream_state>(
+      method, opts.input_window, [this, identity, channel](std::size_t n) { grant_input(identity, channel, n); },
+      nullptr);
   running_call& call = running_calls[call_key{identity, channel}];
   call.input = in;
   call.publish_after_input = ev->header.oneway;

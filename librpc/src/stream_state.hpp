@@ -31,6 +31,12 @@ class stream_state {
   stream_state(std::string where, std::size_t window, std::size_t window_bytes = 0)
       : where_(std::move(where)), window_(window, window_bytes) {}
 
+  /// As above, with the transport connected from the start: for a state made while the transport holds a lock of
+  /// its own, which attach() would take cb_mu_ under (the opposite order of a grant, which holds cb_mu_ and then
+  /// takes the transport's lock).
+  stream_state(std::string where, std::size_t window, grant_fn grant, stop_fn stop)
+      : where_(std::move(where)), window_(window, 0), grant_(std::move(grant)), stop_(std::move(stop)) {}
+
   /// Connects the transport. Called once, before the consumer (or writer) has the state; events may arrive before.
   void attach(grant_fn grant, stop_fn stop);
   /// The transport is going away: no callback is made after this returns.
