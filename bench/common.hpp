@@ -10,6 +10,7 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <time.h>
 
 #include <duct/connection.hpp>
 #include <rpc/link.hpp>
@@ -47,26 +48,57 @@ inline std::string private_ipc(const char* name) {
 /// Binds a benchmark's methods on a server.
 using binder = void (*)(rpc::server&);
 
-/// Runs our server, its methods bound by `bind`, in a child process on `endpoint` until killed.
-inline pid_t fork_rpc_server(const std::string& endpoint, binder bind) {
-  pid_t pid = ::fork();
+/// A server in a child process: its pid, and the endpoint it listens on (a tcp:// port 0 resolved).
+struct served {
+  pid_t pid = -1;
+  std::string endpoint;
+};
+
+/// Forks a child that runs `serve(endpoint, ready)` until killed; `serve` calls `ready(actual endpoint)` once it
+/// listens. Returns once it has.
+template <class Serve>
+served fork_serving(const std::string& endpoint, Serve serve) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork");
   if (pid == 0) {
-    rpc::server s({.name = "bench", .threads = 2});
-    bind(s);
-    s.listen(endpoint);
-    s.start();
-    for (;;) ::pause();
+    ::close(fds[0]);
+    serve(endpoint, [fd = fds[1]](const std::string& actual) {
+      const std::string line = actual + "\n";
+      if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) ::_exit(1);
+      ::close(fd);
+    });
+    ::_exit(0);
   }
-  return pid;
+  ::close(fds[1]);
+  served s{pid, ""};
+  char c;
+  while (::read(fds[0], &c, 1) == 1 && c != '\n') s.endpoint += c;
+  ::close(fds[0]);
+  if (s.endpoint.empty()) throw std::runtime_error("a benchmark server did not start on " + endpoint);
+  return s;
 }
 
-/// Runs our server in a child process serving the other end of a duct, until killed.
+/// Runs our server in its default configuration (only a name given), its methods bound by `bind`, in a child
+/// process on `endpoint` until killed.
+inline served fork_rpc_server(const std::string& endpoint, binder bind) {
+  return fork_serving(endpoint, [bind](const std::string& ep, auto ready) {
+    rpc::server s({.name = "bench"});
+    bind(s);
+    ready(s.listen(ep));
+    s.start();
+    for (;;) ::pause();
+  });
+}
+
+/// Runs our server (default configuration) in a child process serving the other end of a duct, until killed.
 inline pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end, binder bind) {
   pid_t pid = ::fork();
   if (pid == 0) {
     parent_end.close();
     rpc::link up(std::move(child_end));
-    rpc::server s({.name = "bench", .threads = 2});
+    rpc::server s({.name = "bench"});
     bind(s);
     s.listen(up);
     s.start();
@@ -75,6 +107,34 @@ inline pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end,
   child_end.close();
   return pid;
 }
+
+/// CPU time (user and system, all threads) of this process and of a server process, since construction or reset().
+/// Far steadier than wall-clock rates on a shared VM, whose speed drifts: it counts the work, not the waiting.
+class cpu_meter {
+ public:
+  explicit cpu_meter(pid_t server = -1) {
+    has_server_ = server > 0 && ::clock_getcpuclockid(server, &server_clock_) == 0;
+    reset();
+  }
+  void reset() {
+    self_ = now(CLOCK_PROCESS_CPUTIME_ID);
+    server_ = has_server_ ? now(server_clock_) : 0;
+  }
+  /// Microseconds of CPU both processes used since reset().
+  [[nodiscard]] double us() const {
+    return now(CLOCK_PROCESS_CPUTIME_ID) - self_ + (has_server_ ? now(server_clock_) - server_ : 0);
+  }
+
+ private:
+  static double now(clockid_t c) {
+    timespec t{};
+    ::clock_gettime(c, &t);
+    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+  }
+  clockid_t server_clock_{};
+  bool has_server_ = false;
+  double self_ = 0, server_ = 0;
+};
 
 /// Kills a child started here and reaps it.
 inline void stop_child(pid_t pid) {

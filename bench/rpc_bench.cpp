@@ -1,11 +1,12 @@
-// rpc-bench: our zerorpc client and server against a raw cppzmq DEALER/ROUTER + msgpack echo loop (the ceiling)
-// and against the zerorpc-node server when it is installed, side by side in one run; and the same client and server
-// over a duct to a forked worker (rpc::link). Our server runs add on its pool (the default) and, as a second row,
-// on the receiving thread (run_on::receiver); two mixed rows (raw client with our server, ours with the raw server)
-// show which side a gap comes from, and a minimal client with futures (a yardstick, see minimal_client) how close
-// to the raw loop any such client comes. Servers run in forked processes (node in its own), clients here; the
-// clients alternate round by round, and each row is the median of its rounds. Prints a table; writes the rows as
-// JSON with --json.
+// rpc-bench: our zerorpc client and server in their default configuration against a raw cppzmq DEALER/ROUTER +
+// msgpack loop (the ceiling), over ipc and over tcp, side by side in one run: calls per second one at a time and
+// with 16 in flight, and the CPU time per call of both processes (client and server), which drifts far less than
+// wall-clock rates on a shared VM. Then rows that locate a gap (add on the receiving thread, a raw client with our
+// server and ours with the raw server, a minimal client with futures), our RPC over a duct to a forked worker, and
+// zerorpc-node's server when installed. Servers run in forked processes (node in its own), clients here; every case
+// takes its turn in every round, and each row is the median of its rounds. Last, the hog row: add's p99 while
+// another client keeps a handler spinning (300 ms calls back to back), against its p99 without, alternating. Prints
+// a table; writes the rows as JSON with --json.
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <memory>
@@ -46,26 +48,28 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-// Runs `serve(endpoint)` in a child process until killed.
-pid_t fork_server(const std::string& endpoint, void (*serve)(const std::string&)) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    serve(endpoint);
-    ::_exit(0);
-  }
-  return pid;
-}
-
 void bind_add(rpc::server& s) { s.bind("add", [](int a, int b) { return a + b; }); }
 void bind_add_inline(rpc::server& s) {
   s.bind("add", [](int a, int b) { return a + b; }, {.where = rpc::run_on::receiver});
 }
+// add, and spin(ms): a handler that keeps its thread busy (not asleep) for `ms`.
+void bind_add_spin(rpc::server& s) {
+  bind_add(s);
+  s.bind("spin", [](int ms) {
+    const auto until = steady::now() + std::chrono::milliseconds(ms);
+    while (steady::now() < until) {
+    }
+    return ms;
+  });
+}
 
 // The ceiling: a ROUTER that decodes each request and answers OK [a + b], all on one thread.
-void serve_raw(const std::string& endpoint) {
+template <class Ready>
+void serve_raw(const std::string& endpoint, Ready ready) {
   zmq::context_t ctx;
   zmq::socket_t router(ctx, zmq::socket_type::router);
   router.bind(endpoint);
+  ready(router.get(zmq::sockopt::last_endpoint));
   rpc::id_generator ids;
   std::vector<zmq::message_t> frames;
   for (;;) {
@@ -82,7 +86,8 @@ void serve_raw(const std::string& endpoint) {
 }
 
 struct result {
-  double calls_per_s = 0, p50_us = 0, p99_us = 0, inflight_calls_per_s = 0;
+  double calls_per_s = 0, p50_us = 0, p99_us = 0, seq_cpu_us = 0;  // one call at a time
+  double inflight_calls_per_s = 0, inflight_cpu_us = 0;           // 16 in flight
 };
 
 double pct(std::vector<double>& v, double p) {
@@ -91,7 +96,8 @@ double pct(std::vector<double>& v, double p) {
 }
 
 // The raw client: one DEALER, encode, send, wait, decode.
-result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
+result run_raw_client(const served& server, int n, int inflight_n) {
+  const std::string& endpoint = server.endpoint;
   zmq::context_t ctx;
   zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
   dealer.connect(endpoint);
@@ -119,6 +125,7 @@ result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
   for (int i = 0; i < 200; ++i) one();  // warm up and make sure the server is there
   result r;
   std::vector<double> lat;
+  cpu_meter cpu(server.pid);
   auto start = steady::now();
   for (int i = 0; i < n; ++i) {
     auto t = steady::now();
@@ -127,10 +134,12 @@ result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
   }
   if (n > 0) {
     r.calls_per_s = n / std::chrono::duration<double>(steady::now() - start).count();
+    r.seq_cpu_us = cpu.us() / n;
     r.p50_us = pct(lat, 0.5);
     r.p99_us = pct(lat, 0.99);
   }
   if (inflight_n == 0) return r;
+  cpu.reset();
   start = steady::now();
   int sent = 0, got = 0;
   while (got < inflight_n) {
@@ -142,13 +151,16 @@ result run_raw_client(const std::string& endpoint, int n, int inflight_n) {
     ++got;
   }
   r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
+  r.inflight_cpu_us = cpu.us() / inflight_n;
   return r;
 }
 
-result run_our_client(rpc::client&& c, int n, int inflight_n) {
+// `server`: the process whose CPU time counts with ours (none: -1).
+result run_our_client(rpc::client&& c, pid_t server, int n, int inflight_n) {
   for (int i = 0; i < 200; ++i) (void)c.call("add", 1, 2);
   result r;
   std::vector<double> lat;
+  cpu_meter cpu(server);
   auto start = steady::now();
   for (int i = 0; i < n; ++i) {
     auto t = steady::now();
@@ -157,10 +169,12 @@ result run_our_client(rpc::client&& c, int n, int inflight_n) {
   }
   if (n > 0) {
     r.calls_per_s = n / std::chrono::duration<double>(steady::now() - start).count();
+    r.seq_cpu_us = cpu.us() / n;
     r.p50_us = pct(lat, 0.5);
     r.p99_us = pct(lat, 0.99);
   }
   if (inflight_n == 0) return r;
+  cpu.reset();
   std::array<rpc::future, 16> window;  // a ring: the oldest call's slot takes the next one once it is answered
   start = steady::now();
   for (int i = 0; i < inflight_n; ++i) {
@@ -170,6 +184,7 @@ result run_our_client(rpc::client&& c, int n, int inflight_n) {
   }
   for (int i = std::max(0, inflight_n - 16); i < inflight_n; ++i) (void)window[static_cast<std::size_t>(i % 16)].get();
   r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
+  r.inflight_cpu_us = cpu.us() / inflight_n;
   return r;
 }
 
@@ -248,8 +263,8 @@ class minimal_client {
   std::vector<zmq::message_t> frames_;
 };
 
-result run_minimal_client(const std::string& endpoint, int inflight_n) {
-  minimal_client c(endpoint);
+result run_minimal_client(const served& server, int inflight_n) {
+  minimal_client c(server.endpoint);
   auto args = [] {
     duct::pack_buffer out;
     msgpack::pack(out, std::make_tuple(1, 2));
@@ -257,6 +272,7 @@ result run_minimal_client(const std::string& endpoint, int inflight_n) {
   };
   for (int i = 0; i < 200; ++i) (void)c.get(c.async_call("add", args()));
   std::array<std::shared_ptr<minimal_client::state>, 16> window;
+  cpu_meter cpu(server.pid);
   const auto start = steady::now();
   for (int i = 0; i < inflight_n; ++i) {
     auto& slot = window[static_cast<std::size_t>(i % 16)];
@@ -266,7 +282,39 @@ result run_minimal_client(const std::string& endpoint, int inflight_n) {
   for (int i = std::max(0, inflight_n - 16); i < inflight_n; ++i) (void)c.get(window[static_cast<std::size_t>(i % 16)]);
   result r;
   r.inflight_calls_per_s = inflight_n / std::chrono::duration<double>(steady::now() - start).count();
+  r.inflight_cpu_us = cpu.us() / inflight_n;
   return r;
+}
+
+// add's latency, one call at a time, while (with `hog`) a second client keeps calling spin(300) back to back.
+// Returns: the p99 in microseconds.
+double add_p99(const std::string& endpoint, int n, bool hog) {
+  std::atomic<bool> done{false};
+  std::thread hogger;
+  if (hog) {
+    hogger = std::thread([&] {
+      rpc::client c(endpoint);
+      while (!done) (void)c.call("spin", 300);
+    });
+  }
+  rpc::client c(endpoint);
+  for (int i = 0; i < 100; ++i) (void)c.call("add", 1, 2);
+  std::vector<double> lat;
+  for (int i = 0; i < n; ++i) {
+    auto t = steady::now();
+    (void)c.call("add", 1, 2);
+    lat.push_back(std::chrono::duration<double, std::micro>(steady::now() - t).count());
+  }
+  done = true;
+  if (hogger.joinable()) hogger.join();
+  return pct(lat, 0.99);
+}
+
+double middle(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 // One case's rounds, kept apart: sequential rounds (rate, p50, p99) and rounds of calls in flight (rate).
@@ -276,129 +324,186 @@ class rounds_of {
     rate_.push_back(r.calls_per_s);
     p50_.push_back(r.p50_us);
     p99_.push_back(r.p99_us);
+    seq_cpu_.push_back(r.seq_cpu_us);
   }
-  void inflight(const result& r) { inflight_.push_back(r.inflight_calls_per_s); }
+  void inflight(const result& r) {
+    inflight_.push_back(r.inflight_calls_per_s);
+    inflight_cpu_.push_back(r.inflight_cpu_us);
+  }
 
   /// The median of each figure over its rounds (0 for a figure no round measured).
   [[nodiscard]] result median() const {
-    return {middle(rate_), middle(p50_), middle(p99_), middle(inflight_)};
+    return {middle(rate_), middle(p50_), middle(p99_), middle(seq_cpu_), middle(inflight_), middle(inflight_cpu_)};
   }
 
  private:
-  static double middle(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t m = v.size() / 2;
-    return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
-  }
-
-  std::vector<double> rate_, p50_, p99_, inflight_;
+  std::vector<double> rate_, p50_, p99_, seq_cpu_, inflight_, inflight_cpu_;
 };
+
+// A case: a name, how one round of it runs, its rounds; `ceiling` names the row its ratios are taken against.
+struct bench_case {
+  std::string name;
+  std::function<result(int n, int inflight_n)> run;  // n or inflight_n is 0 for a round of the other kind
+  int n, inflight_n;
+  std::string ceiling;
+  rounds_of rounds;
+};
+
+void print_row(const bench_case& c, const result& r, const result& ceiling, nlohmann::json& out) {
+  auto ratio = [](double a, double b) { return b > 0 && a > 0 ? a / b : 0.0; };
+  auto num = [](double v, const char* fmt) {
+    char buf[32];
+    if (v <= 0) return std::string("-");
+    std::snprintf(buf, sizeof buf, fmt, v);
+    return std::string(buf);
+  };
+  auto x = [&](double v) { return v > 0 ? num(v, "%.2fx") : std::string("-"); };
+  std::printf("%-40s %9s %8s %7s %12s %7s | %6s %6s %6s %6s\n", c.name.c_str(), num(r.calls_per_s, "%.0f").c_str(),
+              num(r.p99_us, "%.1f").c_str(), num(r.seq_cpu_us, "%.1f").c_str(),
+              num(r.inflight_calls_per_s, "%.0f").c_str(), num(r.inflight_cpu_us, "%.1f").c_str(),
+              x(ratio(r.calls_per_s, ceiling.calls_per_s)).c_str(),
+              x(ratio(r.inflight_calls_per_s, ceiling.inflight_calls_per_s)).c_str(),
+              x(ratio(r.seq_cpu_us, ceiling.seq_cpu_us)).c_str(),
+              x(ratio(r.inflight_cpu_us, ceiling.inflight_cpu_us)).c_str());
+  nlohmann::json row = {{"case", c.name}, {"vs", c.ceiling}};
+  if (r.calls_per_s > 0) {
+    row["calls_per_s"] = r.calls_per_s;
+    row["p50_us"] = r.p50_us;
+    row["p99_us"] = r.p99_us;
+    row["cpu_us_per_call"] = r.seq_cpu_us;
+    row["calls_per_s_vs"] = ratio(r.calls_per_s, ceiling.calls_per_s);
+    row["cpu_us_per_call_vs"] = ratio(r.seq_cpu_us, ceiling.seq_cpu_us);
+  }
+  if (r.inflight_calls_per_s > 0) {
+    row["inflight16_calls_per_s"] = r.inflight_calls_per_s;
+    row["inflight16_cpu_us_per_call"] = r.inflight_cpu_us;
+    row["inflight16_calls_per_s_vs"] = ratio(r.inflight_calls_per_s, ceiling.inflight_calls_per_s);
+    row["inflight16_cpu_us_per_call_vs"] = ratio(r.inflight_cpu_us, ceiling.inflight_cpu_us);
+  }
+  out.push_back(row);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "rpc-bench");
   const bool quick = opts.quick;
-  // Sequential calls take about 100 us each, so three rounds of 10,000; 16 in flight, seven rounds of 30,000 (about
+  // Sequential calls take about 100 us each, so five rounds of 5,000; 16 in flight, seven rounds of 30,000 (about
   // 0.3 s each on the raw loop): a round of 10,000 in flight lasted 0.1 s, short enough for one hiccup of this VM
   // to move a row by 10% or more.
-  const int n = quick ? 500 : 10000, rounds = quick ? 1 : 3;
+  const int n = quick ? 500 : 5000, rounds = quick ? 1 : 5;
   const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 7;
-  std::vector<std::pair<std::string, result>> rows;
 
-  // The servers stay up for the whole run; client rounds alternate (raw, ours, raw, ours, ...), so that a passing
-  // slowdown of the machine hits all alike, and each row reports the median of its rounds. Not the best: with calls
-  // in flight, now and then one round of one case runs half again as fast as the others (the four busy threads
-  // happen to fall into step on the two vCPUs), and the best of each row then compared one case's lucky round with
-  // another's ordinary one. Rounds of calls in flight come first, then rounds of sequential calls.
-  std::string raw_ep = private_ipc("raw.ipc"), ours_ep = private_ipc("ours.ipc"), inline_ep = private_ipc("inline.ipc");
-  pid_t raw = fork_server(raw_ep, serve_raw);
-  pid_t ours = fork_rpc_server(ours_ep, bind_add);
-  pid_t ours_inline = fork_rpc_server(inline_ep, bind_add_inline);
+  // The servers stay up for the whole run; every case takes its turn in every round (raw, ours, raw, ours, ...), so
+  // that a passing slowdown of the machine hits all alike, and each row reports the median of its rounds, not the
+  // best: with calls in flight, now and then one round runs half again as fast as the others (the busy threads
+  // happen to fall into step on the two vCPUs), and the best of each row then compares one case's lucky round with
+  // another's ordinary one.
+  const served raw_ipc = fork_serving(private_ipc("raw.ipc"), [](auto& ep, auto ready) { serve_raw(ep, ready); });
+  const served raw_tcp = fork_serving("tcp://127.0.0.1:0", [](auto& ep, auto ready) { serve_raw(ep, ready); });
+  const served ours_ipc = fork_rpc_server(private_ipc("ours.ipc"), bind_add);
+  const served ours_tcp = fork_rpc_server("tcp://127.0.0.1:0", bind_add);
+  const served ours_inline = fork_rpc_server(private_ipc("inline.ipc"), bind_add_inline);
   // zerorpc-node, when installed, takes its turn in every round like the others: node's own rate moves a lot from
-  // run to run, so one run of it against the median of ours compared a moment with a middle. Fewer calls a round:
-  // it answers a few thousand a second.
+  // run to run. Fewer calls a round: it answers a few thousand a second.
   std::optional<duct::child> node;
   const std::string node_ep = private_ipc("node.ipc");
   if (!opts.node_peer.empty() && ::access(opts.node_peer.c_str(), R_OK) == 0)
     node.emplace(duct::spawn({"node", opts.node_peer, "server", node_ep}));
-  const int node_n = quick ? 200 : 3000, node_inflight = quick ? 200 : 10000;
-  // The two mixed rows split the gap to the raw loop into the server's share and the client's.
-  rounds_of raw_rounds, ours_rounds, inline_rounds, raw_to_ours_rounds, ours_to_raw_rounds, minimal_rounds, duct_rounds,
-      node_rounds;
-  for (int r = 0; r < inflight_rounds; ++r) {
-    if (node) node_rounds.inflight(run_our_client(rpc::client(node_ep), 0, node_inflight));
-    raw_rounds.inflight(run_raw_client(raw_ep, 0, inflight));
-    minimal_rounds.inflight(run_minimal_client(raw_ep, inflight));
-    ours_rounds.inflight(run_our_client(rpc::client(ours_ep), 0, inflight));
-    inline_rounds.inflight(run_our_client(rpc::client(inline_ep), 0, inflight));
-    raw_to_ours_rounds.inflight(run_raw_client(inline_ep, 0, inflight));
-    ours_to_raw_rounds.inflight(run_our_client(rpc::client(raw_ep), 0, inflight));
+  const int node_n = quick ? 200 : 2000, node_inflight = quick ? 200 : 10000;
+
+  const std::string raw_ipc_name = "raw DEALER/ROUTER loop, ipc", raw_tcp_name = "raw DEALER/ROUTER loop, tcp",
+                    ours_ipc_name = "ductrpc defaults, ipc";
+  std::vector<bench_case> cases;
+  auto ours = [](const served& s) {
+    return [&s](int k, int fl) { return run_our_client(rpc::client(s.endpoint), s.pid, k, fl); };
+  };
+  cases.push_back({raw_ipc_name, [&](int k, int fl) { return run_raw_client(raw_ipc, k, fl); }, n, inflight, raw_ipc_name, {}});
+  cases.push_back({ours_ipc_name, ours(ours_ipc), n, inflight, raw_ipc_name, {}});
+  cases.push_back({raw_tcp_name, [&](int k, int fl) { return run_raw_client(raw_tcp, k, fl); }, n, inflight, raw_tcp_name, {}});
+  cases.push_back({"ductrpc defaults, tcp", ours(ours_tcp), n, inflight, raw_tcp_name, {}});
+  cases.push_back({"ductrpc, add on run_on::receiver, ipc", ours(ours_inline), n, inflight, raw_ipc_name, {}});
+  cases.push_back({"raw client, ductrpc server (receiver)", [&](int k, int fl) { return run_raw_client(ours_inline, k, fl); },
+                   n, inflight, raw_ipc_name, {}});
+  cases.push_back({"ductrpc client, raw server, ipc",
+                   [&](int k, int fl) { return run_our_client(rpc::client(raw_ipc.endpoint), raw_ipc.pid, k, fl); }, n,
+                   inflight, raw_ipc_name, {}});
+  cases.push_back({"minimal futures client, raw server", [&](int, int fl) { return run_minimal_client(raw_ipc, fl); }, 0,
+                   inflight, raw_ipc_name, {}});
+  // A fresh worker each round: its parent makes only blocking calls at first (reading replies itself), then the
+  // calls in flight start the link's reader thread, as they would in a real program.
+  cases.push_back({"ductrpc over a duct (forked worker)",
+                   [&](int k, int fl) {
+                     auto [parent_end, child_end] = duct::pair();
+                     rpc::link down(std::move(parent_end));
+                     const pid_t worker = fork_link_server(down, std::move(child_end), bind_add);
+                     result r = run_our_client(rpc::client(down), worker, k, fl);
+                     down.close();
+                     stop_child(worker);
+                     return r;
+                   },
+                   n, inflight, ours_ipc_name, {}});
+  if (node) {
+    const pid_t node_pid = node->pid();
+    cases.push_back({"ductrpc client, zerorpc-node server",
+                     [&, node_pid](int k, int fl) { return run_our_client(rpc::client(node_ep), node_pid, k, fl); },
+                     node_n, node_inflight, ours_ipc_name, {}});
   }
-  for (int r = 0; r < rounds; ++r) {
-    if (node) node_rounds.sequential(run_our_client(rpc::client(node_ep), node_n, 0));
-    raw_rounds.sequential(run_raw_client(raw_ep, n, 0));
-    ours_rounds.sequential(run_our_client(rpc::client(ours_ep), n, 0));
-    inline_rounds.sequential(run_our_client(rpc::client(inline_ep), n, 0));
-    raw_to_ours_rounds.sequential(run_raw_client(inline_ep, n, 0));
-    ours_to_raw_rounds.sequential(run_our_client(rpc::client(raw_ep), n, 0));
-    // A fresh worker each round: its parent makes only blocking calls at first (reading replies itself), then the
-    // calls in flight start the link's reader thread, as they would in a real program.
-    auto [parent_end, child_end] = duct::pair();
-    rpc::link down(std::move(parent_end));
-    pid_t worker = fork_link_server(down, std::move(child_end), bind_add);
-    const result both = run_our_client(rpc::client(down), n, inflight);
-    duct_rounds.sequential(both);
-    duct_rounds.inflight(both);
-    down.close();
-    stop_child(worker);
+  for (int r = 0; r < std::max(rounds, inflight_rounds); ++r) {
+    for (bench_case& c : cases) {
+      if (r < inflight_rounds && c.inflight_n > 0) c.rounds.inflight(c.run(0, c.inflight_n));
+      if (r < rounds && c.n > 0) c.rounds.sequential(c.run(c.n, 0));
+    }
   }
-  stop_child(raw);
-  stop_child(ours);
-  stop_child(ours_inline);
+
+  // The hog: add's p99 with and without a second client spinning a handler, alternating round by round.
+  const served hog_server = fork_rpc_server(private_ipc("hog.ipc"), bind_add_spin);
+  std::vector<double> calm_p99, hogged_p99, hog_ratio;
+  const int hog_n = quick ? 300 : 3000, hog_rounds = quick ? 1 : 5;
+  for (int r = 0; r < hog_rounds; ++r) {
+    const double calm = add_p99(hog_server.endpoint, hog_n, false), hogged = add_p99(hog_server.endpoint, hog_n, true);
+    calm_p99.push_back(calm);
+    hogged_p99.push_back(hogged);
+    hog_ratio.push_back(hogged / calm);
+  }
+
+  for (const served& s : {raw_ipc, raw_tcp, ours_ipc, ours_tcp, ours_inline, hog_server}) stop_child(s.pid);
   if (node) {
     node->kill(SIGKILL);
     node->wait();
   }
-  rows.emplace_back("raw DEALER/ROUTER loop", raw_rounds.median());
-  rows.emplace_back("ductrpc client+server", ours_rounds.median());
-  rows.emplace_back("ductrpc, add on run_on::receiver", inline_rounds.median());
-  rows.emplace_back("raw client, ductrpc server (receiver)", raw_to_ours_rounds.median());
-  rows.emplace_back("ductrpc client, raw server", ours_to_raw_rounds.median());
-  rows.emplace_back("minimal futures client, raw server", minimal_rounds.median());
-  rows.emplace_back("ductrpc over a duct (forked worker)", duct_rounds.median());
-  const result ours_row = rows[1].second, duct_row = rows.back().second;
-  if (node) rows.emplace_back("ductrpc client, zerorpc-node server", node_rounds.median());
 
-
-  const result& ceiling = rows[0].second;
-  std::printf("%-38s %12s %9s %9s %14s %7s %7s\n", "case (add(1,2) over ipc)", "calls/s", "p50 us", "p99 us",
-              "16 in flight/s", "seq", "16 fl");
+  std::unordered_map<std::string, result> medians;
+  for (const bench_case& c : cases) medians[c.name] = c.rounds.median();
+  std::printf("add(1,2); medians of %d rounds (%d of 16 in flight); CPU: microseconds per call, client and server "
+              "processes together\n",
+              rounds, inflight_rounds);
+  std::printf("%-40s %9s %8s %7s %12s %7s | %6s %6s %6s %6s\n", "case", "calls/s", "p99 us", "CPU us", "16 fl calls/s",
+              "CPU us", "seq", "16 fl", "CPU", "CPU fl");
   nlohmann::json out = nlohmann::json::array();
-  for (auto& [name, r] : rows) {
-    if (r.calls_per_s > 0) {
-      std::printf("%-38s %12.0f %9.1f %9.1f %14.0f %6.2fx %6.2fx\n", name.c_str(), r.calls_per_s, r.p50_us, r.p99_us,
-                  r.inflight_calls_per_s, r.calls_per_s / ceiling.calls_per_s,
-                  r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
-      out.push_back({{"case", name}, {"calls_per_s", r.calls_per_s}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us},
-                     {"inflight16_calls_per_s", r.inflight_calls_per_s}});
-    } else {  // calls in flight only
-      std::printf("%-38s %12s %9s %9s %14.0f %7s %6.2fx\n", name.c_str(), "-", "-", "-", r.inflight_calls_per_s, "-",
-                  r.inflight_calls_per_s / ceiling.inflight_calls_per_s);
-      out.push_back({{"case", name}, {"inflight16_calls_per_s", r.inflight_calls_per_s}});
-    }
-  }
-  std::printf("\nRPC over a duct vs over ZeroMQ (ours): %.2fx sequential, %.2fx with 16 in flight\n",
-              duct_row.calls_per_s / ours_row.calls_per_s, duct_row.inflight_calls_per_s / ours_row.inflight_calls_per_s);
+  for (const bench_case& c : cases) print_row(c, medians[c.name], medians[c.ceiling], out);
+  std::printf("(ratios against the raw loop on the same transport; the duct and node rows against ductrpc defaults, ipc)\n");
+  const double hog = middle(hog_ratio);
+  // The targets of the default configuration, each against its baseline of this run.
+  const result &rip = medians[raw_ipc_name], &rtc = medians[raw_tcp_name], &oip = medians[ours_ipc_name],
+               &otc = medians["ductrpc defaults, tcp"], &dct = medians["ductrpc over a duct (forked worker)"];
+  std::printf("\ntargets (default configuration; ipc, tcp):\n"
+              "  calls/s >= 0.9x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
+              "  CPU per call <= 1.3x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
+              "  over a duct >= 3x our ZeroMQ sequential rate: %.2fx\n",
+              oip.calls_per_s / rip.calls_per_s, otc.calls_per_s / rtc.calls_per_s,
+              oip.inflight_calls_per_s / rip.inflight_calls_per_s, otc.inflight_calls_per_s / rtc.inflight_calls_per_s,
+              oip.seq_cpu_us / rip.seq_cpu_us, otc.seq_cpu_us / rtc.seq_cpu_us, oip.inflight_cpu_us / rip.inflight_cpu_us,
+              otc.inflight_cpu_us / rtc.inflight_cpu_us, dct.calls_per_s / oip.calls_per_s);
   if (node) {
-    const result& node_row = rows.back().second;
-    std::printf("Our server vs zerorpc-node's (our client): %.2fx sequential, %.2fx with 16 in flight on the pool; "
-                "%.2fx and %.2fx with run_on::receiver\n",
-                ours_row.calls_per_s / node_row.calls_per_s, ours_row.inflight_calls_per_s / node_row.inflight_calls_per_s,
-                rows[2].second.calls_per_s / node_row.calls_per_s,
-                rows[2].second.inflight_calls_per_s / node_row.inflight_calls_per_s);
+    const result& nd = medians["ductrpc client, zerorpc-node server"];
+    std::printf("  ours vs a warm zerorpc-node server (our client): sequential %.2fx (>= 1.3x), 16 in flight %.2fx (>= 3x)\n",
+                oip.calls_per_s / nd.calls_per_s, oip.inflight_calls_per_s / nd.inflight_calls_per_s);
   }
+  std::printf("  hog: add's p99 %.0f us while another client spins a handler for 300 ms calls, %.0f us without: %.2fx "
+              "(<= 2x; median of %d paired rounds)\n",
+              middle(hogged_p99), middle(calm_p99), hog, hog_rounds);
+  out.push_back({{"case", "hog"}, {"p99_us", middle(hogged_p99)}, {"calm_p99_us", middle(calm_p99)}, {"ratio", hog}});
   if (!opts.json_path.empty()) std::ofstream(opts.json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
   return 0;
 }

@@ -105,8 +105,9 @@ int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "stream-bench");
   const bool quick = opts.quick;
   const int small_n = quick ? 20000 : 500000, chunk_n = quick ? 500 : 8192, rounds = quick ? 1 : 3;
-  std::string ours_ep = private_ipc("ours.ipc");
-  pid_t ours = fork_rpc_server(ours_ep, bind_methods);
+  const served ours_server = fork_rpc_server(private_ipc("ours.ipc"), bind_methods);
+  const std::string& ours_ep = ours_server.endpoint;
+  const pid_t ours = ours_server.pid;
   row raw{"raw ZeroMQ PUSH/PULL"}, zmq_row{"ductrpc stream over ZeroMQ"}, duct_row{"ductrpc stream over a duct"};
   auto keep = [](row& r, double items, double chunks) {
     r.items_per_s = std::max(r.items_per_s, items);
