@@ -1,0 +1,109 @@
+// Where handlers run and what they may hold up: a handler that blocks, every handler thread blocked at once, and a
+// handler that spins must not stop the server from answering other clients, pings and heartbeats. These hold for any
+// way of running handlers the server adopts (a pool behind the receiving thread, or handlers run where their call
+// arrives with the socket handed over when one runs long): they are the guarantees, not the mechanism.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <rpc/client.hpp>
+#include <rpc/server.hpp>
+
+#include "fixtures.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto period = 100ms;  // heartbeats every 100 ms: a call is lost after two silent periods
+
+// add(a, b); nap(ms), asleep; spin(ms), busy the whole time; and held_service's until_stopped(). The long ones stay
+// open calls, heartbeating, however long they run (defer_policy::immediate): a deferred call would turn into a job,
+// which outlives its client.
+struct hogged {
+  rpc::server server;
+  std::string endpoint;
+  std::atomic<int> started{0};
+
+  explicit hogged(rpc::server_options o) : server(std::move(o)) {
+    server.bind("add", [](int a, int b) { return a + b; });
+    server.bind("nap", [](int ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      return ms;
+    }, {.defer = rpc::defer_policy::immediate});
+    server.bind("spin", [](int ms) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      return ms;
+    }, {.defer = rpc::defer_policy::immediate});
+    server.bind("until_stopped", [this](std::stop_token stop) {
+      ++started;
+      test::sleep_until_stopped(stop);
+      return 0;
+    }, {.defer = rpc::defer_policy::immediate});
+    endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+  }
+  // An abort stops the handlers still running (until_stopped() among them), so that a failed case ends.
+  ~hogged() {
+    server.shutdown(rpc::shutdown_mode::abort, 0ms);
+    server.stop();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("handlers: one that blocks delays neither another client's calls nor heartbeats", "[rpc][handlers]") {
+  hogged s({.heartbeat = period});  // otherwise the default configuration
+  std::optional<rpc::client> blocker(std::in_place, s.endpoint, rpc::client_options{.heartbeat = period});
+  rpc::future blocked = blocker->async_call("until_stopped");
+  test::eventually([&] { return s.started.load() == 1; });
+  rpc::client other(s.endpoint, {.heartbeat = period});
+  for (int i = 0; i < 100; ++i) REQUIRE(other.call_for(5s, "add", i, 1).as<int>() == i + 1);
+  // Five periods on, the blocked call is still open: its heartbeats kept coming while its handler held a thread.
+  CHECK(blocked.wait_for(5 * period) == std::future_status::timeout);
+  blocker.reset();  // its client goes: the handler is stopped
+  test::eventually([&] { return s.server.open_channels() == 0; });
+}
+
+TEST_CASE("handlers: with every handler thread blocked the server still answers pings and keeps calls alive",
+          "[rpc][handlers]") {
+  hogged s({.threads = 2, .heartbeat = period, .per_client = {.running = 2}});
+  std::optional<rpc::client> blocker(std::in_place, s.endpoint, rpc::client_options{.heartbeat = period});
+  rpc::future first = blocker->async_call("until_stopped"), second = blocker->async_call("until_stopped");
+  test::eventually([&] { return s.started.load() == 2; });
+  rpc::client other(s.endpoint, {.heartbeat = period});
+  CHECK(other.call_for(5s, "_zerorpc_ping").get().type == msgpack::type::ARRAY);
+  // A call that needs a handler thread waits for one, alive (heartbeats both ways), and is not lost meanwhile.
+  rpc::future queued = other.async_call("add", 2, 3);
+  CHECK(queued.wait_for(5 * period) == std::future_status::timeout);
+  CHECK(first.wait_for(0ms) == std::future_status::timeout);
+  CHECK(second.wait_for(0ms) == std::future_status::timeout);
+  blocker.reset();  // the blocked calls' client goes: their handlers are stopped and a thread frees
+  REQUIRE(queued.wait_for(10s) == std::future_status::ready);
+  CHECK(queued.get().as<int>() == 5);
+}
+
+TEST_CASE("handlers: a handler spinning in long calls back to back makes no call miss a heartbeat",
+          "[rpc][handlers][hog]") {
+  hogged s({.heartbeat = period});
+  // The hog: five calls of three periods each, back to back, each busy on its CPU the whole time. Each would fail
+  // with lost remote if its own heartbeats stopped for two periods.
+  auto hog = std::async(std::launch::async, [&] {
+    rpc::client c(s.endpoint, {.heartbeat = period});
+    int done = 0;
+    for (int i = 0; i < 5; ++i) done += c.call_for(10s, "spin", 300).as<int>() == 300;
+    return done;
+  });
+  // Meanwhile another client's ten-period call, asleep on the server, must see its heartbeats too.
+  rpc::client other(s.endpoint, {.heartbeat = period});
+  CHECK(other.call_for(10s, "nap", 1000).as<int>() == 1000);
+  CHECK(other.call_for(5s, "add", 1, 2).as<int>() == 3);
+  CHECK(hog.get() == 5);
+}
