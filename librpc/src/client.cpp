@@ -1,6 +1,7 @@
 // rpc::client: forwards to its transport, ZeroMQ (zmq_client.cpp) or a duct link (link.cpp). See client.hpp.
 #include <rpc/client.hpp>
 
+#include "access.hpp"
 #include "client_impl.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
@@ -24,19 +25,19 @@ void client::publish_here(std::string_view method, const duct::buffer& packed_ar
 }
 
 source client::start_stream(std::string_view method, const duct::buffer& packed_args) {
-  return source(impl_->stream(method, packed_args, false));
+  return detail::access::make_source(impl_->stream(method, packed_args, false));
 }
 
 duplex client::start_chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) {
   detail::chunked_halves halves = impl_->chunked(method, packed_args, oneway);
-  return duplex(std::move(halves.in), source(std::move(halves.out)));
+  return detail::access::make_duplex(std::move(halves.in), detail::access::make_source(std::move(halves.out)));
 }
 
 duct::value client::call_reporting(std::string_view method, const duct::buffer& packed_args,
                                    const std::function<void(const duct::value&)>& on_progress,
                                    std::stop_token stop) {
   std::shared_ptr<detail::stream_state> state = impl_->stream(method, packed_args, true);
-  source guard(state);  // an exception from on_progress (or a time-out) stops the call
+  source guard = detail::access::make_source(state);  // an exception from on_progress (or a time-out) stops the call
   std::stop_callback stopped(stop, [&guard] { guard.cancel(); });  // so does the caller's stop
   std::optional<detail::clock::time_point> deadline;
   if (auto limit = impl_->limit_of(std::nullopt)) deadline = detail::clock::now() + *limit;

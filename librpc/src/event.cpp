@@ -5,6 +5,8 @@
 #include <random>
 #include <utility>
 
+#include "access.hpp"
+
 namespace rpc {
 namespace {
 
@@ -118,9 +120,9 @@ void detail::decode_event_into(std::span<const std::byte> body, event& e, const 
   if (name.type != msgpack::type::STR) throw protocol_error("event name is msgpack " + duct::value::type_name(name) + ", not a string");
   e.name.assign(name.via.str.ptr, name.via.str.size);
   if (!duct::is_valid_utf8(e.name)) throw protocol_error("event name is not valid UTF-8");
-  e.args_ = &o.via.array.ptr[2];  // lives in the value's zone, which moves with it
   e.wire_size = body.size();
-  e.body_ = std::move(v);
+  const msgpack::object* args = &o.via.array.ptr[2];  // lives in the value's zone, which moves with it
+  detail::access::set_body(e, std::move(v), args);
 }
 
 namespace detail {

@@ -7,6 +7,7 @@
 
 #include <rpc/error.hpp>
 
+#include "access.hpp"
 #include "client_impl.hpp"
 #include "link_core.hpp"
 #include "reply.hpp"
@@ -356,7 +357,7 @@ duct::value link_core::call(std::string_view method, std::span<const std::byte> 
     std::lock_guard lock(mu_);
     ensure_reader();
   }
-  return rpc::future(std::move(f)).get();
+  return detail::access::make_future(std::move(f)).get();
 }
 
 void link_core::dispatch(duct::buffer body, outbox& out) {
@@ -519,7 +520,7 @@ const std::string& link::name() const noexcept { return core_->name(); }
 namespace {
 
 struct link_client final : client::impl {
-  link_client(const link& l, client_options o) : impl("duct:" + l.name(), o), core(l.core()) {
+  link_client(const link& l, client_options o) : impl("duct:" + l.name(), o), core(detail::access::core(l)) {
     if (core->closed()) throw closed_error(endpoint + ": the link is closed");
   }
   ~link_client() override { core->abandon(this); }
@@ -530,7 +531,7 @@ struct link_client final : client::impl {
   }
   future start(std::string_view method, const duct::buffer& packed_args,
                std::optional<std::chrono::milliseconds> limit) override {
-    return future(core->start_call(method, packed_args.span(), options(method, limit)));
+    return detail::access::make_future(core->start_call(method, packed_args.span(), options(method, limit)));
   }
   std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
                                                bool progress) override {

@@ -11,6 +11,7 @@
 
 #include <rpc/curve.hpp>
 
+#include "access.hpp"
 #include "ipc_path.hpp"
 #include "reply.hpp"
 #include "server_impl.hpp"
@@ -374,13 +375,13 @@ std::string server::listen(const link& over) {
   const std::string where = "duct:" + over.name();
   if (impl_->io.joinable() && !impl_->running) throw error("listen " + where + ": the server was stopped");
   if (over.closed()) throw error("listen " + where + ": the link is closed");
-  over.core()->claim(*impl_);
+  detail::access::core(over)->claim(*impl_);
   {
     std::lock_guard lock(impl_->mu);
-    impl_->links.emplace(over.core()->identity(), over.core());
+    impl_->links.emplace(detail::access::core(over)->identity(), detail::access::core(over));
   }
   impl_->listening = true;
-  if (impl_->running) over.core()->attach(*impl_);
+  if (impl_->running) detail::access::core(over)->attach(*impl_);
   return where;
 }
 
@@ -836,7 +837,7 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
                                out = std::move(out), report = std::move(report), in = std::move(in),
                                peer = std::move(peer)]() mutable {
     std::optional<source> input;
-    if (in) input.emplace(in);
+    if (in) input.emplace(detail::access::make_source(in));
     if (stop.stop_requested()) {  // cancelled, or its client lost, while it waited its turn: it never runs
       o.name = "ERR";
       o.packed_args = err_args("Cancelled", "the call was cancelled before it started");

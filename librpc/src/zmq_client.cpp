@@ -14,6 +14,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "access.hpp"
 #include "call_state.hpp"
 #include "channel.hpp"
 #include "client_impl.hpp"
@@ -420,7 +421,7 @@ future zmq_client::start(std::string_view method, const duct::buffer& packed_arg
     call.limit = *limit;
   }
   call.result = std::make_shared<detail::call_state>(reader);
-  future f(call.result);
+  future f = detail::access::make_future(call.result);
   message_id id;
   bool wake_io = false;
   {

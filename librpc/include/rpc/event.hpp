@@ -136,11 +136,8 @@ struct event_header {
   bool accepts_batches = false;            ///< batch_header_key: true
 };
 
-class event;
 namespace detail {
-/// decode_event(), into `fresh`, a default-constructed event, where the caller wants it (in a shared_ptr's block, in
-/// an optional) rather than moved there: an event is large. Throws: as decode_event(); `fresh` is then unspecified.
-void decode_event_into(std::span<const std::byte> body, event& fresh, const duct::decode_limits& limits = {});
+struct access;  // how the library decodes into an event in place (librpc/src/access.hpp)
 }  // namespace detail
 
 /// A decoded event. It owns the memory `args()` points into.
@@ -162,7 +159,7 @@ class event {
   std::size_t wire_size = 0;
 
  private:
-  friend void detail::decode_event_into(std::span<const std::byte>, event&, const duct::decode_limits&);
+  friend struct detail::access;
   duct::value body_;
   const msgpack::object* args_ = nullptr;
 };

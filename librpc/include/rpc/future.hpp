@@ -21,13 +21,13 @@
 namespace rpc {
 namespace detail {
 struct call_state;
+struct access;  // how the library makes futures (librpc/src/access.hpp)
 }
 
 class future {
  public:
   /// A future with no call (valid() is false), as a default-constructed std::future.
   future() noexcept = default;
-  explicit future(std::shared_ptr<detail::call_state> state) noexcept : state_(std::move(state)) {}
   /// A future already settled with `error` (a call that could not even start).
   static future failed(std::exception_ptr error);
 
@@ -51,6 +51,8 @@ class future {
   std::future_status wait_until(std::chrono::steady_clock::time_point until) const;
 
  private:
+  friend struct detail::access;
+  explicit future(std::shared_ptr<detail::call_state> state) noexcept : state_(std::move(state)) {}
   std::shared_ptr<detail::call_state> state_;
 };
 

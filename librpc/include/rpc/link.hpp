@@ -36,6 +36,7 @@ namespace rpc {
 
 namespace detail {
 class link_core;
+struct access;  // how rpc::server and rpc::client reach the link's core (librpc/src/access.hpp)
 }
 
 class link {
@@ -55,10 +56,9 @@ class link {
   /// The duct's name, as errors show it.
   [[nodiscard]] const std::string& name() const noexcept;
 
-  /// For rpc::server and rpc::client.
-  [[nodiscard]] const std::shared_ptr<detail::link_core>& core() const noexcept { return core_; }
 
  private:
+  friend struct detail::access;
   std::shared_ptr<detail::link_core> core_;
 };
 

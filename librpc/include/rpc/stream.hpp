@@ -97,12 +97,12 @@ class progress {
 namespace detail {
 class stream_state;
 class upload_state;
+struct access;  // how the library makes sources and duplexes (librpc/src/access.hpp)
 }  // namespace detail
 
 /// The client's end of a streamed reply. Move-only. Destroying it before the end stops the producer.
 class source {
  public:
-  explicit source(std::shared_ptr<detail::stream_state> state) noexcept;
   source(source&&) noexcept;
   source& operator=(source&&) noexcept;
   ~source();
@@ -119,6 +119,8 @@ class source {
   void cancel() noexcept;
 
  private:
+  friend struct detail::access;
+  explicit source(std::shared_ptr<detail::stream_state> state) noexcept;
   std::shared_ptr<detail::stream_state> state_;
 };
 
@@ -133,7 +135,6 @@ namespace rpc {
 /// writes. Destroying it before the call ended stops the call (the handler's next read throws cancelled_error).
 class duplex final : public sink {
  public:
-  duplex(std::shared_ptr<detail::upload_state> in, source out) noexcept;
   duplex(duplex&&) noexcept;
   duplex& operator=(duplex&&) noexcept;
   ~duplex() override;
@@ -161,6 +162,8 @@ class duplex final : public sink {
   void cancel() noexcept;
 
  private:
+  friend struct detail::access;
+  duplex(std::shared_ptr<detail::upload_state> in, source out) noexcept;
   std::shared_ptr<detail::upload_state> in_;
   source out_;
 };
