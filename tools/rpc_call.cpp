@@ -518,7 +518,8 @@ int main(int argc, char** argv) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, sig);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is seen by print(), which stops the call first
-  interrupt.deliver_within = std::chrono::milliseconds(static_cast<std::int64_t>(std::min(cfg.connect_timeout, 2.0) * 1000));
+  interrupt.deliver_within =
+      std::chrono::milliseconds(static_cast<std::int64_t>(std::min(cfg.connect_timeout, 2.0) * 1000));
   watch_signals(signals, cfg.connect_timeout);
   int rc = report([&] { return run(cfg); }, cfg);
   std::fflush(stdout);

@@ -41,6 +41,7 @@ std::optional<std::string> handshake_watch::read() noexcept {
       const std::string peer = frames[1].to_string();
       switch (event) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+          shook_hands_ = true;
           failure_.reset();
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
@@ -54,6 +55,9 @@ std::optional<std::string> handshake_watch::read() noexcept {
                                std::to_string(value) + ")";
           break;
         default:  // ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: the server hung up during the handshake
+          // After a handshake has succeeded, a hang-up is a server going away or restarting (a reconnection that
+          // reached its dying listener), not a refusal: the calls' heartbeats tell that story (lost remote).
+          if (shook_hands_) break;
           failure_ = curve_ ? "the CURVE handshake failed: is the server's public key the right one?"
                             : "the handshake failed: the server may require CURVE (give its public key)";
           break;

@@ -33,6 +33,7 @@ class handshake_watch {
   zmq::socket_t events_;
   int fd_;
   bool curve_;
+  bool shook_hands_ = false;  // a handshake has succeeded on this socket: the server spoke our mechanism
   std::optional<std::string> failure_;
 };
 

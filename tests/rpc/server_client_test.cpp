@@ -1,7 +1,11 @@
 // Server and client over real ZeroMQ sockets on loopback and ipc: calls, errors, built-ins, heartbeats, bad input.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +183,76 @@ TEST_CASE("a killed server makes a waiting call fail with lost remote, in bounde
   CHECK_THROWS_AS(waiting.get(), rpc::lost_remote_error);
   CHECK_THROWS_AS(blocking.get(), rpc::lost_remote_error);
   CHECK(std::chrono::steady_clock::now() - start < 1s);  // about 2-3 periods
+}
+
+TEST_CASE("a killed server whose port then hangs up on every connection still ends calls with lost remote",
+          "[rpc][heartbeat][process]") {
+  // A reconnection that reaches a dying server's listener (or anything that accepts and hangs up) fails its
+  // handshake with no detail. Before, the handshake watch took that for a refusal (a server requiring CURVE) and
+  // failed the open calls with a connection error; once a handshake has succeeded it is the server going away.
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(ready[0]);
+    calc c({.heartbeat = 100ms});
+    const std::string ep = c.endpoint + "\n";
+    if (::write(ready[1], ep.data(), ep.size()) < 0) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  std::string endpoint;
+  char ch;
+  while (::read(ready[0], &ch, 1) == 1 && ch != '\n') endpoint += ch;
+  ::close(ready[0]);
+  REQUIRE_FALSE(endpoint.empty());
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  // Silence is lost remote after 2 of the client's periods (1 s): time for several reconnections (every 100 ms).
+  rpc::client cl(endpoint, {.heartbeat = 500ms});
+  auto waiting = cl.async_call("sleep", 60000);
+  std::atomic<int> tid{0};
+  auto blocking = std::async(std::launch::async, [&] {
+    tid = static_cast<int>(::gettid());
+    return cl.call("sleep", 60000).as<int>();
+  });
+  CHECK(cl.call("add", 1, 2).as<int>() == 3);
+  test::wait_until_sleeping(tid);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  // The port now accepts and hangs up at once, as a listener does in the moment its process dies.
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  const int on = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 16) == 0);
+  std::atomic<bool> done{false};
+  std::atomic<int> hung_up{0};
+  std::thread rude([&] {
+    while (!done) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd >= 0) {
+        ::close(fd);
+        ++hung_up;
+      }
+    }
+  });
+  const bool waited = waiting.wait_for(10s) == std::future_status::ready &&
+                      blocking.wait_for(10s) == std::future_status::ready;
+  done = true;
+  rude.join();
+  ::close(listener);
+  REQUIRE(waited);
+  CHECK(hung_up.load() > 0);  // the reconnections did meet the hang-ups
+  CHECK_THROWS_AS(waiting.get(), rpc::lost_remote_error);
+  CHECK_THROWS_AS(blocking.get(), rpc::lost_remote_error);
 }
 
 TEST_CASE("a client that goes away has its channels freed on the server", "[rpc][heartbeat]") {

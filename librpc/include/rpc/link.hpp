@@ -56,7 +56,6 @@ class link {
   /// The duct's name, as errors show it.
   [[nodiscard]] const std::string& name() const noexcept;
 
-
  private:
   friend struct detail::access;
   std::shared_ptr<detail::link_core> core_;
