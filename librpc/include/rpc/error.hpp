@@ -97,6 +97,7 @@ class lost_remote_error : public error {
 
 /// No connection to the server could carry the call: its security handshake failed (the server refused our CURVE
 /// key, we hold the wrong server key, or one side speaks CURVE and the other does not). The message says which.
+/// A server that goes away after a handshake has succeeded is not this: its calls end with lost_remote_error.
 class connection_error : public error {
  public:
   /// `where`: the endpoint and method; `reason`: why, without them.
