@@ -2,10 +2,14 @@
 // its own.
 //   rpc-stream-peer serve ENDPOINT RSS_FILE   serve chunks(count, size) for one call, then write the peak resident
 //                                             memory (KiB) to RSS_FILE and exit
+//   rpc-stream-peer take-one ENDPOINT HEARTBEAT_MS
+//                                             open the stream "endless", take its first item, print "taken", then
+//                                             wait to be killed (the SIGKILLed-client test)
 //   rpc-stream-peer consume ENDPOINT COUNT SIZE
 //                                             read COUNT chunks of SIZE bytes, checking every byte (slower than the
 //                                             producer), then print "bytes=N peak_kib=K"
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -78,16 +82,26 @@ int consume(const std::string& endpoint, int count, int size) {
   return 0;
 }
 
+int take_one(const std::string& endpoint, int heartbeat_ms) {
+  rpc::client c(endpoint, {.heartbeat = std::chrono::milliseconds(heartbeat_ms)});
+  rpc::source items = c.stream("endless");
+  if (!items.next_for(std::chrono::seconds(10))) return 1;
+  std::printf("taken\n");
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     if (argc == 4 && std::strcmp(argv[1], "serve") == 0) return serve(argv[2], argv[3]);
+    if (argc == 4 && std::strcmp(argv[1], "take-one") == 0) return take_one(argv[2], std::stoi(argv[3]));
     if (argc == 5 && std::strcmp(argv[1], "consume") == 0) return consume(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rpc-stream-peer: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: rpc-stream-peer serve ENDPOINT RSS_FILE | consume ENDPOINT COUNT SIZE\n");
+  std::fprintf(stderr, "usage: rpc-stream-peer serve ENDPOINT RSS_FILE | take-one ENDPOINT HEARTBEAT_MS | consume ENDPOINT COUNT SIZE\n");
   return 2;
 }
