@@ -55,6 +55,29 @@ struct calc {
   }
 };
 
+// A calc (heartbeats every 100 ms) in a forked child process, for the tests that kill their server: its pid and
+// endpoint. Forked before this test makes a ZeroMQ context of its own.
+std::pair<pid_t, std::string> fork_calc() {
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(ready[0]);
+    calc c({.heartbeat = 100ms});
+    const std::string ep = c.endpoint + "\n";
+    if (::write(ready[1], ep.data(), ep.size()) < 0) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  std::string endpoint;
+  char ch;
+  while (::read(ready[0], &ch, 1) == 1 && ch != '\n') endpoint += ch;
+  ::close(ready[0]);
+  REQUIRE_FALSE(endpoint.empty());
+  return {pid, endpoint};
+}
+
 }  // namespace
 
 TEST_CASE("a call over tcp and over ipc returns its result", "[rpc][server]") {
@@ -150,22 +173,7 @@ TEST_CASE("a handler busy for three heartbeat periods causes no lost remote", "[
 }
 
 TEST_CASE("a killed server makes a waiting call fail with lost remote, in bounded time", "[rpc][heartbeat][process]") {
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {  // the server process: no ZeroMQ context existed before the fork
-    ::close(ready[0]);
-    calc c({.heartbeat = 100ms});
-    std::string ep = c.endpoint + "\n";
-    if (::write(ready[1], ep.data(), ep.size()) < 0) ::_exit(1);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  std::string endpoint;
-  char ch;
-  while (::read(ready[0], &ch, 1) == 1 && ch != '\n') endpoint += ch;
-  ::close(ready[0]);
+  const auto [pid, endpoint] = fork_calc();
   rpc::client cl(endpoint, {.heartbeat = 100ms});
   auto waiting = cl.async_call("sleep", 60000);  // through the client's I/O thread
   std::atomic<int> tid{0};
@@ -190,23 +198,7 @@ TEST_CASE("a killed server whose port then hangs up on every connection still en
   // A reconnection that reaches a dying server's listener (or anything that accepts and hangs up) fails its
   // handshake with no detail. Before, the handshake watch took that for a refusal (a server requiring CURVE) and
   // failed the open calls with a connection error; once a handshake has succeeded it is the server going away.
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(ready[0]);
-    calc c({.heartbeat = 100ms});
-    const std::string ep = c.endpoint + "\n";
-    if (::write(ready[1], ep.data(), ep.size()) < 0) ::_exit(1);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  std::string endpoint;
-  char ch;
-  while (::read(ready[0], &ch, 1) == 1 && ch != '\n') endpoint += ch;
-  ::close(ready[0]);
-  REQUIRE_FALSE(endpoint.empty());
+  const auto [pid, endpoint] = fork_calc();
   const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
   // Silence is lost remote after 2 of the client's periods (1 s): time for several reconnections (every 100 ms).
   rpc::client cl(endpoint, {.heartbeat = 500ms});

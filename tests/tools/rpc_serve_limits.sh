@@ -27,8 +27,7 @@ ms=$(grep '"method": "stubborn"' "$T/serve.log" | sed 's/.*"ms": \([0-9.]*\).*/\
 [ -n "$ms" ] && awk -v ms="$ms" 'BEGIN { exit !(ms >= 1000 && ms < 1300) }' ||
   fail "the stubborn command's call took $ms ms, not within its 1000 ms limit and a moment"
 child=$(cat "$T/child")
-for _ in $(seq 100); do kill -0 "$child" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$child" 2>/dev/null && { fail "the command's child $child outlived the limit"; kill -9 "$child"; }
+wait_gone "$child" 5 || { fail "the command's child $child outlived the limit"; kill -9 "$child"; }
 
 # The JSON log: one object per line, with time, event, peer (the client's IP), method, args, outcome and ms.
 expect_rc 0 "$RPC_CALL" "$EP" masks
