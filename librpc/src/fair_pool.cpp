@@ -4,15 +4,19 @@
 
 namespace rpc::detail {
 
-fair_pool::fair_pool(limits l) : limits_([&] {
+fair_pool::fair_pool(limits l, std::function<void()> lead) : limits_([&] {
   l.threads = std::max<std::size_t>(l.threads, 1);
   l.per_client_running = std::max<std::size_t>(l.per_client_running, 1);
   return l;
-}()) {
-  for (std::size_t i = 0; i < limits_.threads; ++i) threads_.emplace_back([this] { work(); });
+}()), lead_(std::move(lead)) {
+  // With the I/O role, one thread more: `threads` may run handlers while another holds the role.
+  const std::size_t n = limits_.threads + (lead_ ? 1 : 0);
+  for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
 }
 
-fair_pool::~fair_pool() {
+fair_pool::~fair_pool() { stop(); }
+
+void fair_pool::stop() {
   std::vector<std::function<void()>> dropped;  // destroyed outside the lock: a job's captures may take locks
   {
     std::lock_guard lock(mu_);
@@ -24,7 +28,8 @@ fair_pool::~fair_pool() {
     turns_.clear();
   }
   ready_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 fair_pool::refusal fair_pool::submit(const std::string& client, std::function<void()> job) {
@@ -44,6 +49,44 @@ fair_pool::refusal fair_pool::submit(const std::string& client, std::function<vo
   return refusal::none;
 }
 
+bool fair_pool::try_begin(const std::string& client) {
+  std::lock_guard lock(mu_);
+  if (stopping_ || !turns_.empty() || running_ >= limits_.threads) return false;
+  client_queue& c = clients_[client];
+  if (c.running >= limits_.per_client_running) return false;
+  ++c.running;
+  ++running_;
+  return true;
+}
+
+void fair_pool::end(const std::string& client) {
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    ended(clients_[client]);
+    wake = job_ready();
+  }
+  if (wake) ready_.notify_one();
+}
+
+void fair_pool::ended(client_queue& c) {
+  --c.running;
+  --running_;
+  if (!c.in_turn && may_run(c)) {  // it was held back by its running bound: its turn comes again
+    c.in_turn = true;
+    turns_.push_back(&c);
+  }
+}
+
+void fair_pool::vacate() {
+  {
+    std::lock_guard lock(mu_);
+    vacant_ = true;
+  }
+  // Every waiting thread may be one the running bound holds back: wake them all, the first takes the role.
+  ready_.notify_all();
+}
+
 void fair_pool::sweep() {
   std::lock_guard lock(mu_);
   std::erase_if(clients_, [](const auto& c) { return c.second.jobs.empty() && c.second.running == 0; });
@@ -52,28 +95,31 @@ void fair_pool::sweep() {
 void fair_pool::work() {
   std::unique_lock lock(mu_);
   for (;;) {
-    ready_.wait(lock, [&] { return stopping_ || !turns_.empty(); });
+    ready_.wait(lock, [&] { return stopping_ || vacant_ || job_ready(); });
     if (stopping_) return;
+    if (vacant_) {
+      vacant_ = false;
+      lock.unlock();
+      lead_();
+      lock.lock();
+      continue;
+    }
     client_queue& c = *turns_.front();
     turns_.pop_front();
     std::function<void()> job = std::move(c.jobs.front());
     c.jobs.pop_front();
     --queued_;
     ++c.running;
+    ++running_;
     c.in_turn = may_run(c);
     if (c.in_turn) turns_.push_back(&c);  // its next call waits behind the other clients' turns
-    const bool more = !turns_.empty();
+    const bool more = job_ready();
     lock.unlock();
     if (more) ready_.notify_one();  // submit() wakes one thread per client put in turn, not per call: pass it on
     job();
     job = nullptr;  // its captures go before the lock is taken again
     lock.lock();
-    --c.running;
-    if (!c.in_turn && may_run(c)) {  // it was held back by its running bound: its turn comes again
-      c.in_turn = true;
-      turns_.push_back(&c);
-      // this thread takes the next turn itself: no other thread needs waking
-    }
+    ended(c);  // if its turn comes again, this thread takes the next turn itself: no other thread needs waking
   }
 }
 

@@ -5,6 +5,10 @@
 // client's backlog never delays another client's next call by more than one call per client ahead of it, and one
 // client can never hold every thread. Queues are bounded, per client and in all; a call beyond a bound is refused
 // at once (the server answers it with Overloaded) rather than held.
+//
+// With a `lead` function the pool also carries the server's I/O role (io_role.hpp): it runs one thread more than
+// handlers may run at once, so a thread is always free to take the role when it falls vacant (vacate()), and the
+// thread holding it may run a call itself (try_begin()/end()) when that call would run at once anyway.
 #pragma once
 
 #include <condition_variable>
@@ -29,14 +33,27 @@ class fair_pool {
   };
   enum class refusal { none, client_queue_full, queue_full };
 
-  explicit fair_pool(limits l);
-  /// Drops the queued calls, lets the running ones finish, joins the threads.
+  /// `lead`, if given, is run by a free thread each time vacate() is called (the first time too: the role starts
+  /// vacant once the pool exists).
+  explicit fair_pool(limits l, std::function<void()> lead = nullptr);
+  /// stop()s.
   ~fair_pool();
   fair_pool(const fair_pool&) = delete;
   fair_pool& operator=(const fair_pool&) = delete;
 
+  /// Drops the queued calls, lets the running ones finish, joins the threads. Running jobs may still call end(),
+  /// submit() (which drops the job) and vacate() meanwhile. Call it from none of the pool's own threads.
+  void stop();
   /// Queues `job` for `client`. Returns: refusal::none, or which bound refused it (the job is dropped then).
   refusal submit(const std::string& client, std::function<void()> job);
+  /// Counts a call of `client` as running on the caller's own thread, if one may start now: no other call is
+  /// waiting its turn, fewer than `threads` run, and the client runs fewer than its bound. Returns: whether it was
+  /// counted (then end() must follow), else the call should be submit()ted.
+  [[nodiscard]] bool try_begin(const std::string& client);
+  /// A call counted by try_begin() has ended.
+  void end(const std::string& client);
+  /// The I/O role fell vacant: a free thread runs `lead`.
+  void vacate();
   /// Forgets clients with nothing queued or running (their entries are kept between calls, to save an allocation
   /// per call of a client that calls one at a time).
   void sweep();
@@ -50,6 +67,9 @@ class fair_pool {
   };
   void work();
   [[nodiscard]] bool may_run(const client_queue& c) const { return !c.jobs.empty() && c.running < limits_.per_client_running; }
+  [[nodiscard]] bool job_ready() const { return !turns_.empty() && running_ < limits_.threads; }
+  /// One of `c`'s calls has ended (mu_ held): its turn may come again.
+  void ended(client_queue& c);
 
   const limits limits_;
   std::mutex mu_;
@@ -57,6 +77,9 @@ class fair_pool {
   std::unordered_map<std::string, client_queue> clients_;  // node-based: the pointers in turns_ stay valid
   std::deque<client_queue*> turns_;                        // clients with a call that may run now, in turn
   std::size_t queued_ = 0;
+  std::size_t running_ = 0;  // calls running, on the pool's threads or counted by try_begin()
+  const std::function<void()> lead_;
+  bool vacant_ = false;  // the I/O role waits for a thread to take it
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
