@@ -189,8 +189,18 @@ server::impl::impl(server_options o) : opts(std::move(o)) {
   }
 }
 
+namespace {
+// The server whose I/O role this thread holds (or lent itself to run a handler), and its ticket.
+struct holding {
+  const server::impl* of = nullptr;
+  detail::io_role::ticket ticket = 0;
+};
+thread_local holding io_holder;
+}  // namespace
+
 server::impl::locked::~locked() {
-  const bool on_io = std::this_thread::get_id() == s_.io_id;
+  // On the role's thread. While it runs a handler the role may pass to another thread: after sending, it checks.
+  const bool on_io = io_holder.of == &s_;
   bool wake = s_.wake_io && !on_io;
   s_.wake_io = false;
   const bool full = s_.router_out_bytes >= 64 * 1024 || (s_.batch && s_.batch->body.size() >= 64 * 1024);
@@ -230,6 +240,10 @@ server::impl::locked::~locked() {
     if (on_io) s_.io_input = true;
     else wake = input || wake;
   }
+  // A handler run by the role's holder, whose role went to another thread meanwhile: that thread may sleep past
+  // what this one queued, or input whose edge the sends took. (If the role goes after this check, its new holder
+  // starts by reading, and computes its deadlines afresh.)
+  if (on_io && !s_.role->mine(io_holder.ticket)) wake = true;
   for (detail::link_core* l : to_drain) s_.drain(*l);
   if (wake) s_.wake.signal();
 }
@@ -373,7 +387,7 @@ std::string server::listen(std::string_view endpoint) {
 
 std::string server::listen(const link& over) {
   const std::string where = "duct:" + over.name();
-  if (impl_->io.joinable() && !impl_->running) throw error("listen " + where + ": the server was stopped");
+  if (impl_->started && !impl_->running) throw error("listen " + where + ": the server was stopped");
   if (over.closed()) throw error("listen " + where + ": the link is closed");
   detail::access::core(over)->claim(*impl_);
   {
@@ -387,16 +401,19 @@ std::string server::listen(const link& over) {
 
 void server::start() {
   if (impl_->running) throw error("the server is already running");
-  if (impl_->io.joinable() || impl_->mode != serving_mode::serving)
+  if (impl_->started || impl_->mode != serving_mode::serving)
     throw error("the server was stopped and cannot start again: make a new one");
   if (!impl_->listening) throw error("the server listens nowhere: call listen() first");
   const server_options& o = impl_->opts;
   const std::size_t threads = std::max<std::size_t>(o.threads, 1);
-  impl_->pool = std::make_unique<detail::fair_pool>(detail::fair_pool::limits{
-      threads, o.per_client.running ? o.per_client.running : std::max<std::size_t>(threads - 1, 1), o.per_client.queued,
-      o.max_queued});
+  impl_->started = true;
   impl_->running = true;
-  impl_->io = std::thread([this] { impl_->loop(); });
+  impl_->role = std::make_unique<detail::io_role>(o.handoff_after, [this] { impl_->on_vacated(); });
+  impl_->pool = std::make_unique<detail::fair_pool>(
+      detail::fair_pool::limits{threads, o.per_client.running ? o.per_client.running : std::max<std::size_t>(threads - 1, 1),
+                                o.per_client.queued, o.max_queued},
+      [this] { impl_->lead(); });
+  impl_->pool->vacate();  // a pool thread takes the I/O role
   std::vector<std::shared_ptr<detail::link_core>> links;
   {
     std::lock_guard lock(impl_->mu);
@@ -430,14 +447,18 @@ void server::stop() noexcept {
       if (call.input)
         call.input->fail(std::make_exception_ptr(cancelled_error("Cancelled", call.method + ": the server stopped", "")));
   }
-  impl_->io.join();
+  impl_->role->end_if_vacant();
+  impl_->role->wait_ended();  // the holder sees `running` false once its round (and any handler it runs) is over
+  impl_->role->stop_monitor();
   std::vector<std::shared_ptr<detail::link_core>> links;
   {
     std::lock_guard lock(impl_->mu);
     for (auto& [identity, l] : impl_->links) links.push_back(l);
   }
   for (auto& l : links) l->detach(*impl_);  // no reader hands us anything from here on
-  impl_->pool.reset();  // lets running handlers finish; their replies go nowhere but to ducts still open
+  impl_->pool->stop();  // lets running handlers finish, their replies going nowhere but to ducts still open; a
+                        // handler the role's holder ran itself still counts itself out, so the pool must stay
+  impl_->pool.reset();
   impl_->mode = serving_mode::aborting;  // for accepting(), and so that start() refuses
   release_ipc_files();  // a stopped server listens no more: its ipc:// sockets go
 }
@@ -462,72 +483,128 @@ detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
   return std::max(next - now, detail::clock::duration(0));
 }
 
-// The I/O thread. It sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever touches the
-// socket may consume one. So whoever sends looks at ZMQ_EVENTS afterwards (send_router()): a handler thread that
-// sees input waiting wakes the I/O thread, which itself then does not sleep; and the loop reads until nothing is
-// left (or a full batch), after which ZeroMQ signals the descriptor again.
-void server::impl::loop() {
-  io_id = std::this_thread::get_id();
-  const int router_fd = router.get(zmq::sockopt::fd);
-  std::vector<zmq::message_t> frames;
-  std::vector<std::pair<std::string, zmq::message_t>> arrived;     // identity and body, as received
+// The I/O role. Its holder sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever
+// touches the socket may consume one. So whoever sends looks at ZMQ_EVENTS afterwards (send_router()): a handler
+// thread that sees input waiting wakes the holder, which itself then does not sleep; and a round reads until
+// nothing is left (or a full batch), after which ZeroMQ signals the descriptor again.
+void server::impl::lead() {
+  const detail::io_role::ticket t = role->take();
+  if (!t) return;  // the server stopped meanwhile
+  io_holder = {this, t};
+  io_input = true;  // the last holder may have left input unread, or sent and taken its edge: read before sleeping
+  detail::clock::duration wait{0};
+  bool have_role = true;
+  while (have_role && running) have_role = round(t, wait);
+  io_holder = {};
+  if (have_role) role->end(t);  // the server stops
+}
+
+bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wait) {
+  // Per thread, not per role: a round leaves them empty, and a thread that lost the role mid-round may still be
+  // dispatching its calls while the next holder runs its own round.
+  thread_local std::vector<zmq::message_t> frames;
+  thread_local std::vector<std::pair<std::string, zmq::message_t>> arrived;  // identity and body, as received
   struct decoded_event {
     std::string identity;
     std::shared_ptr<event> ev;
     zmq::message_t body;  // kept for its metadata: the peer's address, read once per peer
   };
-  std::vector<decoded_event> decoded;
-  std::vector<detail::inline_call> calls;
-  detail::clock::duration wait{0};  // the first round only looks
-  while (running) {
-    if (!io_input) {  // else it reads at once, without a system call to learn what it already knows
-      pollfd fds[2] = {{router_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
-      const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-      if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
-    }
-    io_input = false;
-    // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats. Only the
-    // socket is held while ZeroMQ is asked, and events are decoded before the server's lock is taken: handler
-    // threads need that lock to complete their calls.
-    {
-      std::lock_guard lock(router_mu);
-      int i = 0;
-      for (; i < 1000 && detail::try_recv(router, frames); ++i) {
-        if (frames.size() < 2) ++dropped;
-        else arrived.emplace_back(frames.front().to_string(), std::move(frames.back()));
-      }
-      if (i == 1000) io_input = true;  // a full batch: more may be waiting
-    }
-    for (auto& [identity, body] : arrived) {
-      try {
-        auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
-        detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())), *ev);
-        decoded.push_back({std::move(identity), std::move(ev), std::move(body)});
-      } catch (const protocol_error&) {
-        ++dropped;
-      }
-    }
-    arrived.clear();
-    {
-      locked g(*this);
-      for (auto& [identity, ev, body] : decoded) {
-        // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
-        // client may choose its routing id, even one a client that left had.
-        if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap)
-          a->second = {detail::peer_address(body), detail::peer_key(body)};
-        on_event(identity, std::move(ev), detail::clock::now());
-      }
-      calls.swap(inline_calls);
-    }
-    decoded.clear();
-    run_inline(calls, true);  // the replies leave together, in one pass over the socket
-    locked g(*this);  // on release, sends what this round and other threads queued, before the next sleep
-    if (mode == serving_mode::aborting) abort_running();
-    const auto now = detail::clock::now();
-    tick(now);
-    wait = next_wait(now);
+  thread_local std::vector<decoded_event> decoded;
+  thread_local std::vector<detail::inline_call> calls;
+  if (!io_input.exchange(false)) {  // else it reads at once, without a system call to learn what it already knows
+    pollfd fds[2] = {{router.get(zmq::sockopt::fd), POLLIN, 0}, {wake.fd(), POLLIN, 0}};
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
   }
+  // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats. Only the
+  // socket is held while ZeroMQ is asked, and events are decoded before the server's lock is taken: handler
+  // threads need that lock to complete their calls.
+  {
+    std::lock_guard lock(router_mu);
+    int i = 0;
+    for (; i < 1000 && detail::try_recv(router, frames); ++i) {
+      if (frames.size() < 2) ++dropped;
+      else arrived.emplace_back(frames.front().to_string(), std::move(frames.back()));
+    }
+    if (i == 1000) io_input = true;  // a full batch: more may be waiting
+  }
+  for (auto& [identity, body] : arrived) {
+    try {
+      auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
+      detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())), *ev);
+      decoded.push_back({std::move(identity), std::move(ev), std::move(body)});
+    } catch (const protocol_error&) {
+      ++dropped;
+    }
+  }
+  arrived.clear();
+  {
+    locked g(*this);
+    for (auto& [identity, ev, body] : decoded) {
+      // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
+      // client may choose its routing id, even one a client that left had.
+      if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap)
+        a->second = {detail::peer_address(body), detail::peer_key(body)};
+      on_event(identity, std::move(ev), detail::clock::now());
+    }
+    calls.swap(inline_calls);
+    std::lock_guard k(kept_mu);
+    for (auto& c : io_calls) kept.push_back(std::move(c));
+    io_calls.clear();
+  }
+  decoded.clear();
+  run_inline(calls, true);  // the replies leave together, in one pass over the socket
+  if (!run_io_calls(t)) return false;
+  locked g(*this);  // on release, sends what this round and other threads queued, before the next sleep
+  if (mode == serving_mode::aborting) abort_running();
+  const auto now = detail::clock::now();
+  tick(now);
+  wait = next_wait(now);
+  return true;
+}
+
+bool server::impl::run_io_calls(detail::io_role::ticket t) {
+  for (;;) {
+    detail::io_call c;
+    {
+      std::lock_guard k(kept_mu);
+      if (kept.empty()) return true;
+      c = std::move(kept.front());
+      kept.pop_front();
+    }
+    if (!pool->try_begin(c.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+      dispatch(c);
+      continue;
+    }
+    role->enter(t);
+    c.job();
+    c.job = nullptr;  // its captures go now, as a pool thread's would
+    pool->end(c.client);
+    if (!role->leave(t)) {  // it ran long: the role, and the calls kept behind it (on_vacated()), went on
+      io_holder = {};       // this thread is a pool thread again
+      return false;
+    }
+  }
+}
+
+void server::impl::on_vacated() {
+  std::deque<detail::io_call> waiting;
+  {
+    std::lock_guard k(kept_mu);
+    waiting.swap(kept);
+  }
+  for (auto& c : waiting) dispatch(c);
+  pool->vacate();
+}
+
+void server::impl::dispatch(detail::io_call& c) {
+  const auto why = pool->submit(c.client, std::move(c.job));
+  if (why == detail::fair_pool::refusal::none) return;
+  locked g(*this);
+  if (!c.oneway) return refuse(c.key, *c.method, why);
+  if (running_calls.erase(c.key)) closed_one();  // nobody to tell: dropped and counted, as on_published() does
+  ++dropped;
 }
 
 void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev) {
@@ -816,8 +893,9 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   }
   const bool at_once = call.defer_at && m.policy == defer_policy::always;
   std::stop_token stop = call.stop.get_token();
+  // Run where it arrived unless it waits for chunks, which only this thread could bring it.
   auto why = run_handler(client_of(identity), m.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}},
-                         nullptr, std::move(report), std::move(in));
+                         nullptr, std::move(report), std::move(in), chunked ? nullptr : &key, &method);
   if (why != detail::fair_pool::refusal::none) return refuse(key, method, why);
   // Deferred always: the token goes now, under the lock the handler's outcome needs, so it can never come first.
   if (at_once) defer_now(key);
@@ -830,10 +908,12 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
                                                      std::stop_token stop, outbound o,
                                                      std::shared_ptr<detail::server_sink> out,
                                                      std::shared_ptr<detail::server_progress> report,
-                                                     std::shared_ptr<detail::stream_state> in) {
+                                                     std::shared_ptr<detail::stream_state> in,
+                                                     const detail::call_key* inline_as, const std::string* method,
+                                                     bool oneway) {
   o.channel = ev->header.id;
   std::string peer = address_of(o.identity);
-  return pool->submit(client, [this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o),
+  std::function<void()> job = [this, &fn, ev = std::move(ev), &args, stop = std::move(stop), o = std::move(o),
                                out = std::move(out), report = std::move(report), in = std::move(in),
                                peer = std::move(peer)]() mutable {
     std::optional<source> input;
@@ -855,7 +935,12 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
       if (!out->take_credit(g)) return;  // the call is gone: there is nothing left to end
     }
     complete(std::move(o));
-  });
+  };
+  if (inline_as && io_holder.of == this && role->mine(io_holder.ticket) && opts.handoff_after.count() > 0) {
+    io_calls.push_back({client, std::move(job), *inline_as, method, oneway});
+    return detail::fair_pool::refusal::none;
+  }
+  return pool->submit(client, std::move(job));
 }
 
 // Runs run_on::receiver calls on this thread, then completes them all under one lock, so their replies leave in
@@ -925,7 +1010,8 @@ void server::impl::on_published(const std::string& identity, std::shared_ptr<eve
   std::stop_token stop = call.stop.get_token();
   const msgpack::object& args = ev->args();
   auto why = run_handler(client_of(identity), m->second.fn, std::move(ev), args, stop, outbound{identity, {}, "OK", {}, {}},
-                         nullptr, nullptr, m->second.reads ? detail::empty_input(m->first) : nullptr);
+                         nullptr, nullptr, m->second.reads ? detail::empty_input(m->first) : nullptr, &key, &m->first,
+                         true);
   if (why != detail::fair_pool::refusal::none) {  // nobody to tell: dropped and counted
     running_calls.erase(key);
     closed_one();

@@ -1,5 +1,5 @@
-// Internal: the state of an rpc::server, shared by its I/O thread (the ROUTER socket, timers), the reader threads
-// of the links it serves and its handler pool, all under one mutex. Sends are queued under the mutex and leave
+// Internal: the state of an rpc::server, shared by the thread holding its I/O role (the ROUTER socket, timers; see
+// io_role.hpp), the reader threads of the links it serves and its handler pool, all under one mutex. Sends are queued under the mutex and leave
 // after it is released, in the order they were queued: ROUTER sends under router_mu, each link's by one thread at a
 // time (whoever unlocks first, until its queue is empty). server.cpp has the transport and the calls, server_builtins.cpp the built-in methods.
 #pragma once
@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@
 #include "link_core.hpp"
 #include "stream_state.hpp"
 #include "fair_pool.hpp"
+#include "io_role.hpp"
 #include "wakeup.hpp"
 #include "zap_handler.hpp"
 
@@ -94,6 +96,17 @@ struct inline_call {
   bool tracked = false;  // among the running calls, with a channel; else a plain call on the fast path (on_event())
 };
 
+// A call the thread holding the I/O role received and runs itself once it has let go of the lock, if the pool
+// lets it start at once (fair_pool::try_begin()); else, or if the role has gone to another thread meanwhile, it is
+// queued on the pool like any other.
+struct io_call {
+  std::string client;          // whose bounds it counts against
+  std::function<void()> job;   // as run_handler() made it
+  call_key key;                // to answer with Overloaded if the pool refuses it
+  const std::string* method = nullptr;  // the bound method's name (methods are fixed once started)
+  bool oneway = false;                 // published: refused, it is dropped and counted
+};
+
 /// The input of a call to a method that reads a chunked request, made without one (a plain call, a submit): empty.
 inline std::shared_ptr<stream_state> empty_input(const std::string& method) {
   auto in = std::make_shared<stream_state>(method, 1);
@@ -126,11 +139,13 @@ struct server::impl final : detail::link_server {
   std::map<std::string, detail::method_entry> methods;   // fixed once started
   bool listening = false;                                // listen() succeeded at least once
   detail::wakeup wake;
+  std::unique_ptr<detail::io_role> role;  // before `pool`, whose threads take it: destroyed after them
   std::unique_ptr<detail::fair_pool> pool;
-  std::thread io;
-  std::thread::id io_id;
-  bool io_input = false;  // the I/O thread's own: input may be waiting that no edge of the descriptor will announce
-  id_generator io_ids;    // the I/O thread's own: ids of the replies it sends itself (run_inline())
+  bool started = false;  // start() ran: a server starts once
+  // Input may be waiting that no edge of the descriptor will announce: set by whoever sent on the ROUTER as the
+  // role's holder (or its lender), taken by the holder before it sleeps.
+  std::atomic<bool> io_input{false};
+  id_generator io_ids;    // the role's own: ids of the replies its holder sends itself (run_inline())
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};
@@ -177,6 +192,11 @@ struct server::impl final : detail::link_server {
   };
   std::unordered_map<detail::link_core*, link_outbox> link_out;
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
+  std::vector<detail::io_call> io_calls;  // the role holder's, kept for it to run after it unlocks
+  // The calls the role's holder keeps to run itself, one after another (run_io_calls()); when a handler it runs
+  // takes too long, the monitor hands those behind it to the pool (on_vacated()). Under kept_mu (taken after mu).
+  std::mutex kept_mu;
+  std::deque<detail::io_call> kept;
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
@@ -236,20 +256,34 @@ struct server::impl final : detail::link_server {
   void abort_running();
   void defer(const detail::call_key& key, detail::running_call& call);
   void defer_now(const detail::call_key& key);
-  /// Queues a handler on the pool for `client` (see client_of()). Returns: refusal::none, or why the pool refused
-  /// it (nothing was queued then).
+  /// Queues a handler on the pool for `client` (see client_of()), or, with `inline_as` (the call's key) when this
+  /// thread holds the I/O role and the budget allows, keeps it for the holder to run itself (io_calls). Returns:
+  /// refusal::none, or why the pool refused it (nothing was queued then).
   [[nodiscard]] detail::fair_pool::refusal run_handler(
                    const std::string& client, const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
                    std::shared_ptr<detail::server_progress> report = nullptr,
-                   std::shared_ptr<detail::stream_state> in = nullptr);
+                   std::shared_ptr<detail::stream_state> in = nullptr, const detail::call_key* inline_as = nullptr,
+                   const std::string* method = nullptr, bool oneway = false);
+  /// Runs the kept calls on this thread while it holds the role. Returns: whether this thread still holds it.
+  bool run_io_calls(detail::io_role::ticket t);
+  /// The role went vacant (a handler its holder ran took too long; on the monitor's thread): the kept calls go to
+  /// the pool, and a pool thread takes the role.
+  void on_vacated();
+  /// Queues an io_call on the pool after all, answering it with Overloaded (or dropping it) if refused.
+  void dispatch(detail::io_call& c);
   /// Runs run_on::receiver calls on this thread (without `mu`). On the I/O thread (`on_io`), the fast path's replies
   /// go straight to the ROUTER.
   void run_inline(std::vector<detail::inline_call>& calls, bool on_io);
   void deferred_builtin(const std::string& identity, std::shared_ptr<event> ev);
   void job_finished(detail::job& j, std::string name, duct::buffer outcome);
   void answer_waiter(detail::job& j, const detail::job_waiter& w);
-  void loop();  // the I/O thread; takes `mu` itself
+  /// Run by a pool thread when the I/O role is vacant: takes it and serves until it passes it on or the server
+  /// stops. Takes `mu` itself.
+  void lead();
+  /// One round of the role: receive, dispatch, run the calls it keeps, tick. Returns: whether this thread still
+  /// holds the role.
+  bool round(detail::io_role::ticket t, detail::clock::duration& wait);
   void on_event(const std::string& identity, std::shared_ptr<event> ev, detail::clock::time_point now);
   void on_request(const std::string& identity, std::shared_ptr<event> ev);
   void on_published(const std::string& identity, std::shared_ptr<event> ev);

@@ -88,7 +88,15 @@ struct client_limits {
 
 struct server_options {
   std::string name = "ductrpc";                                ///< what _zerorpc_name and _zerorpc_ping report
-  std::size_t threads = 4;                                     ///< handler pool size
+  /// Handlers running at once. The server runs one thread more: whichever holds the I/O role (see handoff_after).
+  std::size_t threads = 4;
+  /// A call arrives on the thread that holds the server's I/O role (receiving, heartbeats, timers), which runs its
+  /// handler itself when the handler would start at once anyway: no thread wakes for a fast call. A handler still
+  /// running after this budget (checked once per budget, so it has between one and two) gives the I/O role to a
+  /// free thread, and finishes where it is. 0: every handler runs on another thread than the one that received it
+  /// (a thread wake-up per call, and nothing received ever waits for a handler). Streams and chunked calls
+  /// always run on another thread.
+  std::chrono::microseconds handoff_after = std::chrono::milliseconds(1);
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   std::size_t max_message_size = std::size_t{64} << 20;        ///< larger messages are refused by ZeroMQ itself
   std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
