@@ -445,6 +445,9 @@ int main(int argc, char** argv) {
   so.name = cfg.name;
   so.list_jobs = cfg.list_jobs;
   so.threads = cfg.jobs;
+  // Every call starts a process, which takes longer than the budget of a handler run where its call arrives: it
+  // would only hold up receiving until the handoff. Commands go to the other threads at once.
+  so.handoff_after = std::chrono::microseconds(0);
   so.per_client.running = cfg.client_jobs;
   so.per_client.queued = cfg.client_queue;
   so.heartbeat = seconds_option(cfg.heartbeat);

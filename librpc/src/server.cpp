@@ -196,6 +196,8 @@ struct holding {
   detail::io_role::ticket ticket = 0;
 };
 thread_local holding io_holder;
+// The server whose role holder this thread is running a kept call for: the call's reply joins `held`.
+thread_local const server::impl* holding_replies = nullptr;
 }  // namespace
 
 server::impl::locked::~locked() {
@@ -469,6 +471,8 @@ std::uint64_t server::dropped_events() const noexcept { return impl_->dropped.lo
 
 std::size_t server::open_channels() const noexcept { return impl_->open.load(); }
 
+std::uint64_t server::handoffs() const noexcept { return impl_->role ? impl_->role->handoffs() : 0; }
+
 // ---- the transports ---------------------------------------------------------------------------------------------------
 
 detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
@@ -564,12 +568,15 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   return true;
 }
 
+// The kept calls' replies are held until the last has run, then leave together: one pass over the socket, not one
+// per call. A handler that runs long does not hold up those before it for more than its budget: the monitor sends
+// them when it hands the role on (on_vacated()).
 bool server::impl::run_io_calls(detail::io_role::ticket t) {
   for (;;) {
     detail::io_call c;
     {
       std::lock_guard k(kept_mu);
-      if (kept.empty()) return true;
+      if (kept.empty()) break;
       c = std::move(kept.front());
       kept.pop_front();
     }
@@ -578,14 +585,33 @@ bool server::impl::run_io_calls(detail::io_role::ticket t) {
       continue;
     }
     role->enter(t);
+    holding_replies = this;
     c.job();
+    holding_replies = nullptr;
     c.job = nullptr;  // its captures go now, as a pool thread's would
     pool->end(c.client);
     if (!role->leave(t)) {  // it ran long: the role, and the calls kept behind it (on_vacated()), went on
       io_holder = {};       // this thread is a pool thread again
+      send_held();          // its own reply, held after the monitor sent the others
       return false;
     }
   }
+  send_held();
+  return true;
+}
+
+void server::impl::send_held() {
+  thread_local std::vector<detail::outbound> replies;
+  {
+    std::lock_guard k(kept_mu);
+    if (held.empty()) return;
+    replies.swap(held);
+  }
+  {
+    locked g(*this);
+    for (auto& o : replies) complete(std::move(o));
+  }
+  replies.clear();
 }
 
 void server::impl::on_vacated() {
@@ -594,6 +620,7 @@ void server::impl::on_vacated() {
     std::lock_guard k(kept_mu);
     waiting.swap(kept);
   }
+  send_held();
   for (auto& c : waiting) dispatch(c);
   pool->vacate();
 }
@@ -926,6 +953,11 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
       execute(fn, args, context, o);
     }
     if (in) in->detach();  // before taking the lock: a grant in progress holds the state's callback lock
+    if (holding_replies == this && !o.stream) {  // it leaves with the others its thread runs (run_io_calls())
+      std::lock_guard k(kept_mu);
+      held.push_back(std::move(o));
+      return;
+    }
     locked g(*this);
     if (o.stream) {
       if (o.name == "OK") {  // the handler returned: the clean end

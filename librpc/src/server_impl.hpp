@@ -197,6 +197,7 @@ struct server::impl final : detail::link_server {
   // takes too long, the monitor hands those behind it to the pool (on_vacated()). Under kept_mu (taken after mu).
   std::mutex kept_mu;
   std::deque<detail::io_call> kept;
+  std::vector<detail::outbound> held;  // the replies of kept calls that ran, to leave together (send_held())
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
@@ -270,6 +271,8 @@ struct server::impl final : detail::link_server {
   /// The role went vacant (a handler its holder ran took too long; on the monitor's thread): the kept calls go to
   /// the pool, and a pool thread takes the role.
   void on_vacated();
+  /// Completes the held replies under one lock: they leave together as it is released.
+  void send_held();
   /// Queues an io_call on the pool after all, answering it with Overloaded (or dropping it) if refused.
   void dispatch(detail::io_call& c);
   /// Runs run_on::receiver calls on this thread (without `mu`). On the I/O thread (`on_io`), the fast path's replies

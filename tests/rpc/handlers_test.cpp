@@ -1,11 +1,14 @@
 // Where handlers run and what they may hold up: a handler that blocks, every handler thread blocked at once, and a
 // handler that spins must not stop the server from answering other clients, pings and heartbeats. These hold for any
 // way of running handlers the server adopts (a pool behind the receiving thread, or handlers run where their call
-// arrives with the socket handed over when one runs long): they are the guarantees, not the mechanism.
+// arrives with the socket handed over when one runs long): they are the guarantees. The last cases test the
+// mechanism itself: where a call runs, and what a handoff does.
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <future>
 #include <optional>
 #include <thread>
@@ -106,4 +109,66 @@ TEST_CASE("handlers: a handler spinning in long calls back to back makes no call
   CHECK(other.call_for(10s, "nap", 1000).as<int>() == 1000);
   CHECK(other.call_for(5s, "add", 1, 2).as<int>() == 3);
   CHECK(hog.get() == 5);
+}
+
+namespace {
+
+// The thread a handler ran on, as a number: `pool` methods (the default) and a run_on::receiver one.
+struct where_served {
+  rpc::server server;
+  std::string endpoint;
+
+  explicit where_served(rpc::server_options o) : server(std::move(o)) {
+    auto here = [] { return static_cast<std::uint64_t>(std::hash<std::thread::id>()(std::this_thread::get_id())); };
+    server.bind("here", here);
+    server.bind("receiver_here", here, {.where = rpc::run_on::receiver});
+    endpoint = server.listen("tcp://127.0.0.1:0");
+    server.start();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("handlers: a call runs on the thread that received it, with no hand-off", "[rpc][handlers]") {
+  where_served s({});  // the default configuration
+  rpc::client c(s.endpoint);
+  // A run_on::receiver handler runs where its call was received by definition. A default one must run there too
+  // unless the receiving thread changed in between: that is, unless a handoff happened (a preempted handler on a
+  // loaded machine may pass its budget), which the loop retries.
+  bool compared = false;
+  for (int attempt = 0; attempt < 50 && !compared; ++attempt) {
+    const std::uint64_t before = s.server.handoffs();
+    const auto pooled = c.call_for(5s, "here").as<std::uint64_t>();
+    const auto received = c.call_for(5s, "receiver_here").as<std::uint64_t>();
+    if (s.server.handoffs() != before) continue;
+    CHECK(pooled == received);
+    compared = true;
+  }
+  REQUIRE(compared);
+}
+
+TEST_CASE("handlers: handoff_after 0 runs every handler on another thread than the receiving one",
+          "[rpc][handlers]") {
+  where_served s({.handoff_after = 0ms});
+  rpc::client c(s.endpoint);
+  for (int i = 0; i < 20; ++i)
+    CHECK(c.call_for(5s, "here").as<std::uint64_t>() != c.call_for(5s, "receiver_here").as<std::uint64_t>());
+  CHECK(s.server.handoffs() == 0);
+}
+
+TEST_CASE("handlers: one that runs past its budget hands receiving on, and the calls behind it still run",
+          "[rpc][handlers]") {
+  hogged s({.heartbeat = period});
+  rpc::client c(s.endpoint, {.heartbeat = period});
+  // Sent back to back, the second likely arrives in the same pass as the first, kept to run after it on the same
+  // thread: when the first blocks, it must go to another thread, not wait behind it.
+  rpc::future blocked = c.async_call("until_stopped");
+  std::vector<rpc::future> behind;
+  for (int i = 0; i < 2; ++i) behind.push_back(c.async_call("add", i, 1));
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(behind[i].wait_for(5s) == std::future_status::ready);
+    CHECK(behind[i].get().as<int>() == i + 1);
+  }
+  test::eventually([&] { return s.server.handoffs() >= 1; });
+  CHECK(blocked.wait_for(0ms) == std::future_status::timeout);
 }

@@ -4,10 +4,13 @@
 //   rpc::server s({.name = "calc"});
 //   s.bind("add", [](int a, int b) { return a + b; }, "Adds two integers.");
 //   std::string where = s.listen("tcp://127.0.0.1:0");   // port 0: the real endpoint comes back
-//   s.start();                                             // the I/O thread and the handler pool
+//   s.start();                                             // the server's threads
 //
-// An I/O thread owns the socket, decodes events and sends heartbeats; handlers run on a pool, so a handler that
-// blocks or burns CPU never delays heartbeats or other clients' calls. The pool is shared fairly: clients take
+// The server's threads share one I/O role (the socket, decoding, heartbeats, timers). The thread holding it runs
+// a call's handler itself when it may start at once, so a fast call costs no thread wake-up; a handler still
+// running after server_options::handoff_after (1 ms) gives the role to another of the server's threads, so a
+// handler that blocks or burns CPU delays heartbeats and other clients' calls by at most about that budget. At most
+// `threads` handlers run at once. They are shared fairly: clients take
 // turns, and each is bounded in what it may run, queue and keep (client_limits); beyond a bound a call is answered
 // with an Overloaded error at once. Arguments are converted from the call's
 // positional args by the callable's own parameter types; a wrong count or type becomes a TypeError ERR, never a
@@ -53,11 +56,16 @@ enum class defer_policy {
 
 /// Which thread runs a method's handler.
 enum class run_on {
-  pool,      ///< the handler pool (the default): a slow or blocking handler delays nobody else
-  receiver,  ///< the thread that received the call (the I/O thread, or a link's reader), saving the hand-off to the
-             ///< pool (a thread wake-up per call). Only for handlers that return within
-             ///< microseconds and never block or call out: while one runs, nothing else on that thread moves, not
-             ///< heartbeats and not other clients' calls. Such a call is never deferred.
+  /// The default: the server's threads. Over ZeroMQ the thread that received the call runs it when it may start at
+  /// once, and hands receiving on to another thread if it runs past server_options::handoff_after; a link's calls
+  /// go to another thread. A slow or blocking handler delays nobody else by more than about that budget.
+  pool,
+  /// The thread that received the call, in the same pass as the other calls it received: their replies leave
+  /// together, and receiving is never handed on, so it saves the last bookkeeping per call (a few microseconds
+  /// less CPU than `pool` with many calls in flight). Only for handlers that return within microseconds and never
+  /// block or call out: while one runs, nothing else on that thread moves, not heartbeats and not other clients'
+  /// calls. Such a call is never deferred.
+  receiver,
 };
 
 /// How a method is served; see server::bind().
@@ -205,6 +213,8 @@ class server {
   [[nodiscard]] std::uint64_t dropped_events() const noexcept;
   /// Calls open right now, across all clients: open channels and deferred calls still running.
   [[nodiscard]] std::size_t open_channels() const noexcept;
+  /// How many times a handler ran past handoff_after on the receiving thread, which then handed receiving on.
+  [[nodiscard]] std::uint64_t handoffs() const noexcept;
 
   struct impl;
 
