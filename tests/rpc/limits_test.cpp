@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <rpc/client.hpp>
@@ -151,6 +153,26 @@ TEST_CASE("limits: a result over the client's byte budget becomes an Overloaded 
     CHECK_THAT(e.message(), Catch::Contains("700") && Catch::Contains("bytes"));
   }
   CHECK(c.wait(a, 10s).as<std::string>().size() == 700'000);  // the first is intact
+}
+
+TEST_CASE("limits: no more than `threads` handlers run at once, the receiving thread's own among them",
+          "[rpc][limits][handlers]") {
+  // The server has a thread more than `threads` (whichever receives), and that thread runs calls itself: the bound
+  // must count both. Two calls that block fill the two; then the receiving thread, free, gets two more, from a
+  // client allowed two: they must wait, not run where they arrived.
+  blocking_service s({.threads = 2, .per_client = {.running = 2}});
+  rpc::client a(s.endpoint), b(s.endpoint);
+  std::vector<rpc::future> calls;
+  for (int i = 0; i < 2; ++i) calls.push_back(a.async_call("block"));
+  eventually([&] { return s.started.load() == 2; });
+  for (int i = 0; i < 2; ++i) calls.push_back(b.async_call("block"));
+  // A negative can only be watched for a while: 300 ms is hundreds of the server's rounds.
+  const auto until = std::chrono::steady_clock::now() + 300ms;
+  while (std::chrono::steady_clock::now() < until && s.started.load() == 2) std::this_thread::sleep_for(5ms);
+  CHECK(s.started.load() == 2);
+  s.release.set_value();
+  for (auto& c : calls) CHECK(c.get().as<int>() == 0);
+  CHECK(s.started.load() == 4);
 }
 
 TEST_CASE("limits: one-way calls from a client that leaves hold at most its share of threads", "[rpc][limits]") {
