@@ -169,6 +169,8 @@ TEST_CASE("limits: no more than `threads` handlers run at once, the receiving th
   // A negative can only be watched for a while: 300 ms is hundreds of the server's rounds.
   const auto until = std::chrono::steady_clock::now() + 300ms;
   while (std::chrono::steady_clock::now() < until && s.started.load() == 2) std::this_thread::sleep_for(5ms);
+  for (auto& c : calls) UNSCOPED_INFO("ready " << (c.wait_for(0ms) == std::future_status::ready));
+  UNSCOPED_INFO("handoffs " << s.server.handoffs());
   CHECK(s.started.load() == 2);
   s.release.set_value();
   for (auto& c : calls) CHECK(c.get().as<int>() == 0);
