@@ -18,6 +18,7 @@
 #include <rpc/event.hpp>
 
 #include "call_state.hpp"
+#include "call_table.hpp"
 #include "channel.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
@@ -38,17 +39,6 @@ class link_server {
 
  protected:
   ~link_server() = default;
-};
-
-/// How one client call over the link behaves.
-struct link_call_options {
-  const void* owner = nullptr;  ///< the client making it, for abandon()
-  std::string where;            ///< "duct:NAME: method", for error messages
-  std::optional<clock::time_point> deadline;
-  std::chrono::milliseconds limit{0};
-  std::chrono::milliseconds heartbeat{5000};
-  std::size_t window = 100;      ///< a stream's receive window: items (see client_options::stream_window)
-  std::size_t window_bytes = 0;  ///< and bytes (client_options::stream_window_bytes)
 };
 
 class link_core : public std::enable_shared_from_this<link_core> {
@@ -78,22 +68,20 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// Sends one event body. Thread-safe. Throws: duct::error if the duct is closed or broken.
   void send(std::span<const std::byte> body);
 
-  // ---- the client side -------------------------------------------------------------------------------------------
+  // ---- the client side (the protocol itself is the call table's: call_table.hpp) ---------------------------------
   /// Sends a request and returns the future of its outcome. A DEFERRED reply is followed up server-side
-  /// (_ductrpc_wait) without the caller seeing it. Throws: closed_error or lost_remote_error if the duct is closed.
+  /// (_ductrpc_wait) without the caller seeing it. A request that cannot be sent (the duct has closed) fails the
+  /// future with lost_remote_error. Throws: closed_error if the link was closed.
   std::shared_ptr<call_state> start_call(std::string_view method, std::span<const std::byte> packed_args,
-                                         link_call_options o, bool with_reader = true);
+                                         call_spec spec, bool with_reader = true);
   /// A blocking call: as start_call, then waits for the outcome. Returns: the result. Throws: the call's error.
-  duct::value call(std::string_view method, std::span<const std::byte> packed_args, link_call_options o);
-  /// Starts a streamed call (with the reader thread): its events go to the returned state. Throws: as start_call.
-  std::shared_ptr<stream_state> start_stream(std::string_view method, std::span<const std::byte> packed_args,
-                                             link_call_options o, bool progress);
-  /// Starts a chunked call (with the reader thread): the input goes from, the reply to the returned halves.
-  /// `oneway`: forgotten once the input's end is sent. Throws: as start_call.
-  chunked_halves start_chunked(std::string_view method, std::span<const std::byte> packed_args, link_call_options o,
-                               bool oneway);
+  duct::value call(std::string_view method, std::span<const std::byte> packed_args, call_spec spec);
+  /// Starts a streamed call (a stream, progress, a chunked call: `kind`), with the reader thread. Its events go to
+  /// the returned halves, and so does a failure to send the request. Throws: closed_error if the link was closed.
+  chunked_halves start_stream(std::string_view method, std::span<const std::byte> packed_args, call_spec spec,
+                              const stream_spec& kind);
   /// The writer of chunked call `id` sends an event of its input. Returns: false if the call has ended.
-  /// Throws: lost_remote_error if the duct is broken.
+  /// Throws: lost_remote_error if the duct is broken, which also ends the call.
   bool send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
   /// Sends a one-way request. Throws: closed_error or lost_remote_error if the duct is closed.
   void publish(std::string_view method, std::span<const std::byte> packed_args, const std::string& where);
@@ -105,24 +93,13 @@ class link_core : public std::enable_shared_from_this<link_core> {
   void abandon(const void* owner) noexcept;
 
  private:
-  struct open_call {
-    link_call_options o;
-    std::string token;  // set once the server deferred the call
-    std::shared_ptr<call_state> result;  // a call's outcome (not a stream's), settled by the reader
-    heartbeat beat;
-    std::shared_ptr<stream_state> stream = nullptr;  // a streamed call: its events go here, not to `result`
-    stream_stop stops;                               // when and how a dropped stream is stopped
-    bool progress = false;                           // a call that asked for progress: PROGRESS items, then OK
-    std::shared_ptr<upload_state> upload = nullptr;  // a chunked call: the input we send
-    bool oneway = false;                             // a chunked publish: forgotten once its input has ended
-  };
-
-  /// Registers and sends a call whose events go to a stream_state: a stream, a call asking for progress, a
-  /// chunked call (c.upload set). `h` is the request's header less its id.
-  chunked_halves open_stream(std::string_view name, std::span<const std::byte> packed_args, open_call c,
-                             event_header h);
   using outbox = std::vector<duct::buffer>;
 
+  /// Sends call `id`'s request; if the duct refuses it, fails the call with lost_remote_error.
+  void send_request(const message_id& id, const duct::buffer& body) noexcept;
+  /// Carries out a step of the call table: its events go into `out` (flushed by the caller), its futures are
+  /// settled now. Without mu_.
+  void carry_out(effects& fx, outbox& out) noexcept;
   void ensure_reader();  // mu_ held
   /// Reads and hands out events until `done()` holds, the duct closes (then gone()) or the link is closing.
   /// Any number of threads may pump at once: each event goes to exactly one of them. `direct`: the pump of a
@@ -136,12 +113,6 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// Whether the calling thread should read the duct itself: no reader thread runs and no other caller reads.
   bool read_here();
   void dispatch(duct::buffer body, outbox& out);
-  void on_reply(const message_id& id, event& ev, outbox& out);         // mu_ held
-  void on_stream_event(const message_id& id, event& ev, outbox& out);  // mu_ held
-  void fail_call(open_call& c, std::exception_ptr e);                   // mu_ held; leaves it in calls_
-  void wait_on_token(open_call c, const std::string& token, outbox& out);  // mu_ held
-  std::chrono::milliseconds tick(clock::time_point now, outbox& out);  // mu_ held; returns how long to sleep
-  void fail(const message_id& id, std::exception_ptr e);               // mu_ held
   void gone(const std::string& why, bool by_us) noexcept;
   void flush(outbox& out) noexcept;
 
@@ -157,8 +128,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
   wakeup direct_wake_;
 
   std::mutex mu_;  // guards what follows up to server_mu_
-  std::unordered_map<message_id, open_call, message_id_hash> calls_;
-  id_generator ids_;
+  call_table calls_;
   std::thread reader_;
   bool stopping_ = false;
   std::condition_variable closed_cv_;  // notified when closed_ becomes true
