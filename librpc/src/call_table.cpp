@@ -143,7 +143,7 @@ void call_table::on_stream_event(table::iterator c, event& ev, effects& out) {
 
 void call_table::wait_on_token(open_call c, const std::string& token, clock::time_point now, effects& out) {
   if (c.spec.deadline && now >= *c.spec.deadline) {
-    cancel_job(token, out);
+    out.sends.push_back(cancel_event(ids_.next(), token));
     out.settles.push_back(
         {std::move(c.result), {}, std::make_exception_ptr(timeout_error(no_result_within(c.spec.where, c.spec.limit)))});
     return;
@@ -156,19 +156,12 @@ void call_table::wait_on_token(open_call c, const std::string& token, clock::tim
   calls_.emplace(std::move(id), std::move(c));
 }
 
-void call_table::cancel_job(const std::string& token, effects& out) {
-  duct::pack_buffer args;
-  msgpack::pack(args, std::make_tuple(token));
-  // Its answer, like any late reply, is dropped.
-  out.sends.push_back(encode_event_packed(request_header(ids_.next()), "_ductrpc_cancel", args.take().span()));
-}
-
 clock::time_point call_table::tick(clock::time_point now, effects& out) {
   std::vector<std::pair<message_id, std::exception_ptr>> failed;
   auto next = now + std::chrono::seconds(1);
   for (auto& [id, c] : calls_) {
     if (c.spec.deadline && now >= *c.spec.deadline) {
-      if (!c.token.empty()) cancel_job(c.token, out);  // a deferred call: its job is not left running for nobody
+      if (!c.token.empty()) out.sends.push_back(cancel_event(ids_.next(), c.token));  // not left running
       failed.emplace_back(id, std::make_exception_ptr(timeout_error(no_result_within(c.spec.where, c.spec.limit))));
       continue;
     }

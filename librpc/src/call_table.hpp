@@ -143,8 +143,6 @@ class call_table {
   void on_stream_event(table::iterator c, event& ev, effects& out);
   /// Goes on waiting for deferred call `c` on a fresh channel: _ductrpc_wait, held by the server.
   void wait_on_token(open_call c, const std::string& token, clock::time_point now, effects& out);
-  /// The `_ductrpc_cancel` of a deferred call's job whose caller gave up: it is not left running for nobody.
-  void cancel_job(const std::string& token, effects& out);
   void end(table::iterator c, std::exception_ptr e, effects& out);  // fails and forgets
   void forget(table::iterator c);
 

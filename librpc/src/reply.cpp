@@ -137,6 +137,12 @@ duct::buffer stop_event(message_id id, const message_id& channel) {
   return encode_event_packed({std::move(id), channel}, "_ductrpc_stop", std::as_bytes(std::span("\x90", 1)));
 }
 
+duct::buffer cancel_event(message_id id, const std::string& token) {
+  duct::pack_buffer args;
+  msgpack::pack(args, std::make_tuple(token));
+  return encode_event_packed(request_header(std::move(id)), "_ductrpc_cancel", args.take().span());
+}
+
 event_header request_header(message_id id) {
   event_header h{std::move(id)};
   h.accepts_deferred = true;

@@ -97,6 +97,10 @@ class stream_stop {
   bool dropped_ = false;   // the consumer dropped the stream before any arrived
 };
 
+/// The `_ductrpc_cancel [token]` request (id `id`) that cancels the job of a deferred call whose caller gave up on
+/// it, so that it is not left running for nobody. Its answer, like any late reply, is dropped.
+duct::buffer cancel_event(message_id id, const std::string& token);
+
 /// A request's header: a fresh id, and the announcement that we understand DEFERRED replies.
 event_header request_header(message_id id);
 

@@ -16,6 +16,7 @@
 
 #include "access.hpp"
 #include "call_state.hpp"
+#include "call_table.hpp"
 #include "channel.hpp"
 #include "client_impl.hpp"
 #include "handshake_watch.hpp"
@@ -30,26 +31,6 @@ namespace {
 
 using detail::reply;
 
-struct open_call {
-  explicit open_call(detail::heartbeat b) : beat(b) {}
-  detail::heartbeat beat;  // the call's channel: our heartbeats, and whether the server has gone silent
-  std::string method;
-  std::string token;  // set once the server deferred the call: we are now waiting on this token
-  std::shared_ptr<detail::call_state> result;  // a call's future (not a stream's)
-  std::optional<detail::clock::time_point> deadline;
-  std::chrono::milliseconds limit{0};
-  std::shared_ptr<detail::stream_state> stream;  // a streamed call: its events go here, not to `result`
-  detail::stream_stop stops;                     // when and how a dropped stream is stopped
-  bool progress = false;                         // a call that asked for progress: PROGRESS items, then OK
-  std::shared_ptr<detail::upload_state> upload;  // a chunked call: the input we send
-  bool oneway = false;                           // a chunked publish: forgotten once its input has ended
-};
-
-// A chunked call's input ends along with its reply: with the reply's error, or (null) its result.
-void close_upload(open_call& c, std::exception_ptr why) {
-  if (c.upload) c.upload->close(std::move(why));
-}
-
 struct zmq_client;
 thread_local const zmq_client* leading_here = nullptr;  // the client this thread leads for, if any
 
@@ -58,14 +39,6 @@ struct back_ref {
   explicit back_ref(zmq_client* c) : client(c) {}
   std::mutex mu;
   zmq_client* client;
-};
-
-// A future to settle once the lock is released, so that its waiter does not wake into a held lock.
-struct settled {
-  std::shared_ptr<detail::call_state> state;
-  duct::value value;
-  std::exception_ptr error;
-  void now() { state->settle(std::move(value), std::move(error)); }
 };
 
 // Sends one event without waiting. Returns: false if the socket has no connection to queue it on (its handshake
@@ -114,8 +87,8 @@ struct zmq_client final : client::impl, detail::reply_reader {
   bool send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
   void grant(const message_id& id, std::size_t n);
   void stop_stream(const message_id& id);
-  detail::chunked_halves open_stream(std::string_view method, std::string_view name, const duct::buffer& packed_args,
-                                     open_call call, event_header h);
+  detail::chunked_halves open_stream(std::string_view method, const duct::buffer& packed_args,
+                                     detail::stream_spec kind);
   std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
   std::shared_ptr<detail::reader_ref> reader = std::make_shared<detail::reader_ref>(this);
 
@@ -138,19 +111,19 @@ struct zmq_client final : client::impl, detail::reply_reader {
 
   std::mutex mu;  // guards what follows
   bool closing = false;
-  bool server_stops = false;  // a reply on the shared socket said the server understands _ductrpc_stop
-  id_generator ids;
-  using call_table = std::unordered_map<message_id, open_call, message_id_hash>;
-  call_table calls;
-  std::vector<settled> done;  // settled after `mu` is released (release())
+  detail::call_table calls;  // the calls on the shared DEALER (blocking ones run apart: call())
+  std::vector<detail::settlement> done;  // settled after `mu` is released (release())
   int followers = 0;          // threads waiting on a future while another leads
-  std::size_t stream_calls = 0;  // open calls whose events go to a stream's consumer, who needs them promptly
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
 
   void loop();
   void release(std::unique_lock<std::mutex>& lock);
-  void forget(const message_id& id);
-  void forget(call_table::iterator it);
+  /// Carries out a step of the call table (under `mu`): its events go out now, its futures settle in release().
+  void absorb(detail::effects& fx);
+  /// Fails open call `id` with `e` (under `mu`).
+  void fail(const message_id& id, std::exception_ptr e);
+  /// A call as the table takes it: named, with the client's heartbeat, and its time limit if any.
+  detail::call_spec spec(std::string_view method, std::optional<std::chrono::milliseconds> limit) const;
   bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
   /// Sends on the shared DEALER; `where` names the call for errors. Throws: connection_error if no connection
   /// can take it (its handshake failed), error for any other refusal.
@@ -170,21 +143,21 @@ struct zmq_client final : client::impl, detail::reply_reader {
   // against our own max_message_size (64 MiB by default, as the server's). `bytes` is the event's payload; a
   // header and name come on top. Throws: error naming the method and both sizes.
   void check_size(std::string_view method, std::size_t bytes) const {
+    if (over_size(bytes + method.size())) throw too_big(endpoint + ": " + std::string(method), bytes);
+  }
+  [[nodiscard]] bool over_size(std::size_t bytes) const {
     constexpr std::size_t head_room = 256;
-    if (bytes + method.size() + head_room > opts.max_message_size)
-      throw error(endpoint + ": " + std::string(method) + ": " + std::to_string(bytes) +
-                  " bytes is over the message size limit of " + std::to_string(opts.max_message_size) + " bytes");
+    return bytes + head_room > opts.max_message_size;
+  }
+  /// The error for an event of `bytes` over the limit; `where` is "endpoint: method".
+  [[nodiscard]] error too_big(const std::string& where, std::size_t bytes) const {
+    return error(where + ": " + std::to_string(bytes) + " bytes is over the message size limit of " +
+                 std::to_string(opts.max_message_size) + " bytes");
   }
   direct_socket& my_socket();
   duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
                       const std::string& where, std::optional<std::chrono::milliseconds> limit);
   void on_reply(const zmq::message_t& body, detail::clock::time_point now);
-  void cancel_job(message_id id, const std::string& token) noexcept;
-  void on_stream_event(call_table::iterator c, event& ev);
-  void fail(const message_id& id, std::exception_ptr e);
-  void wait_on_token(open_call call, const std::string& token);
-  void tick(detail::clock::time_point now);
-  detail::heartbeat fresh_beat() const { return {opts.heartbeat, detail::clock::now()}; }
 };
 
 zmq_client::~zmq_client() {
@@ -200,17 +173,14 @@ zmq_client::~zmq_client() {
   closing_signal.signal();  // the leader, if any, stops reading
   wake.signal();
   io.join();
-  auto closed = [&](const std::string& method) {
-    return std::make_exception_ptr(closed_error(endpoint + ": " + method + ": the client was closed"));
+  auto closed = [](const std::string& where) {
+    return std::make_exception_ptr(closed_error(where + ": the client was closed"));
   };
   {
     std::unique_lock lock(mu);
-    for (auto& [id, c] : calls) {
-      close_upload(c, closed(c.method));
-      if (c.stream) c.stream->fail(closed(c.method));
-      else done.push_back({std::move(c.result), {}, closed(c.method)});
-    }
-    calls.clear();
+    detail::effects fx;
+    calls.fail_all(closed, fx);
+    absorb(fx);
     release(lock);
   }
   reader->detach();  // the threads waiting on futures, all settled now, leave the client alone
@@ -218,50 +188,40 @@ zmq_client::~zmq_client() {
 
 std::shared_ptr<detail::stream_state> zmq_client::stream(std::string_view method, const duct::buffer& packed_args,
                                                          bool progress) {
-  open_call call(fresh_beat());
-  call.progress = progress;
-  event_header h = detail::request_header({});
-  h.wants_progress = progress;
-  return open_stream(method, method, packed_args, std::move(call), h).out;
+  detail::stream_spec kind;
+  kind.progress = progress;
+  return open_stream(method, packed_args, kind).out;
 }
 
 detail::chunked_halves zmq_client::chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) {
-  open_call call(fresh_beat());
-  call.oneway = oneway;
-  call.upload = std::make_shared<detail::upload_state>(endpoint + ": " + std::string(method));
-  event_header h = detail::request_header({});
-  h.accepts_stop = true;  // we understand _ductrpc_stop: the server may stop our input's producer
-  h.oneway = oneway;      // a chunked publish: the server closes the call once its input has ended
-  return open_stream(method, detail::chunked_request,
-                     detail::method_and_args(method, packed_args.span()), std::move(call), h);
+  detail::stream_spec kind;
+  kind.chunked = true;
+  kind.oneway = oneway;
+  return open_stream(method, packed_args, kind);
 }
 
 // Registers and sends a call whose events go to a stream_state (and, for a chunked call, whose input goes from
-// call.upload): a stream, a call asking for progress, a chunked call. `h` is the request's header less its id.
-detail::chunked_halves zmq_client::open_stream(std::string_view method, std::string_view name,
-                                               const duct::buffer& packed_args, open_call call, event_header h) {
+// an upload_state): a stream, a call asking for progress, a chunked call.
+detail::chunked_halves zmq_client::open_stream(std::string_view method, const duct::buffer& packed_args,
+                                               detail::stream_spec kind) {
   check_size(method, packed_args.size());
-  const std::string where = endpoint + ": " + std::string(method);
-  call.method = std::string(method);
-  call.stream = std::make_shared<detail::stream_state>(where, opts.stream_window, opts.stream_window_bytes);
-  h.accepts_batches = !call.progress;  // a stream's items may come several to an event
-  h.accepts_deferred = false;          // a stream cannot be answered with a token
-  detail::chunked_halves halves{call.upload, call.stream};
+  kind.window = opts.stream_window;
+  kind.window_bytes = opts.stream_window_bytes;
+  detail::call_table::stream_request r;
   bool wake_io = false;
   {
     std::lock_guard lock(mu);
-    if (closing) throw closed_error(where + ": the client is closing");
-    h.id = ids.next();
+    if (closing) throw closed_error(endpoint + ": " + std::string(method) + ": the client is closing");
+    const auto now = detail::clock::now();
     // Its consumer needs its events promptly: the I/O thread reads them unless a leader does until it leaves.
-    wake_io = call.beat.next_deadline() < io_wakes_at || (!io_watching && !leading);
-    calls.emplace(h.id, std::move(call));
-    ++stream_calls;
+    wake_io = now + opts.heartbeat < io_wakes_at || (!io_watching && !leading);
+    r = calls.open_stream(method, packed_args.span(), spec(method, std::nullopt), kind, now);
   }
   // Attached without `mu`: a callback runs under the state's callback lock and then takes `mu`, so the two are
   // never taken in the other order. Nothing calls back before the caller has the state; events that arrive
   // meanwhile only fill it.
-  const message_id id = h.id;
-  halves.out->attach(
+  const message_id id = r.id;
+  r.halves.out->attach(
       [ref = self, id](std::size_t n) {
         std::lock_guard hold(ref->mu);
         if (ref->client) ref->client->grant(id, n);
@@ -270,67 +230,72 @@ detail::chunked_halves zmq_client::open_stream(std::string_view method, std::str
         std::lock_guard hold(ref->mu);
         if (ref->client) ref->client->stop_stream(id);
       });
-  if (halves.in) {
-    halves.in->attach([ref = self, id, where](std::string_view event_name, std::span<const std::byte> args) {
+  if (r.halves.in) {
+    r.halves.in->attach([ref = self, id, where = r.halves.out->where()](std::string_view event_name,
+                                                                      std::span<const std::byte> args) {
       std::lock_guard hold(ref->mu);
       if (!ref->client) throw closed_error(where + ": the client was closed");
       return ref->client->send_chunk(id, event_name, args);
     });
   }
   try {
-    send_async(encode_event_packed(h, name, packed_args.span()), where);
+    send_async(r.body, method);
   } catch (const error&) {
     std::unique_lock lock(mu);
-    fail(h.id, std::current_exception());
+    fail(id, std::current_exception());
     release(lock);
   }
   if (wake_io) wake.signal();
-  return halves;
+  return r.halves;
 }
 
 // The writer of chunked call `id` sends an event of its input. Returns: false if the call has ended meanwhile.
-// Throws: error if the socket refused the event.
+// Throws: error if the event is over the size limit; lost_remote_error if the socket refused it, which also ends
+// the call (as over a duct).
 bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args) {
-  duct::buffer body;
-  std::string where;
+  std::optional<duct::buffer> body;
   {
     std::lock_guard lock(mu);
-    auto it = calls.find(id);
-    if (it == calls.end()) return false;  // it ended meanwhile: its upload_state was closed first
-    check_size(it->second.method, args.size());
-    where = endpoint + ": " + it->second.method;
-    body = encode_event_packed({ids.next(), id}, name, args);
-    if (name != "CHUNK" && it->second.oneway) {  // a publish is over for us once its input has ended
-      it->second.upload->close(nullptr);
-      forget(id);
-    }
+    const std::string* where = calls.where(id);
+    if (!where) return false;  // it ended meanwhile: its upload_state was closed first
+    if (over_size(args.size())) throw too_big(*where, args.size());
+    body = calls.chunk(id, name, args);
   }
-  send_async(body, where);
+  try {
+    send_async(*body);
+  } catch (const error& e) {
+    std::unique_lock lock(mu);
+    const std::string* where = calls.where(id);
+    auto why = std::make_exception_ptr(
+        lost_remote_error((where ? *where : endpoint) + ": cannot send " + std::string(name) + ": " + e.what()));
+    fail(id, why);
+    release(lock);
+    std::rethrow_exception(why);
+  }
   return true;
 }
 
 void zmq_client::publish(std::string_view method, const duct::buffer& packed_args) {
   check_size(method, packed_args.size());
-  event_header h;
+  duct::buffer body;
   {
     std::lock_guard lock(mu);
     if (closing) throw closed_error(endpoint + ": " + std::string(method) + ": the client is closing");
-    h.id = ids.next();
+    body = calls.publish(method, packed_args.span());
   }
-  h.oneway = true;
-  send_async(encode_event_packed(h, method, packed_args.span()), method);
+  send_async(body, method);
 }
 
 // The consumer took items: the server may send `n` more.
 void zmq_client::grant(const message_id& id, std::size_t n) {
-  duct::buffer body;
+  std::optional<duct::buffer> body;
   {
     std::lock_guard lock(mu);
-    if (!calls.count(id)) return;  // it ended meanwhile
-    body = detail::credit_event(ids.next(), id, n);
+    body = calls.credit(id, n);
   }
+  if (!body) return;  // it ended meanwhile
   try {
-    send_async(body);
+    send_async(*body);
   } catch (const error&) {
     // the socket refused it: the stream stalls and ends with the heartbeat or the consumer's time limit
   }
@@ -338,24 +303,11 @@ void zmq_client::grant(const message_id& id, std::size_t n) {
 
 // The consumer dropped the stream: forget it, and tell the server if it listens.
 void zmq_client::stop_stream(const message_id& id) {
-  duct::buffer body;
-  {
-    std::lock_guard lock(mu);
-    auto it = calls.find(id);
-    if (it == calls.end()) return;
-    const auto act = it->second.stops.drop(server_stops);
-    if (act == detail::stream_stop::action::keep) return;
-    if (act == detail::stream_stop::action::stop) body = detail::stop_event(ids.next(), id);
-    close_upload(it->second, detail::call_cancelled(endpoint + ": " + it->second.method));
-    forget(id);
-  }
-  if (!body.empty()) {
-    try {
-      send_async(body);
-    } catch (const error&) {
-      // the server then notices the silence instead
-    }
-  }
+  std::unique_lock lock(mu);
+  detail::effects fx;
+  calls.stop(id, fx);
+  absorb(fx);
+  release(lock);
 }
 
 // Unlocks `mu`, then settles the futures that were decided under it. The leader sleeps on the socket, not on its
@@ -364,27 +316,46 @@ void zmq_client::stop_stream(const message_id& id) {
 void zmq_client::release(std::unique_lock<std::mutex>& lock) {
   // Swapped with `done`, so that both keep their capacity (a vector grown afresh per batch was a malloc per reply).
   // Emptied before this thread can come back here: settling runs nothing of ours that could.
-  thread_local std::vector<settled> now;
+  thread_local std::vector<detail::settlement> now;
   now.swap(done);
   lock.unlock();
   bool wake_leader = false;
   for (auto& d : now) {
-    d.now();
+    d.state->settle(std::move(d.value), std::move(d.error));
     wake_leader = wake_leader || (d.state->led && leading_here != this);
   }
   now.clear();
   if (wake_leader) leader_wake.signal();
 }
 
-// Forgets open call `id` (under `mu`).
-void zmq_client::forget(const message_id& id) {
-  auto it = calls.find(id);
-  if (it != calls.end()) forget(it);
+void zmq_client::absorb(detail::effects& fx) {
+  for (const duct::buffer& body : fx.sends) {
+    try {
+      send_async(body);
+    } catch (const error&) {
+      // a missed heartbeat or follow-up is survivable: the heartbeats find a server that is gone
+    }
+  }
+  fx.sends.clear();
+  for (detail::settlement& d : fx.settles) done.push_back(std::move(d));
+  fx.settles.clear();
 }
 
-void zmq_client::forget(call_table::iterator it) {
-  if (it->second.stream) --stream_calls;
-  calls.erase(it);
+void zmq_client::fail(const message_id& id, std::exception_ptr e) {
+  detail::effects fx;
+  calls.fail(id, std::move(e), fx);
+  absorb(fx);
+}
+
+detail::call_spec zmq_client::spec(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
+  detail::call_spec s;
+  s.where = endpoint + ": " + std::string(method);
+  s.heartbeat = opts.heartbeat;
+  if (limit) {
+    s.deadline = detail::clock::now() + *limit;
+    s.limit = *limit;
+  }
+  return s;
 }
 
 // Sends on the shared DEALER. While it sends, ZeroMQ may take the edge of the descriptor that the thread reading
@@ -413,31 +384,24 @@ void zmq_client::send_async(const duct::buffer& body, std::string_view where) {
 future zmq_client::start(std::string_view method, const duct::buffer& packed_args,
                          std::optional<std::chrono::milliseconds> limit) {
   check_size(method, packed_args.size());
-  limit = limit_of(limit);
-  open_call call(fresh_beat());
-  call.method = std::string(method);
-  if (limit) {
-    call.deadline = detail::clock::now() + *limit;
-    call.limit = *limit;
-  }
-  call.result = std::make_shared<detail::call_state>(reader);
-  future f = detail::access::make_future(call.result);
-  message_id id;
+  auto result = std::make_shared<detail::call_state>(reader);
+  future f = detail::access::make_future(result);
+  detail::call_spec s = spec(method, limit_of(limit));
+  detail::call_table::request r;
   bool wake_io = false;
   {
     // Registered before it is sent, so that the I/O thread knows the reply when it comes.
     std::lock_guard lock(mu);
-    if (closing) throw closed_error(endpoint + ": " + call.method + ": the client is closing");
-    id = ids.next();
-    wake_io = call.beat.next_deadline() < io_wakes_at || (call.deadline && *call.deadline < io_wakes_at);
-    calls.emplace(id, std::move(call));
+    if (closing) throw closed_error(s.where + ": the client is closing");
+    const auto now = detail::clock::now();
+    wake_io = now + opts.heartbeat < io_wakes_at || (s.deadline && *s.deadline < io_wakes_at);
+    r = calls.open(method, packed_args.span(), std::move(s), std::move(result), now);
   }
-  duct::buffer body = encode_event_packed(detail::request_header(id), method, packed_args.span());
   try {
-    send_async(body, method);
+    send_async(r.body, method);
   } catch (const error&) {
     std::unique_lock lock(mu);
-    fail(id, std::current_exception());
+    fail(r.id, std::current_exception());
     release(lock);
   }
   if (wake_io) wake.signal();
@@ -505,14 +469,9 @@ void zmq_client::loop() {
     bool watch = false;
     {
       std::lock_guard lock(mu);
-      auto next = now + wait;
-      for (const auto& [id, c] : calls) {
-        next = std::min(next, c.beat.next_deadline());
-        if (c.deadline) next = std::min(next, *c.deadline);
-      }
-      io_wakes_at = next;
-      wait = detail::ms_until(next, now);
-      watch = !leading && (followers > 0 || stream_calls > 0);
+      io_wakes_at = calls.next_due(now + wait);
+      wait = detail::ms_until(io_wakes_at, now);
+      watch = !leading && (followers > 0 || calls.streams() > 0);
       io_watching = watch;
     }
     if (watch) {
@@ -546,7 +505,9 @@ void zmq_client::loop() {
       }
       if (handshake) fail_all(*handshake);
     }
-    tick(detail::clock::now());
+    detail::effects fx;
+    calls.tick(detail::clock::now(), fx);
+    absorb(fx);
     release(lock);
   }
 }
@@ -612,7 +573,7 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     leading = false;
     st.led = false;
     leading_here = nullptr;
-    wake_io = followers > 0 || stream_calls > 0;  // they need a reader: the I/O thread
+    wake_io = followers > 0 || calls.streams() > 0;  // they need a reader: the I/O thread
   }
   if (wake_io) wake.signal();
 }
@@ -623,7 +584,11 @@ duct::value zmq_client::collect(const std::string& token, std::optional<detail::
                                 const std::string& where, std::optional<std::chrono::milliseconds> limit) {
   for (;;) {
     if (deadline && detail::clock::now() >= *deadline) {
-      cancel_job(my_socket().ids.next(), token);  // my_socket(): `ids` is guarded by `mu`, not held here
+      try {  // its job is not left running for nobody
+        send_async(detail::cancel_event(my_socket().ids.next(), token));
+      } catch (const error&) {
+        // the job then runs to its end and its outcome expires unfetched
+      }
       throw timeout_error(detail::no_result_within(where, *limit));
     }
     try {
@@ -698,143 +663,18 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
 }
 
 void zmq_client::fail_all(const std::string& reason) {
-  std::vector<message_id> open;
-  for (const auto& [id, c] : calls) open.push_back(id);
-  for (const message_id& id : open)
-    fail(id, std::make_exception_ptr(connection_error(endpoint + ": " + calls.at(id).method, reason)));
-}
-
-void zmq_client::fail(const message_id& id, std::exception_ptr e) {
-  auto it = calls.find(id);
-  if (it == calls.end()) return;
-  close_upload(it->second, e);
-  if (it->second.stream) it->second.stream->fail(std::move(e));
-  else done.push_back({std::move(it->second.result), {}, std::move(e)});
-  forget(id);
+  detail::effects fx;
+  calls.fail_all([&](const std::string& where) { return std::make_exception_ptr(connection_error(where, reason)); },
+                 fx);
+  absorb(fx);
 }
 
 void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point now) {
   std::optional<event> ev = decode_reply(body);
-  if (!ev || !ev->header.response_to) return;
-  server_stops = server_stops || detail::understands_stop(*ev);
-  const message_id& id = *ev->header.response_to;
-  auto c = calls.find(id);
-  if (c == calls.end()) return;  // a late reply to a call that timed out
-  c->second.beat.heard(now);
-  if (c->second.stream) {
-    on_stream_event(c, *ev);
-    return;
-  }
-  try {
-    duct::value result;
-    std::string token;
-    switch (detail::settle(*ev, {endpoint, c->second.method}, result, token)) {
-      case reply::alive: return;
-      case reply::result:
-        done.push_back({std::move(c->second.result), std::move(result), nullptr});
-        forget(c);
-        return;
-      case reply::deferred: wait_on_token(std::move(c->second), token); break;
-    }
-  } catch (const still_running_error&) {
-    if (c->second.token.empty()) {  // a StillRunning the caller asked for (its own _ductrpc_wait)
-      fail(id, std::current_exception());
-      return;
-    }
-    std::string token = c->second.token;
-    wait_on_token(std::move(c->second), token);  // the wait's own limit passed: ask again
-  } catch (...) {
-    fail(id, std::current_exception());
-    return;
-  }
-  forget(id);
-}
-
-// An event on a streamed call: an item, the clean end, or the error that ends it.
-void zmq_client::on_stream_event(call_table::iterator c, event& ev) {
-  detail::stream_state& st = *c->second.stream;
-  const auto act = c->second.stops.arrived(ev);
-  if (act != detail::stream_stop::action::keep) {  // the consumer dropped it before this first event
-    if (act == detail::stream_stop::action::stop) {
-      try {
-        send_async(detail::stop_event(ids.next(), c->first));
-      } catch (const error&) {
-        // the server then notices the silence instead
-      }
-    }
-    close_upload(c->second, detail::call_cancelled(endpoint + ": " + c->second.method));
-    forget(c);
-    return;
-  }
-  if (c->second.upload) {
-    if (auto n = detail::credit_of(ev)) c->second.upload->grant(*n);
-  }
-  if (!detail::settle_stream(ev, st, c->second.progress)) return;
-  close_upload(c->second, st.error());
-  forget(c);
-}
-
-// A call the server deferred ran past its caller's time limit: its job is cancelled, as the call would have been
-// had it stayed open, rather than left running for nobody. Its answer, like any late reply, is dropped.
-void zmq_client::cancel_job(message_id id, const std::string& token) noexcept {
-  try {
-    duct::pack_buffer args;
-    msgpack::pack(args, std::make_tuple(token));
-    send_async(encode_event_packed(detail::request_header(std::move(id)), "_ductrpc_cancel", args.take().span()));
-  } catch (...) {
-    // the job then runs to its end and its outcome expires unfetched
-  }
-}
-
-// Goes on waiting for a deferred call on a fresh channel: _ductrpc_wait, held by the server.
-void zmq_client::wait_on_token(open_call c, const std::string& token) {
-  if (c.deadline && detail::clock::now() >= *c.deadline) {
-    cancel_job(ids.next(), token);
-    done.push_back({std::move(c.result), {},
-                    std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit)))});
-    return;
-  }
-  message_id id = ids.next();
-  c.token = token;
-  c.beat = fresh_beat();  // a new channel
-  try {
-    send_async(encode_event_packed(detail::request_header(id), "_ductrpc_wait",
-                                   detail::wait_args(token, c.deadline).span()), c.method);
-  } catch (const error&) {
-    done.push_back({std::move(c.result), {}, std::current_exception()});
-    return;
-  }
-  calls.emplace(std::move(id), std::move(c));
-}
-
-void zmq_client::tick(detail::clock::time_point now) {
-  std::vector<message_id> expired, lost;
-  for (auto& [id, c] : calls) {
-    if (c.deadline && now >= *c.deadline) {
-      expired.push_back(id);
-    } else if (c.beat.lost(now)) {
-      lost.push_back(id);
-    } else if (c.beat.send_due(now)) {
-      try {
-        send_async(encode_event_packed({ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));
-      } catch (const error&) {
-        // a missed heartbeat is survivable: the next one is due in a period
-      }
-      c.beat.sent(now);
-    }
-  }
-  for (const auto& id : expired) {
-    const open_call& c = calls.at(id);
-    if (!c.token.empty()) cancel_job(ids.next(), c.token);
-    fail(id, std::make_exception_ptr(timeout_error(detail::no_result_within(endpoint + ": " + c.method, c.limit))));
-  }
-  for (const auto& id : lost) {
-    auto it = calls.find(id);
-    if (it == calls.end()) continue;
-    fail(id, std::make_exception_ptr(lost_remote_error(endpoint + ": " + it->second.method + ": lost remote after " +
-                                                       std::to_string(2 * opts.heartbeat.count()) +
-                                                       " ms without a heartbeat")));
-  }
+  if (!ev) return;
+  detail::effects fx;
+  calls.on_event(*ev, now, fx);  // false: a late reply to a call that has ended, dropped
+  absorb(fx);
 }
 
 }  // namespace
