@@ -152,7 +152,7 @@ void call_table::wait_on_token(open_call c, const std::string& token, clock::tim
   c.token = token;
   c.beat = heartbeat(c.spec.heartbeat, now);  // a new channel
   out.sends.push_back(
-      encode_event_packed(request_header(id), "_ductrpc_wait", wait_args(token, c.spec.deadline).span()));
+      encode_event_packed(request_header(id), "_ductrpc_wait", wait_args(token, c.spec.deadline, now).span()));
   calls_.emplace(std::move(id), std::move(c));
 }
 

@@ -149,9 +149,9 @@ event_header request_header(message_id id) {
   return h;
 }
 
-duct::buffer wait_args(const std::string& token, std::optional<clock::time_point> deadline) {
+duct::buffer wait_args(const std::string& token, std::optional<clock::time_point> deadline, clock::time_point now) {
   double seconds = 60.0;
-  if (deadline) seconds = std::max(0.0, std::chrono::duration<double>(*deadline - clock::now()).count());
+  if (deadline) seconds = std::max(0.0, std::chrono::duration<double>(*deadline - now).count());
   duct::pack_buffer out;
   msgpack::pack(out, std::make_tuple(token, seconds));
   return out.take();

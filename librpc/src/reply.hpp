@@ -105,8 +105,8 @@ duct::buffer cancel_event(message_id id, const std::string& token);
 event_header request_header(message_id id);
 
 /// The arguments of the _ductrpc_wait that goes on waiting for `token`: the call's remaining time, or a minute at a
-/// time when it has no deadline.
-duct::buffer wait_args(const std::string& token, std::optional<clock::time_point> deadline);
+/// time when it has no deadline. `now`: the time it is sent.
+duct::buffer wait_args(const std::string& token, std::optional<clock::time_point> deadline, clock::time_point now);
 
 /// "no result within N ms", the message of a call's timeout_error.
 std::string no_result_within(const std::string& where, std::chrono::milliseconds limit);

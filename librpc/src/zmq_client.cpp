@@ -593,7 +593,7 @@ duct::value zmq_client::collect(const std::string& token, std::optional<detail::
     }
     try {
       // No client-side limit on the wait itself: the server answers at the wait's limit, and heartbeats cover the rest.
-      return call("_ductrpc_wait", detail::wait_args(token, deadline), std::chrono::milliseconds(-1));
+      return call("_ductrpc_wait", detail::wait_args(token, deadline, detail::clock::now()), std::chrono::milliseconds(-1));
     } catch (const still_running_error&) {
       // the wait's limit passed before the call ended: ask again, or give up at our deadline (checked above)
     }

@@ -297,6 +297,57 @@ TEST_CASE("chunked requests: a connection lost mid-input ends the call with lost
   }
 }
 
+// A server that takes a chunked call, grants the writer two chunks and then says nothing more, over ZeroMQ or a duct.
+// Over both, the same: the writer's next write() and the reply throw lost_remote_error once two heartbeat periods
+// have passed in silence (and a chunk the transport cannot send ends the call in the same way: see stream.hpp).
+TEST_CASE("chunked requests: a server gone silent mid-input ends the writer and the reply with lost remote, over both "
+          "transports", "[rpc][chunked][lost]") {
+  const rpc::client_options co{.heartbeat = 100ms};
+  auto silent_grant = [](const rpc::event& request) {
+    CHECK(request.name == "_ductrpc_chunked");
+    rpc::id_generator ids;
+    rpc::event_header h{ids.next(), request.header.id};
+    h.accepts_stop = true;
+    return rpc::encode_event(h, "_zpc_more", std::make_tuple(2));
+  };
+  auto check_lost = [](rpc::duplex& call) {
+    bool lost = false;
+    try {
+      for (int i = 0; i < 10; ++i) call.write(i);  // the credit runs out: a write waits until the server is lost
+    } catch (const rpc::lost_remote_error&) {
+      lost = true;
+    }
+    CHECK(lost);
+    CHECK_THROWS_WITH(call.output().next(), Catch::Contains("watch") && Catch::Contains("lost remote"));
+    CHECK_THROWS_AS(call.output().next(), rpc::lost_remote_error);
+  };
+  SECTION("over ZeroMQ") {
+    zmq::context_t ctx;
+    zmq::socket_t router(ctx, zmq::socket_type::router);
+    router.set(zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:0");
+    rpc::client c(router.get(zmq::sockopt::last_endpoint), co);
+    rpc::duplex call = c.chunked_call("watch");
+    std::vector<zmq::message_t> frames;
+    REQUIRE(zmq::recv_multipart(router, std::back_inserter(frames)));
+    rpc::event request = rpc::decode_event(
+        std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    duct::buffer grant = silent_grant(request);
+    router.send(std::move(frames[0]), zmq::send_flags::sndmore);
+    router.send(zmq::message_t(), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(grant.data(), grant.size()));
+    check_lost(call);
+  }
+  SECTION("over a duct") {
+    auto [ours, theirs] = duct::pair();
+    rpc::client c{rpc::link(std::move(ours)), co};
+    rpc::duplex call = c.chunked_call("watch");
+    rpc::event request = rpc::decode_event(theirs.recv_bytes().span());
+    theirs.send_bytes(silent_grant(request).span());
+    check_lost(call);  // the duct stays open: only the silence tells
+  }
+}
+
 TEST_CASE("chunked requests: a client that writes beyond its credit is stopped, not buffered",
           "[rpc][chunked][credit][wire]") {
   chunked s(false, {.input_window = 4});

@@ -159,6 +159,14 @@ TEST_CASE("link: a worker that dies fails the open call with lost remote at once
   CHECK(w.link.closed());
   CHECK(w.link.wait_closed(0ms));
   CHECK_THROWS_AS(c.call("add", 1, 1), rpc::lost_remote_error);
+  // Calls started after that return their handle, which reports it, as over ZeroMQ: only a closed client throws.
+  rpc::future later = c.async_call("add", 1, 1);
+  CHECK_THROWS_WITH(later.get(), Catch::Contains("add") && Catch::Contains("the duct closed"));
+  rpc::source items = c.stream("count", 3);
+  CHECK_THROWS_AS(items.next(), rpc::lost_remote_error);
+  rpc::duplex upload = c.chunked_call("sum");
+  CHECK_THROWS_AS(upload.write(1), rpc::lost_remote_error);
+  CHECK_THROWS_AS(upload.finish(), rpc::lost_remote_error);
 }
 
 TEST_CASE("link: a client whose duct closes has its calls dropped and handlers stopped on the server", "[rpc][link]") {

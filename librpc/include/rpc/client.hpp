@@ -83,7 +83,8 @@ class client {
     return call_here(method, pack_args(args...), limit);
   }
 
-  /// Starts a call. Returns: a future for the result; its get() throws what call() would.
+  /// Starts a call. Returns: a future for the result; its get() throws what call() would, including a request
+  /// that could not be sent. Throws: closed_error if the client (or its link) is closed.
   template <class... Args>
   future async_call(std::string_view method, const Args&... args) {
     return start_async(method, pack_args(args...), std::nullopt);

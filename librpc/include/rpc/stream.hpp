@@ -28,6 +28,12 @@
 //
 // The server grants the client credit (server_options::input_window items) as the handler reads, so the input too
 // stays bounded. This is our extension (see upload_state.hpp for its events): only our server reads chunked requests.
+//
+// Failures, the same over ZeroMQ and over a duct (rpc::link): client.stream() and chunked_call() throw only
+// closed_error, for a client (or link) closed by its owner; a request that cannot go (a broken duct, a refused
+// handshake) is reported by the returned source's next() and the duplex's write() and finish(). A chunk that
+// cannot be sent, or a server gone silent for two heartbeat periods, ends the whole call with lost_remote_error:
+// the write() that finds it throws it, and so does the reply's next().
 #pragma once
 
 #include <chrono>
@@ -141,7 +147,8 @@ class duplex final : public sink {
 
   /// Sends one item of the input (write() packs it), waiting while the server has granted no credit.
   /// Throws: the error the call ended with — remote_error (the handler's), unknown_method_error (also from a
-  /// server that does not read chunked requests: zerorpc's own), lost_remote_error, cancelled_error —;
+  /// server that does not read chunked requests: zerorpc's own), lost_remote_error (the server went silent, or
+  /// this chunk could not be sent: the call ends), cancelled_error —;
   /// closed_error after end(), or when the handler returned before reading all of it (its outcome is in output()).
   void write_packed(std::span<const std::byte> item) override;
   /// Stopped once the call has ended: a producer can stop early.
