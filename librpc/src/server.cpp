@@ -91,6 +91,7 @@ class server_sink final : public sink {
       s_.send(identity_, h, "STREAM", item);
     }
     if (!last) g.leave_router_sends_to_io();
+    g.flush();
   }
 
   [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
@@ -155,6 +156,7 @@ class server_progress final : public progress {
     } else {
       s_.pending_progress.insert_or_assign(call_key{identity_, channel_}, duct::buffer(value));
     }
+    g.flush();
   }
   [[nodiscard]] bool wanted() const override { return true; }
   [[nodiscard]] std::stop_token stop_token() const override { return stop_; }
@@ -201,6 +203,13 @@ thread_local const server::impl* holding_replies = nullptr;
 }  // namespace
 
 server::impl::locked::~locked() {
+  if (!lock_.owns_lock()) return;
+  const bool waiting = !s_.router_out.empty() || s_.batch || s_.link_out_waiting();
+  lock_.unlock();
+  if (waiting) s_.wake.signal();
+}
+
+void server::impl::locked::flush() {
   // On the role's thread. While it runs a handler the role may pass to another thread: after sending, it checks.
   const bool on_io = io_holder.of == &s_;
   bool wake = s_.wake_io && !on_io;
@@ -556,15 +565,17 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
     std::lock_guard k(kept_mu);
     for (auto& c : io_calls) kept.push_back(std::move(c));
     io_calls.clear();
+    g.flush();
   }
   decoded.clear();
   run_inline(calls, true);  // the replies leave together, in one pass over the socket
   if (!run_io_calls(t)) return false;
-  locked g(*this);  // on release, sends what this round and other threads queued, before the next sleep
+  locked g(*this);
   if (mode == serving_mode::aborting) abort_running();
   const auto now = detail::clock::now();
   tick(now);
   wait = next_wait(now);
+  g.flush();  // what this round and other threads queued goes before the next sleep
   return true;
 }
 
@@ -610,6 +621,7 @@ void server::impl::send_held() {
   {
     locked g(*this);
     for (auto& o : replies) complete(std::move(o));
+    g.flush();
   }
   replies.clear();
 }
@@ -629,9 +641,13 @@ void server::impl::dispatch(detail::io_call& c) {
   const auto why = pool->submit(c.client, std::move(c.job));
   if (why == detail::fair_pool::refusal::none) return;
   locked g(*this);
-  if (!c.oneway) return refuse(c.key, *c.method, why);
-  if (running_calls.erase(c.key)) closed_one();  // nobody to tell: dropped and counted, as on_published() does
-  ++dropped;
+  if (!c.oneway) {
+    refuse(c.key, *c.method, why);
+  } else {
+    if (running_calls.erase(c.key)) closed_one();  // nobody to tell: dropped and counted, as on_published() does
+    ++dropped;
+  }
+  g.flush();
 }
 
 void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev) {
@@ -640,6 +656,7 @@ void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event>
     locked g(*this);
     on_event(from.identity(), std::move(ev), detail::clock::now());
     calls.swap(inline_calls);
+    g.flush();
   }
   run_inline(calls, false);
 }
@@ -647,6 +664,7 @@ void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event>
 void server::impl::on_link_closed(detail::link_core& from) {
   locked g(*this);
   drop_peer(from.identity());
+  g.flush();
 }
 
 void server::impl::send(const std::string& identity, const event_header& h, std::string_view name,
@@ -848,6 +866,7 @@ void server::impl::grant_input(const std::string& identity, const message_id& ch
   auto peer = peers.find(identity);
   if (peer == peers.end() || !peer->second.find(channel)) return;  // the call is over: no more input wanted
   send(identity, {ids.next(), channel}, "_zpc_more", pack(std::make_tuple(n)).span());
+  g.flush();
 }
 
 // An event of a chunked call's input: an item, its clean end, or the error its producer ended it with.
@@ -967,6 +986,7 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
       if (!out->take_credit(g)) return;  // the call is gone: there is nothing left to end
     }
     complete(std::move(o));
+    g.flush();
   };
   if (inline_as && io_holder.of == this && role->mine(io_holder.ticket) && opts.handoff_after.count() > 0) {
     io_calls.push_back({client, std::move(job), *inline_as, method, oneway});
@@ -1011,6 +1031,7 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
         closed_one();
       }
     }
+    g.flush();
   }
   calls.clear();
 }

@@ -221,12 +221,17 @@ struct server::impl final : detail::link_server {
   static constexpr std::chrono::microseconds batch_delay{100};
   std::optional<open_batch> batch;
 
-  /// Holds `mu`; on release sends what was queued (ROUTER events under router_mu, link events by drain()) and
-  /// wakes the I/O thread if a deadline moved earlier or the socket has input the I/O thread may not have seen.
+  /// Holds `mu` for a step that may queue events, which ends with flush(): that lets go of `mu`, then sends what
+  /// was queued (ROUTER events under router_mu, link events by drain()) and wakes the I/O thread if a deadline
+  /// moved earlier or the socket has input the I/O thread may not have seen. A step left without flush() (an
+  /// exception) sends nothing itself: its destructor lets go of `mu` and, if events wait, wakes the I/O thread,
+  /// whose round sends them.
   class locked {
    public:
     explicit locked(impl& s) : s_(s), lock_(s.mu) {}
     ~locked();
+    /// Ends the step: lets go of `mu`, then sends. Once only; `mu` is not held afterwards.
+    void flush();
     locked(const locked&) = delete;
     locked& operator=(const locked&) = delete;
     /// Waits on `cv`, letting go of `mu` meanwhile (nothing queued is sent by this).
