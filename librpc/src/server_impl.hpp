@@ -1,7 +1,10 @@
 // Internal: the state of an rpc::server, shared by the thread holding its I/O role (the ROUTER socket, timers; see
-// io_role.hpp), the reader threads of the links it serves and its handler pool, all under one mutex. Sends are queued under the mutex and leave
-// after it is released, in the order they were queued: ROUTER sends under router_mu, each link's by one thread at a
-// time (whoever unlocks first, until its queue is empty). server.cpp has the transport and the calls, server_builtins.cpp the built-in methods.
+// io_role.hpp), the reader threads of the links it serves and its handler pool, all under one mutex. Sends are
+// queued under the mutex and leave when the step that queued them flush()es, after letting go of it, in the order
+// they were queued: ROUTER sends under router_mu, each link's by one thread at a time (whoever flushes first, until
+// its queue is empty). server.cpp has the life cycle and the public API, server_io.cpp the transports and sending,
+// server_calls.cpp the path of a call, server_streams.hpp a streaming handler's sink and progress, and
+// server_builtins.cpp the built-in methods.
 #pragma once
 
 #include <atomic>
@@ -327,5 +330,16 @@ struct server::impl final : detail::link_server {
   const detail::method_entry* receiver_method(const event& ev) const;
   detail::clock::duration next_wait(detail::clock::time_point now);
 };
+
+namespace detail {
+/// The server whose I/O role this thread holds (or lent itself to run a handler), and its ticket.
+struct io_holding {
+  const server::impl* of = nullptr;
+  io_role::ticket ticket = 0;
+};
+extern thread_local io_holding io_holder;
+/// The server whose role holder this thread is running a kept call for: the call's reply joins `held`.
+extern thread_local const server::impl* holding_replies;
+}  // namespace detail
 
 }  // namespace rpc

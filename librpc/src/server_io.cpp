@@ -1,0 +1,351 @@
+// rpc::server's transports: the I/O role (whoever holds it receives on the ROUTER, sends, heartbeats and keeps
+// the timers; see io_role.hpp), the links whose reader threads hand events over, and sending: each locked step
+// queues its events and flush()es them after letting go of the lock. See server_impl.hpp.
+#include <rpc/server.hpp>
+
+#include "access.hpp"
+#include "server_impl.hpp"
+#include "zmq_util.hpp"
+
+namespace rpc {
+
+using detail::outbound;
+using detail::serving_mode;
+
+namespace detail {
+thread_local io_holding io_holder;
+thread_local const server::impl* holding_replies = nullptr;
+}  // namespace detail
+using detail::holding_replies;
+using detail::io_holder;
+
+// ---- sending -------------------------------------------------------------------------------------------------------
+
+server::impl::locked::~locked() {
+  if (!lock_.owns_lock()) return;
+  const bool waiting = !s_.router_out.empty() || s_.batch || s_.link_out_waiting();
+  lock_.unlock();
+  if (waiting) s_.wake.signal();
+}
+
+void server::impl::locked::flush() {
+  // On the role's thread. While it runs a handler the role may pass to another thread: after sending, it checks.
+  const bool on_io = io_holder.of == &s_;
+  bool wake = s_.wake_io && !on_io;
+  s_.wake_io = false;
+  const bool full = s_.router_out_bytes >= 64 * 1024 || (s_.batch && s_.batch->body.size() >= 64 * 1024);
+  if (s_.batch && (full || (on_io && detail::clock::now() - s_.batch->opened >= impl::batch_delay))) s_.close_batch();
+  if (s_.batch && !s_.batch->io_told && !on_io) {  // a new batch: the I/O thread times it
+    s_.batch->io_told = true;
+    wake = true;
+  }
+  std::vector<detail::link_core*> to_drain;
+  for (auto& [l, box] : s_.link_out) {
+    if (!box.events.empty() && !box.draining) {
+      box.draining = true;
+      to_drain.push_back(l);
+    }
+  }
+  // Swapped with router_out, so both keep their capacity: a vector grown afresh for every batch was a string of
+  // mallocs per reply. Cleared by send_router() before this thread comes back here.
+  thread_local std::vector<std::pair<std::string, duct::buffer>> router_sends;
+  if (!defer_router_ || on_io || full) {
+    router_sends.swap(s_.router_out);
+    s_.router_io_asked = false;
+    s_.router_out_bytes = s_.batch && !s_.batch->link ? s_.batch->body.size() : 0;
+  } else if (!s_.router_out.empty() && !s_.router_io_asked) {
+    s_.router_io_asked = true;
+    wake = true;
+  }
+  // The socket is taken before `mu` is let go, so that batches leave in the order they were queued: a stream's
+  // items may be sent by the I/O thread or by their producer, and its end must not overtake them.
+  std::unique_lock<std::mutex> socket;
+  if (!router_sends.empty()) socket = std::unique_lock(s_.router_mu);
+  lock_.unlock();
+  if (socket) {
+    // The I/O thread reads again before it sleeps, which costs what asking ZeroMQ would, and saves a poll when
+    // there is input. Any other thread asks, and wakes the I/O thread if input is waiting.
+    const bool input = s_.send_router(router_sends, !on_io);
+    socket.unlock();
+    if (on_io) s_.io_input = true;
+    else wake = input || wake;
+  }
+  // A handler run by the role's holder, whose role went to another thread meanwhile: that thread may sleep past
+  // what this one queued, or input whose edge the sends took. (If the role goes after this check, its new holder
+  // starts by reading, and computes its deadlines afresh.)
+  if (on_io && !s_.role->mine(io_holder.ticket)) wake = true;
+  for (detail::link_core* l : to_drain) s_.drain(*l);
+  if (wake) s_.wake.signal();
+}
+
+bool server::impl::link_out_waiting() const {
+  for (const auto& [l, box] : link_out)
+    if (!box.events.empty() && !box.draining) return true;
+  return false;
+}
+
+void server::impl::drain(detail::link_core& l) {
+  std::deque<duct::buffer> sending;
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      link_outbox& box = link_out[&l];
+      if (box.events.empty()) {
+        box.draining = false;
+        return;
+      }
+      sending.swap(box.events);
+    }
+    for (const duct::buffer& body : sending) {
+      try {
+        l.send(body.span());
+      } catch (const std::exception&) {
+        ++dropped;  // the duct broke: its reader tells the server, which forgets the calls from there
+      }
+    }
+    sending.clear();
+  }
+}
+
+void server::impl::send_to(const std::string& identity, const duct::buffer& body) {
+  try {
+    detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
+    detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
+    detail::send_part(router, zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  } catch (const zmq::error_t&) {
+    ++dropped;  // the socket refused it: this event is lost, the server goes on
+  }
+}
+
+bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask) {
+  for (auto& [identity, body] : sends) send_to(identity, body);
+  sends.clear();
+  return ask && detail::has_input(router);
+}
+
+// ---- the transports ---------------------------------------------------------------------------------------------------
+
+detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
+  auto next = now + std::chrono::seconds(1);
+  if (batch) next = std::min(next, batch->opened + batch_delay);
+  for (auto& [identity, table] : peers)
+    if (auto d = table.next_deadline()) next = std::min(next, *d);
+  if (auto d = jobs.next_deadline()) next = std::min(next, *d);
+  for (const auto& [key, call] : running_calls)
+    if (call.defer_at) next = std::min(next, *call.defer_at);
+  io_wakes_at = next;
+  return std::max(next - now, detail::clock::duration(0));
+}
+
+// The I/O role. Its holder sleeps in poll() on the ROUTER's descriptor, which ZeroMQ signals by edges: whoever
+// touches the socket may consume one. So whoever sends looks at ZMQ_EVENTS afterwards (send_router()): a handler
+// thread that sees input waiting wakes the holder, which itself then does not sleep; and a round reads until
+// nothing is left (or a full batch), after which ZeroMQ signals the descriptor again.
+void server::impl::lead() {
+  const detail::io_role::ticket t = role->take();
+  if (!t) return;  // the server stopped meanwhile
+  io_holder = {this, t};
+  io_input = true;  // the last holder may have left input unread, or sent and taken its edge: read before sleeping
+  detail::clock::duration wait{0};
+  bool have_role = true;
+  while (have_role && running) have_role = round(t, wait);
+  io_holder = {};
+  if (have_role) role->end(t);  // the server stops
+}
+
+bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wait) {
+  // Per thread, not per role: a round leaves them empty, and a thread that lost the role mid-round may still be
+  // dispatching its calls while the next holder runs its own round.
+  thread_local std::vector<zmq::message_t> frames;
+  thread_local std::vector<std::pair<std::string, zmq::message_t>> arrived;  // identity and body, as received
+  struct decoded_event {
+    std::string identity;
+    std::shared_ptr<event> ev;
+    zmq::message_t body;  // kept for its metadata: the peer's address, read once per peer
+  };
+  thread_local std::vector<decoded_event> decoded;
+  thread_local std::vector<detail::inline_call> calls;
+  if (!io_input.exchange(false)) {  // else it reads at once, without a system call to learn what it already knows
+    pollfd fds[2] = {{router.get(zmq::sockopt::fd), POLLIN, 0}, {wake.fd(), POLLIN, 0}};
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
+  }
+  // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats. Only the
+  // socket is held while ZeroMQ is asked, and events are decoded before the server's lock is taken: handler
+  // threads need that lock to complete their calls.
+  {
+    std::lock_guard lock(router_mu);
+    int i = 0;
+    for (; i < 1000 && detail::try_recv(router, frames); ++i) {
+      if (frames.size() < 2) ++dropped;
+      else arrived.emplace_back(frames.front().to_string(), std::move(frames.back()));
+    }
+    if (i == 1000) io_input = true;  // a full batch: more may be waiting
+  }
+  for (auto& [identity, body] : arrived) {
+    try {
+      auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
+      detail::decode_event_into(std::as_bytes(std::span(static_cast<const char*>(body.data()), body.size())), *ev);
+      decoded.push_back({std::move(identity), std::move(ev), std::move(body)});
+    } catch (const protocol_error&) {
+      ++dropped;
+    }
+  }
+  arrived.clear();
+  {
+    locked g(*this);
+    for (auto& [identity, ev, body] : decoded) {
+      // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
+      // client may choose its routing id, even one a client that left had.
+      if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap)
+        a->second = {detail::peer_address(body), detail::peer_key(body)};
+      on_event(identity, std::move(ev), detail::clock::now());
+    }
+    calls.swap(inline_calls);
+    std::lock_guard k(kept_mu);
+    for (auto& c : io_calls) kept.push_back(std::move(c));
+    io_calls.clear();
+    g.flush();
+  }
+  decoded.clear();
+  run_inline(calls, true);  // the replies leave together, in one pass over the socket
+  if (!run_io_calls(t)) return false;
+  locked g(*this);
+  if (mode == serving_mode::aborting) abort_running();
+  const auto now = detail::clock::now();
+  tick(now);
+  wait = next_wait(now);
+  g.flush();  // what this round and other threads queued goes before the next sleep
+  return true;
+}
+
+// The kept calls' replies are held until the last has run, then leave together: one pass over the socket, not one
+// per call. A handler that runs long does not hold up those before it for more than its budget: the monitor sends
+// them when it hands the role on (on_vacated()).
+bool server::impl::run_io_calls(detail::io_role::ticket t) {
+  for (;;) {
+    detail::io_call c;
+    {
+      std::lock_guard k(kept_mu);
+      if (kept.empty()) break;
+      c = std::move(kept.front());
+      kept.pop_front();
+    }
+    if (!pool->try_begin(c.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+      dispatch(c);
+      continue;
+    }
+    role->enter(t);
+    holding_replies = this;
+    c.job();
+    holding_replies = nullptr;
+    c.job = nullptr;  // its captures go now, as a pool thread's would
+    pool->end(c.client);
+    if (!role->leave(t)) {  // it ran long: the role, and the calls kept behind it (on_vacated()), went on
+      io_holder = {};       // this thread is a pool thread again
+      send_held();          // its own reply, held after the monitor sent the others
+      return false;
+    }
+  }
+  send_held();
+  return true;
+}
+
+void server::impl::send_held() {
+  thread_local std::vector<detail::outbound> replies;
+  {
+    std::lock_guard k(kept_mu);
+    if (held.empty()) return;
+    replies.swap(held);
+  }
+  {
+    locked g(*this);
+    for (auto& o : replies) complete(std::move(o));
+    g.flush();
+  }
+  replies.clear();
+}
+
+void server::impl::on_vacated() {
+  std::deque<detail::io_call> waiting;
+  {
+    std::lock_guard k(kept_mu);
+    waiting.swap(kept);
+  }
+  send_held();
+  for (auto& c : waiting) dispatch(c);
+  pool->vacate();
+}
+
+void server::impl::dispatch(detail::io_call& c) {
+  const auto why = pool->submit(c.client, std::move(c.job));
+  if (why == detail::fair_pool::refusal::none) return;
+  locked g(*this);
+  if (!c.oneway) {
+    refuse(c.key, *c.method, why);
+  } else {
+    if (running_calls.erase(c.key)) closed_one();  // nobody to tell: dropped and counted, as on_published() does
+    ++dropped;
+  }
+  g.flush();
+}
+
+void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev) {
+  std::vector<detail::inline_call> calls;
+  {
+    locked g(*this);
+    on_event(from.identity(), std::move(ev), detail::clock::now());
+    calls.swap(inline_calls);
+    g.flush();
+  }
+  run_inline(calls, false);
+}
+
+void server::impl::on_link_closed(detail::link_core& from) {
+  locked g(*this);
+  drop_peer(from.identity());
+  g.flush();
+}
+
+void server::impl::send(const std::string& identity, const event_header& h, std::string_view name,
+                        std::span<const std::byte> args) {
+  close_batch();  // what was queued before this leaves before it
+  duct::buffer body = encode_event_packed(h, name, args);
+  if (auto l = links.find(identity); l != links.end()) link_out[l->second.get()].events.push_back(std::move(body));
+  else {
+    router_out_bytes += body.size();
+    router_out.emplace_back(identity, std::move(body));
+  }
+}
+
+void server::impl::queue_item(const std::string& identity, const message_id& channel, bool stop,
+                              std::span<const std::byte> item) {
+  if (batch && (batch->identity != identity || !(batch->channel == channel))) close_batch();
+  if (!batch) {
+    auto l = links.find(identity);
+    event_header h{ids.next(), channel};
+    h.accepts_stop = stop;
+    duct::buffer head = encode_event_packed(h, "STREAM_BATCH", {});
+    batch.emplace(open_batch{identity, channel, l == links.end() ? nullptr : l->second.get(), {head.begin(), head.end()},
+                             head.size() + 1, 0, detail::clock::now()});
+    batch->body.push_back(std::byte{0xdd});  // array32: its count is patched in when the batch closes
+    batch->body.resize(batch->body.size() + 4);
+  }
+  batch->body.insert(batch->body.end(), item.begin(), item.end());
+  ++batch->count;
+  if (!batch->link) router_out_bytes += item.size();
+}
+
+void server::impl::close_batch() {
+  if (!batch) return;
+  std::vector<std::byte>& body = batch->body;
+  for (int i = 0; i < 4; ++i)  // big-endian, as msgpack has it
+    body[batch->count_at + static_cast<std::size_t>(i)] = static_cast<std::byte>(batch->count >> (24 - 8 * i));
+  duct::buffer packed{std::span<const std::byte>(body)};
+  if (batch->link) link_out[batch->link].events.push_back(std::move(packed));
+  else router_out.emplace_back(std::move(batch->identity), std::move(packed));
+  batch.reset();
+}
+
+}  // namespace rpc
