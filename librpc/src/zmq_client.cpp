@@ -3,43 +3,20 @@
 // are read by the first thread waiting on one of its futures (the leader), which sleeps on the socket itself so
 // that its own reply wakes it directly; by the I/O thread while no thread leads and somebody needs them promptly
 // (a stream's consumer, a thread waiting behind the leader); and otherwise by the I/O thread when it wakes for
-// the calls' heartbeats and time limits, which it keeps. See client.hpp and future.hpp.
-#include <atomic>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
-
-#include <rpc/curve.hpp>
-#include <rpc/event.hpp>
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
+// the calls' heartbeats and time limits, which it keeps. The blocking calls are in zmq_call.cpp. See client.hpp and
+// future.hpp.
+#include "zmq_client.hpp"
 
 #include "access.hpp"
-#include "call_state.hpp"
-#include "call_table.hpp"
-#include "channel.hpp"
-#include "client_impl.hpp"
-#include "handshake_watch.hpp"
 #include "reply.hpp"
-#include "stream_state.hpp"
-#include "upload_state.hpp"
-#include "wakeup.hpp"
-#include "zmq_util.hpp"
 
 namespace rpc {
+namespace detail {
 namespace {
 
-using detail::reply;
-
-struct zmq_client;
 thread_local const zmq_client* leading_here = nullptr;  // the client this thread leads for, if any
 
-// How a stream's callbacks reach the client; the client empties it before it goes away.
-struct back_ref {
-  explicit back_ref(zmq_client* c) : client(c) {}
-  std::mutex mu;
-  zmq_client* client;
-};
+}  // namespace
 
 // Sends one event without waiting. Returns: false if the socket has no connection to queue it on (its handshake
 // failed: our sockets queue without limit, so that is the only reason), where a blocking send would wait for ever.
@@ -60,105 +37,6 @@ std::optional<event> decode_reply(const zmq::message_t& body) {
   }
   return ev;
 }
-
-// A calling thread's own socket, for blocking calls.
-struct direct_socket {
-  zmq::socket_t socket;
-  std::unique_ptr<detail::handshake_watch> watch;
-  int fd;  // its ZMQ_FD
-  id_generator ids;
-};
-
-struct zmq_client final : client::impl, detail::reply_reader {
-  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), with_curve_keys(std::move(o))), dealer(make_socket(dealer_watch)) {
-    io = std::thread([this] { loop(); });
-  }
-  ~zmq_client() override;
-
-  duct::value call(std::string_view method, const duct::buffer& packed_args,
-                   std::optional<std::chrono::milliseconds> limit) override;
-  future start(std::string_view method, const duct::buffer& packed_args,
-               std::optional<std::chrono::milliseconds> limit) override;
-  void read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) override;
-  std::shared_ptr<detail::stream_state> stream(std::string_view method, const duct::buffer& packed_args,
-                                               bool progress) override;
-  void publish(std::string_view method, const duct::buffer& packed_args) override;
-  detail::chunked_halves chunked(std::string_view method, const duct::buffer& packed_args, bool oneway) override;
-  bool send_chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
-  void grant(const message_id& id, std::size_t n);
-  void stop_stream(const message_id& id);
-  detail::chunked_halves open_stream(std::string_view method, const duct::buffer& packed_args,
-                                     detail::stream_spec kind);
-  std::shared_ptr<back_ref> self = std::make_shared<back_ref>(this);
-  std::shared_ptr<detail::reader_ref> reader = std::make_shared<detail::reader_ref>(this);
-
-  zmq::context_t ctx{1};
-  std::mutex dealer_mu;  // guards dealer: callers send on it, the I/O thread receives. Taken after `mu`, never before.
-  std::unique_ptr<detail::handshake_watch> dealer_watch;  // read by the I/O thread
-  zmq::socket_t dealer;
-  const int dealer_fd = dealer.get(zmq::sockopt::fd);
-  detail::wakeup wake;
-  detail::wakeup closing_signal;  // written once on close and never drained: wakes every blocked call()
-  detail::wakeup leader_wake;     // wakes the leader: input it may have missed, or its call settled by another thread
-  // Who sleeps on the DEALER's descriptor: a sender that takes its edge (send_async()) must wake them.
-  std::atomic<bool> leading{false};      // a thread waiting on a future reads replies (set under `mu`)
-  std::atomic<bool> io_watching{false};  // the I/O thread reads replies (set under `mu`)
-  std::vector<zmq::message_t> lead_frames;  // the leader's, kept for its capacity
-  std::mutex sockets_mu;
-  std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
-  std::atomic<bool> running{true};
-  std::thread io;
-
-  std::mutex mu;  // guards what follows
-  bool closing = false;
-  detail::call_table calls;  // the calls on the shared DEALER (blocking ones run apart: call())
-  std::vector<detail::settlement> done;  // settled after `mu` is released (release())
-  int followers = 0;          // threads waiting on a future while another leads
-  detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
-
-  void loop();
-  void release(std::unique_lock<std::mutex>& lock);
-  /// Carries out a step of the call table (under `mu`): its events go out now, its futures settle in release().
-  void absorb(detail::effects& fx);
-  /// Fails open call `id` with `e` (under `mu`).
-  void fail(const message_id& id, std::exception_ptr e);
-  /// A call as the table takes it: named, with the client's heartbeat, and its time limit if any.
-  detail::call_spec spec(std::string_view method, std::optional<std::chrono::milliseconds> limit) const;
-  bool take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies);
-  /// Sends on the shared DEALER; `where` names the call for errors. Throws: connection_error if no connection
-  /// can take it (its handshake failed), error for any other refusal.
-  void send_async(const duct::buffer& body, std::string_view where = {});
-  zmq::socket_t make_socket(std::unique_ptr<detail::handshake_watch>& watch);
-  std::mutex refused_mu;  // a leaf: taken under `mu` or dealer_mu, or alone
-  std::optional<std::string> refused;  // why the last handshake on the shared DEALER failed (under refused_mu)
-  std::optional<std::string> refusal() {
-    std::lock_guard lock(refused_mu);
-    return refused;
-  }
-  /// Fails every open call on the shared DEALER with `reason` (under `mu`).
-  void fail_all(const std::string& reason);
-  static client_options with_curve_keys(client_options o);
-  // An event the server would refuse unread: ZeroMQ drops the connection of a peer that sends more than the
-  // server's max_message_size, and the call would only fail when the heartbeats gave up. Refused here, clearly,
-  // against our own max_message_size (64 MiB by default, as the server's). `bytes` is the event's payload; a
-  // header and name come on top. Throws: error naming the method and both sizes.
-  void check_size(std::string_view method, std::size_t bytes) const {
-    if (over_size(bytes + method.size())) throw too_big(endpoint + ": " + std::string(method), bytes);
-  }
-  [[nodiscard]] bool over_size(std::size_t bytes) const {
-    constexpr std::size_t head_room = 256;
-    return bytes + head_room > opts.max_message_size;
-  }
-  /// The error for an event of `bytes` over the limit; `where` is "endpoint: method".
-  [[nodiscard]] error too_big(const std::string& where, std::size_t bytes) const {
-    return error(where + ": " + std::to_string(bytes) + " bytes is over the message size limit of " +
-                 std::to_string(opts.max_message_size) + " bytes");
-  }
-  direct_socket& my_socket();
-  duct::value collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
-                      const std::string& where, std::optional<std::chrono::milliseconds> limit);
-  void on_reply(const zmq::message_t& body, detail::clock::time_point now);
-};
 
 zmq_client::~zmq_client() {
   {
@@ -445,18 +323,6 @@ zmq::socket_t zmq_client::make_socket(std::unique_ptr<detail::handshake_watch>& 
   return socket;
 }
 
-direct_socket& zmq_client::my_socket() {
-  std::lock_guard lock(sockets_mu);
-  auto& slot = sockets[std::this_thread::get_id()];
-  if (!slot) {
-    std::unique_ptr<detail::handshake_watch> watch;
-    zmq::socket_t socket = make_socket(watch);
-    const int fd = socket.get(zmq::sockopt::fd);
-    slot = std::make_unique<direct_socket>(direct_socket{std::move(socket), std::move(watch), fd, {}});
-  }
-  return *slot;
-}
-
 // The I/O thread. It sleeps in poll() until the calls' next heartbeat or time limit, and on the DEALER's descriptor
 // too while somebody needs replies promptly and no leader reads them. ZeroMQ signals that descriptor by edges, which
 // any thread touching the socket may consume: so it looks at ZMQ_EVENTS before sleeping, and a sender that sees
@@ -578,90 +444,6 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
   if (wake_io) wake.signal();
 }
 
-// A blocking call the server deferred: wait on its token, a held _ductrpc_wait at a time, until the outcome or the
-// call's own deadline.
-duct::value zmq_client::collect(const std::string& token, std::optional<detail::clock::time_point> deadline,
-                                const std::string& where, std::optional<std::chrono::milliseconds> limit) {
-  for (;;) {
-    if (deadline && detail::clock::now() >= *deadline) {
-      try {  // its job is not left running for nobody
-        send_async(detail::cancel_event(my_socket().ids.next(), token));
-      } catch (const error&) {
-        // the job then runs to its end and its outcome expires unfetched
-      }
-      throw timeout_error(detail::no_result_within(where, *limit));
-    }
-    try {
-      // No client-side limit on the wait itself: the server answers at the wait's limit, and heartbeats cover the rest.
-      return call("_ductrpc_wait", detail::wait_args(token, deadline, detail::clock::now()), std::chrono::milliseconds(-1));
-    } catch (const still_running_error&) {
-      // the wait's limit passed before the call ended: ask again, or give up at our deadline (checked above)
-    }
-  }
-}
-
-duct::value zmq_client::call(std::string_view method, const duct::buffer& packed_args,
-                             std::optional<std::chrono::milliseconds> limit) {
-  limit = limit_of(limit);
-  const std::string where = endpoint + ": " + std::string(method);
-  if (!running) throw closed_error(where + ": the client is closing");
-  check_size(method, packed_args.size());
-  direct_socket& mine = my_socket();
-  const message_id id = mine.ids.next();
-  auto now = detail::clock::now();
-  std::optional<detail::clock::time_point> deadline;
-  if (limit) deadline = now + *limit;
-  detail::heartbeat beat(opts.heartbeat, now);
-  auto refused_here = [&] {
-    return connection_error(where, mine.watch->failure().value_or("no connection to the server is ready"));
-  };
-  try {
-    if (!send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span())))
-      throw refused_here();
-  } catch (const zmq::error_t& e) {
-    throw error(where + ": " + e.what());
-  }
-  std::vector<zmq::message_t> frames;
-  // It reads before it sleeps, and sleeps on the socket's descriptor only once a read has found nothing: ZeroMQ
-  // signals that descriptor by edges, and only after such a read.
-  for (bool first = true;; first = false) {
-    if (!first) {
-      now = detail::clock::now();
-      auto until = beat.next_deadline();
-      if (deadline) until = std::min(until, *deadline);
-      pollfd fds[] = {{mine.fd, POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}, {mine.watch->fd(), POLLIN, 0}};
-      detail::poll_fds(fds, 3, detail::ms_until(until, now));
-      if (fds[1].revents & POLLIN) throw closed_error(where + ": the client was closed");
-      if ((fds[2].revents & POLLIN) && mine.watch->read()) throw refused_here();
-    }
-    while (detail::try_recv(mine.socket, frames)) {
-      if (frames.empty()) continue;
-      std::optional<event> ev = decode_reply(frames.back());
-      // Replies to earlier calls of this thread that timed out are ignored, like any event of an unknown channel.
-      if (!ev || ev->header.response_to != id) continue;
-      beat.heard(detail::clock::now());
-      if (detail::understands_stop(*ev))  // call() cannot take a stream: stop it at once
-        send_body(mine.socket, detail::stop_event(mine.ids.next(), id));
-      duct::value result;
-      std::string token;
-      switch (detail::settle(*ev, where, result, token)) {
-        case reply::alive: break;
-        case reply::result: return result;
-        case reply::deferred: return collect(token, deadline, where, limit);
-      }
-    }
-    now = detail::clock::now();
-    if (deadline && now >= *deadline) throw timeout_error(detail::no_result_within(where, *limit));
-    if (beat.lost(now))
-      throw lost_remote_error(where + ": lost remote after " + std::to_string(2 * opts.heartbeat.count()) +
-                              " ms without a heartbeat");
-    if (beat.send_due(now)) {
-      send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));
-      beat.sent(now);
-    }
-  }
-}
-
 void zmq_client::fail_all(const std::string& reason) {
   detail::effects fx;
   calls.fail_all([&](const std::string& where) { return std::make_exception_ptr(connection_error(where, reason)); },
@@ -677,10 +459,10 @@ void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point 
   absorb(fx);
 }
 
-}  // namespace
+}  // namespace detail
 
 std::unique_ptr<client::impl> make_zmq_client(std::string_view endpoint, client_options opts) {
-  return std::make_unique<zmq_client>(endpoint, opts);
+  return std::make_unique<detail::zmq_client>(endpoint, opts);
 }
 
 }  // namespace rpc
