@@ -56,6 +56,8 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
   auto refused_here = [&] {
     return connection_error(where, mine.watch->failure().value_or("no connection to the server is ready"));
   };
+  // The thread's socket was refused before (see send_async()): this call would wait for ever.
+  if (mine.watch->failure()) throw refused_here();
   try {
     if (!send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span())))
       throw refused_here();

@@ -243,6 +243,11 @@ void zmq_client::send_async(const duct::buffer& body, std::string_view where) {
   auto call = [&] { return where.empty() ? endpoint : endpoint + ": " + std::string(where); };
   {
     std::lock_guard lock(dealer_mu);
+    // After a refused handshake ZeroMQ keeps the connection's queue but does not try again: what is sent there
+    // would wait for ever (until the heartbeats gave up). A later handshake that succeeds clears the refusal.
+    if (refusing.load(std::memory_order_relaxed)) {
+      if (auto why = refusal()) throw connection_error(call(), "cannot send: " + *why);
+    }
     try {
       if (!send_body(dealer, body))
         throw connection_error(call(), "cannot send: " + refusal().value_or("no connection to the server is ready"));
@@ -368,6 +373,7 @@ void zmq_client::loop() {
       {
         std::lock_guard hold(refused_mu);
         refused = handshake;
+        refusing = handshake.has_value();
       }
       if (handshake) fail_all(*handshake);
     }

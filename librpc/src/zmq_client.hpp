@@ -113,6 +113,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   zmq::socket_t make_socket(std::unique_ptr<detail::handshake_watch>& watch);
   std::mutex refused_mu;  // a leaf: taken under `mu` or dealer_mu, or alone
   std::optional<std::string> refused;  // why the last handshake on the shared DEALER failed (under refused_mu)
+  std::atomic<bool> refusing{false};   // whether `refused` is set: read without the lock on every send
   std::optional<std::string> refusal() {
     std::lock_guard lock(refused_mu);
     return refused;

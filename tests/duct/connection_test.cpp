@@ -215,7 +215,7 @@ TEST_CASE("send time-outs: before any byte the duct survives, mid-frame it close
   CHECK(c.closed());
 }
 
-TEST_CASE("frame_timeout: a message begun and stalled times out and closes the duct; an idle duct waits",
+TEST_CASE("frame_timeout: a message begun and stalled times out and closes the duct - an idle duct waits",
           "[connection][timeout]") {
   duct::options o;
   o.frame_timeout = 200ms;

@@ -134,7 +134,7 @@ TEST_CASE("call table: zerorpc-python's captured replies settle the calls they a
   CHECK(errors == 2);  // boom and unknown_method
 }
 
-TEST_CASE("call table: heartbeats go every period; two silent periods lose the server", "[rpc][call_table][heartbeat]") {
+TEST_CASE("call table: heartbeats go every period - two silent periods lose the server", "[rpc][call_table][heartbeat]") {
   call_table calls;
   auto state = std::make_shared<rpc::detail::call_state>();
   auto r = calls.open("slow", packed().span(), named("tcp://h:1: slow"), state, t0);
@@ -206,7 +206,7 @@ TEST_CASE("call table: a deferred call is followed up on a fresh channel, and ca
   CHECK(calls.empty());
 }
 
-TEST_CASE("call table: a StillRunning the caller asked for is its outcome; a token past the limit is cancelled at once",
+TEST_CASE("call table: a StillRunning the caller asked for is its outcome - a token past the limit is cancelled at once",
           "[rpc][call_table][deferred]") {
   call_table calls;
   effects fx;
@@ -275,7 +275,7 @@ TEST_CASE("call table: stream credit, batches, and stops that wait for the serve
   CHECK(calls.empty());
 }
 
-TEST_CASE("call table: a chunked call's input follows the server's credit; a one-way one is forgotten once it ends",
+TEST_CASE("call table: a chunked call's input follows the server's credit - a one-way one is forgotten once it ends",
           "[rpc][call_table][chunked]") {
   call_table calls;
   effects fx;
@@ -312,7 +312,7 @@ TEST_CASE("call table: a chunked call's input follows the server's credit; a one
   CHECK(fx.empty());
 }
 
-TEST_CASE("call table: bad and foreign events are not taken; a malformed reply fails its call, naming it",
+TEST_CASE("call table: bad and foreign events are not taken - a malformed reply fails its call, naming it",
           "[rpc][call_table][errors]") {
   call_table calls;
   effects fx;
@@ -347,7 +347,7 @@ TEST_CASE("call table: bad and foreign events are not taken; a malformed reply f
   CHECK(error_of(fx.settles[0]) == "tcp://h:1: add: OK without a value");
 }
 
-TEST_CASE("call table: failing an owner's calls leaves the others; failing all ends streams and inputs too",
+TEST_CASE("call table: failing an owner's calls leaves the others - failing all ends streams and inputs too",
           "[rpc][call_table][close]") {
   call_table calls;
   effects fx;

@@ -53,7 +53,7 @@ TEST_CASE("ipc: another server's live socket is refused, and that server goes on
   CHECK(c.call("add", 1, 2).as<int>() == 3);
 }
 
-TEST_CASE("ipc: a stale socket is replaced; the server removes its own when it stops", "[rpc][server][ipc]") {
+TEST_CASE("ipc: a stale socket is replaced - the server removes its own when it stops", "[rpc][server][ipc]") {
   test::temp_dir dir;
   const std::string path = dir.file("stale.sock");
   {  // a socket whose server died without removing it

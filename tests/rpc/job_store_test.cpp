@@ -51,7 +51,7 @@ TEST_CASE("job store: tokens are 128 random bits in hex, never repeated, and fin
   CHECK(s.jobs_of("c:a") == 1999);
 }
 
-TEST_CASE("job store: a client's job count is bounded; fetched outcomes make room, unfetched ones do not",
+TEST_CASE("job store: a client's job count is bounded - fetched outcomes make room, unfetched ones do not",
           "[rpc][jobs][limits]") {
   job_store s;
   const auto t0 = steady::now();
@@ -121,7 +121,7 @@ TEST_CASE("job store: kept bytes are counted per client and an outcome over the 
   CHECK_FALSE(s.keep(other, "OK", bytes(500), 1000, 1000));  // 620 + 500 over 1000, and nothing is fetched
 }
 
-TEST_CASE("job store: finished jobs expire after the keep time; running ones never; uncollected ones are counted",
+TEST_CASE("job store: finished jobs expire after the keep time - running ones never - uncollected ones are counted",
           "[rpc][jobs]") {
   job_store s;
   const auto t0 = steady::now();

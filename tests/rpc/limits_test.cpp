@@ -63,7 +63,7 @@ TEST_CASE("limits: one client's backlog does not hold up another client's next c
   for (auto& f : backlog) CHECK(f.get().as<int>() == 0);
 }
 
-TEST_CASE("limits: a client's queue is bounded; beyond it calls get Overloaded at once, others are served",
+TEST_CASE("limits: a client's queue is bounded - beyond it calls get Overloaded at once, others are served",
           "[rpc][limits]") {
   blocking_service s({.threads = 2, .per_client = {.queued = 3}});
   rpc::client hog(s.endpoint), other(s.endpoint);

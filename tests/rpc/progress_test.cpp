@@ -86,7 +86,7 @@ TEST_CASE("progress: reports arrive in order before the result, only when asked 
   test::eventually([&] { return r.server.open_channels() == 0; });
 }
 
-TEST_CASE("progress: a slow caller never blocks the handler; newer reports replace waiting ones", "[rpc][progress]") {
+TEST_CASE("progress: a slow caller never blocks the handler - newer reports replace waiting ones", "[rpc][progress]") {
   bool over_duct = GENERATE(false, true);
   CAPTURE(over_duct);
   reporting r(over_duct, {.stream_window = 2});
@@ -109,7 +109,7 @@ TEST_CASE("progress: a slow caller never blocks the handler; newer reports repla
   for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i] > seen[i - 1]);
 }
 
-TEST_CASE("progress: errors end the call after its reports; a caller's exception stops the handler", "[rpc][progress]") {
+TEST_CASE("progress: errors end the call after its reports - a caller's exception stops the handler", "[rpc][progress]") {
   bool over_duct = GENERATE(false, true);
   CAPTURE(over_duct);
   reporting r(over_duct);

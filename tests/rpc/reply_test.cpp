@@ -109,7 +109,7 @@ TEST_CASE("replies: captured zerorpc-python and zerorpc-node replies settle as t
   CHECK(settled.size() >= 15);
 }
 
-TEST_CASE("replies: ERR names become their error types; others stay remote errors", "[rpc][reply][errors]") {
+TEST_CASE("replies: ERR names become their error types - others stay remote errors", "[rpc][reply][errors]") {
   duct::value result;
   std::string token;
   auto err = [&](const char* name) {
@@ -145,7 +145,7 @@ TEST_CASE("replies: malformed and unexpected replies are protocol errors naming 
   CHECK(token == "abc");
 }
 
-TEST_CASE("replies: credit events carry their count; anything else is not credit", "[rpc][reply][credit]") {
+TEST_CASE("replies: credit events carry their count - anything else is not credit", "[rpc][reply][credit]") {
   duct::buffer body = rpc::detail::credit_event(rpc::message_id("id", true), rpc::message_id("call", true), 64);
   rpc::event ev = rpc::decode_event(body.span());
   CHECK(ev.name == "_zpc_more");
