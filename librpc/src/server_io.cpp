@@ -203,10 +203,12 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
       on_event(identity, std::move(ev), detail::clock::now());
     }
     calls.swap(inline_calls);
-    std::lock_guard k(kept_mu);
-    for (auto& c : io_calls) kept.push_back(std::move(c));
+    {
+      std::lock_guard k(kept_mu);
+      for (auto& c : io_calls) kept.push_back(std::move(c));
+    }
     io_calls.clear();
-    g.flush();
+    g.flush();  // after kept_mu: flushing takes `mu` again (drain())
   }
   decoded.clear();
   run_inline(calls, true);  // the replies leave together, in one pass over the socket

@@ -32,6 +32,16 @@ for b in bodies:
 # a few events shaped by the target itself (0xff): a call, a stream, a chunked call with chunks, a stop
 save("server", bytes([0xff, 0, 0, 1, 2, 0xff, 0, 2, 5, 0, 0xff, 0, 16, 0, 0, 0xff, 1, 0, 8, 3, 0, 0xff, 1, 0, 9, 0, 0]))
 
+# the client's call table (client_fuzz.cpp): scripts of a call answered, a stream, a deferred call past its
+# limit, and the captured server events fed raw after an open call
+save("client", bytes([0, 5, 0, 1, 0, 1, 0, 0, 7, 0, 3, 200]))
+save("client", bytes([0, 5, 0, 1, 1, 3, 1, 0, 0, 1, 3, 1, 0, 3, 4, 4, 0, 0, 0]))
+save("client", bytes([0x10, 5, 50, 0, 1, 0, 1, 0, 1, 2, 2, 3, 100, 3, 100]))
+for v in lines("zerorpc-python.jsonl"):
+    b = bytes.fromhex(v["frames_hex"][-1])
+    if v["dir"] == "s2c" and len(b) < 255:
+        save("client", bytes([0, 5, 0, 1, 0, 2, len(b)]) + b)
+
 for v in lines("ductworks.jsonl"):
     if v.get("frame_hex"):
         save("frame", b"\x00" + bytes.fromhex(v["frame_hex"]))
