@@ -20,10 +20,12 @@ constexpr int watched = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAIL
 handshake_watch::handshake_watch(zmq::context_t& ctx, zmq::socket_t& socket, bool curve)
     : events_(ctx, zmq::socket_type::pair), curve_(curve) {
   const std::string address = "inproc://ductrpc-handshakes-" + std::to_string(next_watch++);
-  if (zmq_socket_monitor(socket.handle(), address.c_str(), watched) != 0) throw zmq::error_t();
+  retry_eintr([&] {  // a failed attempt closes what it made: trying again is safe
+    if (zmq_socket_monitor(socket.handle(), address.c_str(), watched) != 0) throw zmq::error_t();
+  });
   events_.set(zmq::sockopt::linger, 0);
-  events_.connect(address);
-  fd_ = events_.get(zmq::sockopt::fd);
+  retry_eintr([&] { events_.connect(address); });
+  fd_ = retry_eintr([&] { return events_.get(zmq::sockopt::fd); });
   // ZeroMQ signals the descriptor only for a message that arrives after a read found nothing: look once now.
   (void)read();
 }

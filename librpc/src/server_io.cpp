@@ -166,7 +166,8 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   thread_local std::vector<decoded_event> decoded;
   thread_local std::vector<detail::inline_call> calls;
   if (!io_input.exchange(false)) {  // else it reads at once, without a system call to learn what it already knows
-    pollfd fds[2] = {{router.get(zmq::sockopt::fd), POLLIN, 0}, {wake.fd(), POLLIN, 0}};
+    pollfd fds[2] = {{detail::retry_eintr([&] { return router.get(zmq::sockopt::fd); }), POLLIN, 0},
+                     {wake.fd(), POLLIN, 0}};
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
     if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();

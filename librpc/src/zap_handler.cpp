@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "zmq_util.hpp"
+
 namespace rpc::detail {
 namespace {
 
@@ -27,8 +29,8 @@ zap_handler::zap_handler(zmq::context_t& ctx, std::set<std::string> allowed, ref
   rep_.bind("inproc://zeromq.zap.01");
   char name[64];
   std::snprintf(name, sizeof name, "inproc://ductrpc-zap-stop-%p", static_cast<void*>(this));
-  stop_rx_.bind(name);
-  stop_tx_.connect(name);
+  retry_eintr([&] { stop_rx_.bind(name); });
+  retry_eintr([&] { stop_tx_.connect(name); });
   thread_ = std::thread([this] { loop(); });
 }
 

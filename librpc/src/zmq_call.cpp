@@ -13,7 +13,7 @@ direct_socket& zmq_client::my_socket() {
   if (!slot) {
     std::unique_ptr<detail::handshake_watch> watch;
     zmq::socket_t socket = make_socket(watch);
-    const int fd = socket.get(zmq::sockopt::fd);
+    const int fd = retry_eintr([&] { return socket.get(zmq::sockopt::fd); });
     slot = std::make_unique<direct_socket>(direct_socket{std::move(socket), std::move(watch), fd, {}});
   }
   return *slot;

@@ -321,7 +321,7 @@ zmq::socket_t zmq_client::make_socket(std::unique_ptr<detail::handshake_watch>& 
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.max_message_size));
   try {
-    socket.connect(endpoint);
+    detail::retry_eintr([&] { socket.connect(endpoint); });
   } catch (const zmq::error_t& e) {
     throw error("cannot connect to " + endpoint + ": " + e.what());
   }

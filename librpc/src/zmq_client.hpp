@@ -78,7 +78,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   std::mutex dealer_mu;  // guards dealer: callers send on it, the I/O thread receives. Taken after `mu`, never before.
   std::unique_ptr<detail::handshake_watch> dealer_watch;  // read by the I/O thread
   zmq::socket_t dealer;
-  const int dealer_fd = dealer.get(zmq::sockopt::fd);
+  const int dealer_fd = retry_eintr([this] { return dealer.get(zmq::sockopt::fd); });
   detail::wakeup wake;
   detail::wakeup closing_signal;  // written once on close and never drained: wakes every blocked call()
   detail::wakeup leader_wake;     // wakes the leader: input it may have missed, or its call settled by another thread

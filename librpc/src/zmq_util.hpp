@@ -14,6 +14,20 @@
 
 namespace rpc::detail {
 
+/// Runs `op` (a ZeroMQ call through cppzmq), again while a signal handler interrupts it: ZeroMQ fails with EINTR
+/// whatever processes the socket's commands (connect, bind, reading ZMQ_FD or ZMQ_EVENTS), and a signal must
+/// not make a call or a server fail. Returns: what `op` returns. Throws: zmq::error_t for anything but EINTR.
+template <class Op>
+auto retry_eintr(Op op) {
+  for (;;) {
+    try {
+      return op();
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+
 /// Refuses what ZeroMQ would take wrongly: a tcp:// port that is not a number from 0 to 65535 (ZeroMQ wraps
 /// 99999 round to 34463). Throws: rpc::error naming the endpoint.
 void check_endpoint(std::string_view endpoint);
