@@ -175,9 +175,12 @@ TEST_CASE("a handler busy for three heartbeat periods causes no lost remote", "[
 TEST_CASE("a killed server makes a waiting call fail with lost remote, in bounded time", "[rpc][heartbeat][process]") {
   const auto [pid, endpoint] = fork_calc();
   rpc::client cl(endpoint, {.heartbeat = 100ms});
+  // Each socket's handshake is done before the kill (a server killed in the middle of one would be a refusal).
+  CHECK(cl.async_call("add", 1, 1).get().as<int>() == 2);
   auto waiting = cl.async_call("sleep", 60000);  // through the client's I/O thread
   std::atomic<int> tid{0};
   auto blocking = std::async(std::launch::async, [&] {  // a blocking call(), on that thread's own socket
+    (void)cl.call("add", 0, 0);
     tid = static_cast<int>(::gettid());
     return cl.call("sleep", 60000).as<int>();
   });
