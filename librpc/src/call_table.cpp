@@ -54,7 +54,7 @@ duct::buffer call_table::publish(std::string_view method, std::span<const std::b
 std::optional<duct::buffer> call_table::chunk(const message_id& id, std::string_view name,
                                               std::span<const std::byte> args) {
   auto it = calls_.find(id);
-  if (it == calls_.end()) return std::nullopt;  // it ended meanwhile: its upload_state was closed first
+  if (it == calls_.end() || !it->second.upload) return std::nullopt;  // ended (its upload_state was closed first)
   duct::buffer body = encode_event_packed({ids_.next(), id}, name, args);
   if (name != "CHUNK" && it->second.oneway) {  // a publish is over for us once its input has ended
     if (it->second.upload) it->second.upload->close(nullptr);
@@ -64,13 +64,14 @@ std::optional<duct::buffer> call_table::chunk(const message_id& id, std::string_
 }
 
 std::optional<duct::buffer> call_table::credit(const message_id& id, std::size_t n) {
-  if (!calls_.count(id)) return std::nullopt;  // it ended meanwhile
+  auto it = calls_.find(id);
+  if (it == calls_.end() || !it->second.stream) return std::nullopt;  // ended meanwhile, or not a stream
   return credit_event(ids_.next(), id, n);
 }
 
 void call_table::stop(const message_id& id, effects& out) {
   auto it = calls_.find(id);
-  if (it == calls_.end()) return;
+  if (it == calls_.end() || !it->second.stream) return;  // ended, or not a stream (whose future must settle)
   const auto act = it->second.stops.drop(server_stops_);
   if (act == stream_stop::action::keep) return;  // until its first event says whether the server understands
   if (act == stream_stop::action::stop) out.sends.push_back(stop_event(ids_.next(), id));
@@ -91,9 +92,6 @@ bool call_table::on_event(event& ev, clock::time_point now, effects& out) {
 
 void call_table::on_reply(table::iterator c, event& ev, clock::time_point now, effects& out) {
   open_call& call = c->second;
-  // Only a stream says it understands _ductrpc_stop, and a plain call cannot take one: stop it (the call then
-  // fails below with the protocol error), rather than let the producer run on for nobody.
-  if (understands_stop(ev)) out.sends.push_back(stop_event(ids_.next(), c->first));
   try {
     duct::value result;
     std::string token;
@@ -120,6 +118,9 @@ void call_table::on_reply(table::iterator c, event& ev, clock::time_point now, e
     const std::string token = moved.token;
     wait_on_token(std::move(moved), token, now, out);
   } catch (...) {
+    // A stream in answer to a plain call, which cannot take one, is a protocol error: stop its producer too if
+    // the server understands it, rather than let it run on for nobody.
+    if (understands_stop(ev)) out.sends.push_back(stop_event(ids_.next(), c->first));
     end(c, std::current_exception(), out);
   }
 }

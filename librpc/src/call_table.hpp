@@ -92,12 +92,13 @@ class call_table {
   duct::buffer publish(std::string_view method, std::span<const std::byte> packed_args);
 
   /// An event of chunked call `id`'s input (CHUNK, CHUNK_DONE, CHUNK_ERR). A one-way call is forgotten once its
-  /// input has ended. Returns: the event to send, or nothing if the call has ended.
+  /// input has ended. Returns: the event to send, or nothing if the call has ended (or is not chunked).
   std::optional<duct::buffer> chunk(const message_id& id, std::string_view name, std::span<const std::byte> args);
-  /// The consumer of stream `id` took items: `_zpc_more [n]`. Returns: the event, or nothing if the call has ended.
+  /// The consumer of stream `id` took items: `_zpc_more [n]`. Returns: the event, or nothing if the call has ended
+  /// (or is not a stream).
   std::optional<duct::buffer> credit(const message_id& id, std::size_t n);
   /// The consumer dropped stream `id`: forgets it, with `_ductrpc_stop` into `out` if the server understands it
-  /// (or, before its first event has told, once that comes).
+  /// (or, before its first event has told, once that comes). Nothing for a call that is not a stream.
   void stop(const message_id& id, effects& out);
 
   /// An event arrived. Returns: false if it answers no open call (the owner may hand it to a server, or drop it).

@@ -383,3 +383,24 @@ TEST_CASE("call table: failing an owner's calls leaves the others - failing all 
   msgpack::pack(item, 1);
   CHECK_THROWS_AS(up.halves.in->write(std::as_bytes(std::span(item.data(), item.size()))), rpc::closed_error);
 }
+
+// Found by the client fuzz target: a stop meant for a stream, given a plain call's id, forgot the call unsettled.
+TEST_CASE("call table: stream and input actions on a plain call do nothing, and its future still settles",
+          "[rpc][call_table][errors]") {
+  call_table calls;
+  effects fx;
+  auto state = std::make_shared<rpc::detail::call_state>();
+  auto r = calls.open("add", packed(1, 2).span(), named("ep: add"), state, t0);
+  rpc::event hello = from_server(r.id, "_zpc_hb", std::make_tuple(0), /*accepts_stop=*/true);
+  CHECK(calls.on_event(hello, t0, fx));  // the server understands stops: a stream's would go at once
+  CHECK(fx.empty());                     // but nothing stops a plain call that goes on
+  calls.stop(r.id, fx);
+  CHECK_FALSE(calls.credit(r.id, 5));
+  CHECK_FALSE(calls.chunk(r.id, "CHUNK", packed(1).span()));
+  CHECK(fx.empty());
+  REQUIRE(calls.size() == 1);
+  rpc::event ok = from_server(r.id, "OK", std::make_tuple(3));
+  CHECK(calls.on_event(ok, t0, fx));
+  REQUIRE(fx.settles.size() == 1);
+  CHECK(fx.settles[0].state == state);
+}
