@@ -92,37 +92,34 @@ bool call_table::on_event(event& ev, clock::time_point now, effects& out) {
 
 void call_table::on_reply(table::iterator c, event& ev, clock::time_point now, effects& out) {
   open_call& call = c->second;
+  std::string token;  // set when the call goes on waiting for a deferred outcome
   try {
     duct::value result;
-    std::string token;
     switch (settle(ev, call.spec.where, result, token)) {
       case reply::alive: return;
       case reply::result:
         out.settles.push_back({std::move(call.result), std::move(result), nullptr});
         forget(c);
         return;
-      case reply::deferred: {
-        open_call moved = std::move(call);
-        forget(c);
-        wait_on_token(std::move(moved), token, now, out);
-        return;
-      }
+      case reply::deferred: break;  // the server gave a token: wait on it
     }
   } catch (const still_running_error&) {
     if (call.token.empty()) {  // a StillRunning the caller asked for (its own _ductrpc_wait)
       end(c, std::current_exception(), out);
       return;
     }
-    open_call moved = std::move(call);  // the wait's own limit passed: ask again
-    forget(c);
-    const std::string token = moved.token;
-    wait_on_token(std::move(moved), token, now, out);
+    token = call.token;  // the wait's own limit passed: ask again
   } catch (...) {
     // A stream in answer to a plain call, which cannot take one, is a protocol error: stop its producer too if
     // the server understands it, rather than let it run on for nobody.
     if (understands_stop(ev)) out.sends.push_back(stop_event(ids_.next(), c->first));
     end(c, std::current_exception(), out);
+    return;
   }
+  // Outside the handlers: the call moves to a fresh channel, and `c` is gone.
+  open_call moved = std::move(call);
+  forget(c);
+  wait_on_token(std::move(moved), token, now, out);
 }
 
 void call_table::on_stream_event(table::iterator c, event& ev, effects& out) {
