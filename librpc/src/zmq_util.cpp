@@ -41,34 +41,18 @@ void poll_fds(pollfd* fds, std::size_t count, std::chrono::milliseconds wait) {
 }
 
 bool send_part(zmq::socket_t& socket, zmq::const_buffer part, zmq::send_flags flags) {
-  for (;;) {
-    try {
-      return socket.send(part, flags).has_value();
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-    }
-  }
+  return retry_eintr([&] { return socket.send(part, flags).has_value(); });
 }
 
 bool has_input(zmq::socket_t& socket) {
-  for (;;) {
-    try {
-      return (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-    }
-  }
+  return retry_eintr([&] { return (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; });
 }
 
 bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
-  for (;;) {
+  return retry_eintr([&] {
     frames.clear();
-    try {
-      return zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait).has_value();
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-    }
-  }
+    return zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait).has_value();
+  });
 }
 
 std::string peer_address(const zmq::message_t& message) noexcept {
