@@ -26,7 +26,7 @@ job& job_store::create(std::string method, std::string owner, std::string client
     std::array<unsigned char, 16> bytes{};
     if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
       throw error("cannot make a token: OpenSSL's random generator failed");
-    token.clear();
+    token = prefix_;
     for (unsigned char b : bytes) {
       token += hex[b >> 4];
       token += hex[b & 15];

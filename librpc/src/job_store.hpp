@@ -57,6 +57,9 @@ class job_store {
   /// bits from OpenSSL's CSPRNG: a token is a bearer secret.
   /// Throws: rpc::error if the CSPRNG fails.
   job& create(std::string method, std::string owner = {}, std::string client = {});
+  /// Tokens made from now on begin with `prefix` (a broker's worker names itself so: broker_wire.hpp).
+  void set_prefix(std::string prefix) { prefix_ = std::move(prefix); }
+  [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
   /// Returns: the job with that token, or nullptr (never existed, or expired).
   job* find(const std::string& token) noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return jobs_.size(); }
@@ -98,6 +101,7 @@ class job_store {
   std::unordered_map<std::string, job> jobs_;
   std::unordered_map<std::string, usage> usage_;  // by client
   std::size_t bytes_ = 0;
+  std::string prefix_;
 };
 
 }  // namespace rpc::detail

@@ -7,6 +7,7 @@
 #include <rpc/curve.hpp>
 
 #include "access.hpp"
+#include "broker_wire.hpp"
 #include "server_impl.hpp"
 #include "zmq_util.hpp"
 
@@ -146,6 +147,12 @@ std::string server::listen(const link& over) {
   return where;
 }
 
+std::string server::connect(std::string_view broker_backend, const std::string& broker_key) {
+  impl_->connect_broker(broker_backend, broker_key);
+  impl_->listening = true;
+  return std::string(broker_backend);
+}
+
 void server::start() {
   if (impl_->running) throw error("the server is already running");
   if (impl_->started || impl_->mode != serving_mode::serving)
@@ -160,6 +167,18 @@ void server::start() {
       detail::fair_pool::limits{threads, o.per_client.running ? o.per_client.running : std::max<std::size_t>(threads - 1, 1),
                                 o.per_client.queued, o.max_queued},
       [this] { impl_->lead(); });
+  if (!impl_->brokers.empty()) {  // the methods are fixed now: announce them
+    duct::pack_buffer methods;
+    msgpack::packer<duct::pack_buffer> p(methods);
+    impl_->pack_methods(p);
+    duct::buffer m = methods.take();
+    impl_->ready = detail::make_ready(static_cast<std::uint32_t>(std::min<std::size_t>(threads, 65536)),
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(o.heartbeat),
+                                      impl_->jobs.prefix(), o.name, m.span());
+    std::lock_guard lock(impl_->router_mu);
+    impl_->tell_brokers(detail::cmd_ready, impl_->ready.span());
+    impl_->next_beat = detail::clock::now() + o.heartbeat;
+  }
   impl_->pool->vacate();  // a pool thread takes the I/O role
   std::vector<std::shared_ptr<detail::link_core>> links;
   {
@@ -172,6 +191,10 @@ void server::start() {
 void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
   if (!impl_->running) return;
   impl_->mode = how == shutdown_mode::drain ? serving_mode::draining : serving_mode::aborting;
+  if (!impl_->brokers.empty()) {
+    std::lock_guard lock(impl_->router_mu);
+    impl_->tell_brokers(detail::cmd_drain);  // no new calls, while those open finish
+  }
   impl_->wake.signal();
   if (how == shutdown_mode::drain && !impl_->wait_idle(detail::clock::now() + grace, true)) {
     impl_->mode = serving_mode::aborting;  // the grace period ran out: cancel what is left
@@ -182,6 +205,7 @@ void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
   // The last replies (results, Cancelled, a stream's end) may still sit in ZeroMQ's queues: give them a bounded
   // time to reach clients that are still connected when the socket closes, instead of dropping them.
   impl_->router.set(zmq::sockopt::linger, 1000);
+  for (auto& b : impl_->brokers) b.dealer.set(zmq::sockopt::linger, 1000);
 }
 
 void server::stop() noexcept {
@@ -207,6 +231,10 @@ void server::stop() noexcept {
                         // handler the role's holder ran itself still counts itself out, so the pool must stay
   impl_->pool.reset();
   impl_->mode = serving_mode::aborting;  // for accepting(), and so that start() refuses
+  if (!impl_->brokers.empty()) {
+    std::lock_guard lock(impl_->router_mu);
+    impl_->tell_brokers(detail::cmd_bye);  // its calls end with it: the broker fails them at once
+  }
   release_ipc_files();  // a stopped server listens no more: its ipc:// sockets go
 }
 

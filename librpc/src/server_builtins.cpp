@@ -10,6 +10,24 @@ namespace rpc {
 using detail::err_args;
 using detail::pack;
 
+void server::impl::pack_methods(msgpack::packer<duct::pack_buffer>& p) const {
+  p.pack_map(static_cast<std::uint32_t>(methods.size()));
+  for (const auto& [name, m] : methods) {
+    p.pack(name);
+    p.pack_map(2);
+    p.pack(std::string_view("args"));
+    p.pack_array(static_cast<std::uint32_t>(m.arg_names.size()));
+    for (const auto& a : m.arg_names) {
+      p.pack_map(1);
+      p.pack(std::string_view("name"));
+      p.pack(a);
+    }
+    p.pack(std::string_view("doc"));
+    if (m.doc.empty()) p.pack_nil();
+    else p.pack(m.doc);
+  }
+}
+
 void server::impl::deferred_builtin(const std::string& identity, std::shared_ptr<event> ev) {
   const std::string& n = ev->name;
   const msgpack::object& a = ev->args();
@@ -184,21 +202,7 @@ bool server::impl::builtin(const std::string& identity, const event& ev) {
     p.pack(std::string_view("name"));
     p.pack(opts.name);
     p.pack(std::string_view("methods"));
-    p.pack_map(static_cast<std::uint32_t>(methods.size()));
-    for (const auto& [name, m] : methods) {
-      p.pack(name);
-      p.pack_map(2);
-      p.pack(std::string_view("args"));
-      p.pack_array(static_cast<std::uint32_t>(m.arg_names.size()));
-      for (const auto& a : m.arg_names) {
-        p.pack_map(1);
-        p.pack(std::string_view("name"));
-        p.pack(a);
-      }
-      p.pack(std::string_view("doc"));
-      if (m.doc.empty()) p.pack_nil();
-      else p.pack(m.doc);
-    }
+    pack_methods(p);
   } else {
     finish(identity, ev.header.id, "ERR", err_args("NameError", n));
     return true;

@@ -166,6 +166,34 @@ struct server::impl final : detail::link_server {
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
   std::vector<detail::ipc_claim> ipc_files;  // the socket files of our ipc:// endpoints, removed when we stop
+
+  // The brokers this server is a worker of (server_broker.cpp; docs/broker.md): a DEALER each, fixed once started,
+  // used under router_mu like the ROUTER. A client of a broker is known by the identity via_broker() makes.
+  struct broker_conn {
+    std::string endpoint;
+    zmq::socket_t dealer;
+  };
+  std::vector<broker_conn> brokers;
+  duct::buffer ready;                        // READY's payload, made once the methods are fixed (start())
+  detail::clock::time_point next_beat{};     // when the brokers next hear our heartbeat (I/O role's)
+  /// The identity of a broker's client: a prefix no ZeroMQ routing id or link identity has, the broker's index,
+  /// and the broker's CLIENT frame.
+  static std::string via_broker(std::size_t broker, std::string_view client);
+  /// The broker index and CLIENT frame of an identity via_broker() made, or nothing for any other.
+  static std::optional<std::pair<std::size_t, std::string_view>> broker_of(std::string_view identity) noexcept;
+  /// Connects to a broker's backend (before start()). Throws: error naming the endpoint.
+  void connect_broker(std::string_view endpoint, const std::string& broker_key);
+  /// Sends `command` (and `payload`) to every broker (router_mu held).
+  void tell_brokers(std::string_view command, std::span<const std::byte> payload = {});
+  /// Receives what the brokers sent (router_mu held): clients' events into `arrived`, as the ROUTER's are; RESET
+  /// is answered with READY here. Returns: whether a batch was full (more may wait).
+  bool receive_brokers(std::vector<std::pair<std::string, zmq::message_t>>& arrived, std::vector<zmq::message_t>& frames);
+  /// Sends an event to a broker's client (router_mu held). Returns: false if `identity` is not a broker's client.
+  bool send_via_broker(const std::string& identity, const duct::buffer& body);
+  /// Whether any broker's socket has input waiting (router_mu held).
+  bool brokers_have_input();
+  /// The methods as _zerorpc_inspect's "methods" map (methods are fixed once started).
+  void pack_methods(msgpack::packer<duct::pack_buffer>& p) const;
   // Each ROUTER peer's address and CURVE key as ZeroMQ reports them, read off its first message; swept of gone
   // peers by tick().
   struct peer_info {

@@ -4,6 +4,7 @@
 #include <rpc/server.hpp>
 
 #include "access.hpp"
+#include "broker_wire.hpp"
 #include "server_impl.hpp"
 #include "zmq_util.hpp"
 
@@ -108,6 +109,7 @@ void server::impl::drain(detail::link_core& l) {
 }
 
 void server::impl::send_to(const std::string& identity, const duct::buffer& body) {
+  if (!brokers.empty() && send_via_broker(identity, body)) return;
   try {
     detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
     detail::send_part(router, zmq::const_buffer(), zmq::send_flags::sndmore);
@@ -120,7 +122,7 @@ void server::impl::send_to(const std::string& identity, const duct::buffer& body
 bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask) {
   for (auto& [identity, body] : sends) send_to(identity, body);
   sends.clear();
-  return ask && detail::has_input(router);
+  return ask && (detail::has_input(router) || (!brokers.empty() && brokers_have_input()));
 }
 
 // ---- the transports ---------------------------------------------------------------------------------------------------
@@ -131,6 +133,7 @@ detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
   for (auto& [identity, table] : peers)
     if (auto d = table.next_deadline()) next = std::min(next, *d);
   if (auto d = jobs.next_deadline()) next = std::min(next, *d);
+  if (!brokers.empty()) next = std::min(next, next_beat);
   for (const auto& [key, call] : running_calls)
     if (call.defer_at) next = std::min(next, *call.defer_at);
   io_wakes_at = next;
@@ -166,11 +169,15 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   thread_local std::vector<decoded_event> decoded;
   thread_local std::vector<detail::inline_call> calls;
   if (!io_input.exchange(false)) {  // else it reads at once, without a system call to learn what it already knows
-    pollfd fds[2] = {{detail::retry_eintr([&] { return router.get(zmq::sockopt::fd); }), POLLIN, 0},
-                     {wake.fd(), POLLIN, 0}};
+    thread_local std::vector<pollfd> fds;
+    fds.clear();
+    fds.push_back({wake.fd(), POLLIN, 0});
+    fds.push_back({detail::retry_eintr([&] { return router.get(zmq::sockopt::fd); }), POLLIN, 0});
+    for (broker_conn& b : brokers)  // fixed once started, so safe to read without router_mu
+      fds.push_back({detail::retry_eintr([&] { return b.dealer.get(zmq::sockopt::fd); }), POLLIN, 0});
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const timespec until{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-    if (::ppoll(fds, 2, &until, nullptr) > 0 && (fds[1].revents & POLLIN)) wake.drain();
+    if (::ppoll(fds.data(), fds.size(), &until, nullptr) > 0 && (fds[0].revents & POLLIN)) wake.drain();
   }
   // Take what has arrived, but not without end: a flood from one client must not hold up heartbeats. Only the
   // socket is held while ZeroMQ is asked, and events are decoded before the server's lock is taken: handler
@@ -183,6 +190,7 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
       else arrived.emplace_back(frames.front().to_string(), std::move(frames.back()));
     }
     if (i == 1000) io_input = true;  // a full batch: more may be waiting
+    if (!brokers.empty() && receive_brokers(arrived, frames)) io_input = true;
   }
   for (auto& [identity, body] : arrived) {
     try {
@@ -199,8 +207,12 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
     for (auto& [identity, ev, body] : decoded) {
       // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
       // client may choose its routing id, even one a client that left had.
-      if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap)
-        a->second = {detail::peer_address(body), detail::peer_key(body)};
+      if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap) {
+        if (auto b = brokers.empty() ? std::nullopt : broker_of(identity))  // the broker vouches for its client's key
+          a->second = {"via rpc-broker " + brokers[b->first].endpoint, std::string(detail::client_key(b->second))};
+        else
+          a->second = {detail::peer_address(body), detail::peer_key(body)};
+      }
       on_event(identity, std::move(ev), detail::clock::now());
     }
     calls.swap(inline_calls);
@@ -218,8 +230,14 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   if (mode == serving_mode::aborting) abort_running();
   const auto now = detail::clock::now();
   tick(now);
+  const bool beat = !brokers.empty() && now >= next_beat;
+  if (beat) next_beat = now + opts.heartbeat;
   wait = next_wait(now);
   g.flush();  // what this round and other threads queued goes before the next sleep
+  if (beat) {
+    std::lock_guard lock(router_mu);
+    tell_brokers(detail::cmd_heartbeat);
+  }
   return true;
 }
 
