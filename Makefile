@@ -47,13 +47,13 @@ test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 check: test test-asan
 
 demo: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS) --target duct-demo rpc-demo rpc-call rpc-serve duct-cat
+	cmake --build $(BUILD) -j $(JOBS) --target duct-demo rpc-demo rpc-call rpc-serve rpc-broker duct-cat
 	$(BUILD)/libduct/examples/duct-demo
 	$(BUILD)/librpc/examples/rpc-demo
 	bash tools/demo.sh $(BUILD)
 
 bench: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench stream-bench zmq-bare spawn-time rpc-call rpc-serve duct-cat
+	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench stream-bench zmq-bare spawn-time rpc-call rpc-serve rpc-broker duct-cat
 	$(BUILD)/bench/duct-bench --json bench/results/duct.json
 	-sh tests/rpc/node/install.sh $(BUILD)/tests/node-peers
 	$(BUILD)/bench/rpc-bench --json bench/results/rpc.json --node-peer $(BUILD)/tests/node-peers/peer.js

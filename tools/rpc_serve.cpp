@@ -33,7 +33,8 @@ using namespace std::chrono_literals;
 using rpc::detail::call_context;
 
 struct settings {
-  std::vector<std::string> binds;
+  std::vector<std::string> binds, connects;
+  std::string broker_key;
   std::string name = "rpc-serve";
   std::vector<std::string> execs, streams, raw_streams, limits, with_options, max_args;
   bool shell = false;
@@ -314,6 +315,13 @@ int main(int argc, char** argv) {
   app.add_option("-b,--bind", cfg.binds, "Listen on ENDPOINT (tcp://HOST:PORT, port 0 picks one; ipc://PATH); "
                                          "repeatable; default tcp://127.0.0.1:4242")
       ->type_name("ENDPOINT");
+  app.add_option("-c,--connect", cfg.connects, "Serve the clients of the rpc-broker whose backend is ENDPOINT, as "
+                                                "one of its workers taking --jobs calls at once; repeatable. Without "
+                                                "--bind, listens nowhere else")
+      ->type_name("ENDPOINT");
+  app.add_option("--broker-key", cfg.broker_key, "With --connect and --curve-secret: speak CURVE to the brokers, "
+                                                 "whose public key is in the certificate FILE")
+      ->type_name("FILE");
   app.add_option("-n,--name", cfg.name, "The name _zerorpc_name reports")->type_name("NAME");
   app.add_option("-e,--exec", cfg.execs, "Serve method NAME: run COMMAND with the call's arguments appended "
                                          "(no shell); a chunked request goes to its stdin; repeatable")
@@ -382,7 +390,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (cfg.binds.empty()) cfg.binds.push_back("tcp://127.0.0.1:4242");
+  if (cfg.binds.empty() && cfg.connects.empty()) cfg.binds.push_back("tcp://127.0.0.1:4242");
 
   // Before any thread exists (it forks): the guard that ends running commands' groups if we are killed.
   try {
@@ -405,6 +413,8 @@ int main(int argc, char** argv) {
   try {
     if (!cfg.curve_allow.empty() && cfg.curve_secret.empty())
       throw CLI::ValidationError("--curve-allow", "goes with --curve-secret");
+    if (!cfg.broker_key.empty() && (cfg.curve_secret.empty() || cfg.connects.empty()))
+      throw CLI::ValidationError("--broker-key", "goes with --connect and --curve-secret");
     if (!cfg.curve_secret.empty()) {
       rpc::curve_keypair keys = rpc::load_curve_certificate(cfg.curve_secret);
       if (keys.secret_key.empty())
@@ -516,6 +526,14 @@ int main(int argc, char** argv) {
       else if (!so.curve_secret_key.empty() && so.curve_allow.empty() && reachable_from_outside(where))
         log.event("warning", {{"endpoint", where}},
                   "warning: " + where + " admits any client that knows the server's public key (no --curve-allow)");
+    }
+    std::string broker_key;
+    if (!cfg.broker_key.empty()) {
+      broker_key = rpc::load_curve_certificate(cfg.broker_key).public_key;
+    }
+    for (const std::string& c : cfg.connects) {
+      server.connect(c, broker_key);
+      log.event("connecting", {{"endpoint", c}}, "serving the clients of the broker at " + c);
     }
     server.start();
   } catch (const rpc::error& e) {

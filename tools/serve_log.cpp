@@ -47,14 +47,14 @@ void serve_log::call(const std::string& peer, const std::string& method, const m
     return;
   }
   if (!opts_.verbose && shown.size() > 80) shown = shown.substr(0, 77) + "...";
-  write(timestamp() + " rpc-serve: " + (peer.empty() ? "-" : peer) + " " + method + " " + shown + " -> " + outcome +
+  write(timestamp() + " " + opts_.program + ": " + (peer.empty() ? "-" : peer) + " " + method + " " + shown + " -> " + outcome +
         (error.empty() ? "" : ": " + error) + " (" + took_text + " ms)");
 }
 
 void serve_log::event(const std::string& what, const std::vector<std::pair<std::string, std::string>>& facts,
                       const std::string& message) {
   if (!opts_.json) {
-    write(timestamp() + " rpc-serve: " + message);
+    write(timestamp() + " " + opts_.program + ": " + message);
     return;
   }
   std::string line = "{\"time\": " + quoted(timestamp()) + ", \"event\": " + quoted(what);

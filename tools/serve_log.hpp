@@ -1,4 +1,4 @@
-// rpc-serve's log on stderr: one line per call and per event of the server's life (listening, a signal, the end),
+// rpc-serve's (and rpc-broker's) log on stderr: one line per call and per event of the server's life (listening, a signal, the end),
 // each starting with an ISO 8601 UTC timestamp; or, with --log-json, one JSON object per line with the same facts.
 #pragma once
 
@@ -18,6 +18,7 @@ class serve_log {
     bool quiet = false;    ///< no line per call (the server's own events are still logged)
     bool verbose = false;  ///< a call's arguments in full, not cut at 80 characters
     bool json = false;     ///< JSON lines
+    std::string program = "rpc-serve";  ///< what text lines name after the timestamp
   };
   explicit serve_log(options opts) : opts_(opts) {}
 
@@ -25,7 +26,7 @@ class serve_log {
   void call(const std::string& peer, const std::string& method, const msgpack::object& args,
             std::chrono::steady_clock::duration took, const std::string& outcome, const std::string& error = {});
   /// An event of the server's life: `what` ("listening", "signal", ...) and its facts as name, text pairs. The
-  /// text form is "rpc-serve: " then `message`.
+  /// text form is the program's name, ": ", then `message`.
   void event(const std::string& what, const std::vector<std::pair<std::string, std::string>>& facts,
              const std::string& message);
 

@@ -63,6 +63,8 @@ reply settle(const event& ev, call_name where, duct::value& result, std::string&
     if (name == "StillRunning") throw still_running_error(name, message, traceback);
     if (name == "Overloaded") throw overloaded_error(name, message, traceback);
     if (name == "UnknownToken") throw unknown_token_error(name, message, traceback);
+    // A broker whose worker died with the call open says so: the same as losing the server ourselves.
+    if (name == "LostRemote") throw lost_remote_error(message);
     throw remote_error(name, message, traceback);
   }
   if (ev.name == "STREAM" || ev.name == "STREAM_DONE")

@@ -8,7 +8,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ductrpc-install-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 # The tools, their man pages and completions land where man and the shells look.
-for f in bin/rpc-call bin/rpc-serve bin/duct-cat share/man/man1/rpc-call.1 share/man/man1/rpc-serve.1 \
+for f in bin/rpc-call bin/rpc-serve bin/rpc-broker bin/duct-cat share/man/man1/rpc-broker.1 share/man/man1/rpc-call.1 share/man/man1/rpc-serve.1 \
          share/man/man1/duct-cat.1 share/fish/vendor_completions.d/duct-cat.fish \
          share/bash-completion/completions/rpc-call share/zsh/site-functions/_rpc-call \
          share/fish/vendor_completions.d/rpc-call.fish share/doc/ductrpc-tools/copyright; do

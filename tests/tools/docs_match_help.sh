@@ -44,4 +44,5 @@ check_tool() {
 check_tool rpc-call "$RPC_CALL"
 check_tool rpc-serve "$RPC_SERVE"
 check_tool duct-cat "${DUCT_CAT:?}"
+check_tool rpc-broker "${RPC_BROKER:?}"
 finish
