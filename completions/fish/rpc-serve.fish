@@ -3,6 +3,8 @@ complete -c rpc-serve -f
 complete -c rpc-serve -s h -l help -d 'Print the options and exit'
 complete -c rpc-serve -l version -d 'Print the version and exit'
 complete -c rpc-serve -s b -l bind -x -a 'tcp://127.0.0.1: ipc://' -d 'Listen on ENDPOINT'
+complete -c rpc-serve -s c -l connect -x -a 'tcp://127.0.0.1: ipc://' -d 'Be a worker of the rpc-broker at ENDPOINT'
+complete -c rpc-serve -l broker-key -r -F -d 'The broker public certificate, for CURVE'
 complete -c rpc-serve -s n -l name -x -d 'The name _zerorpc_name reports'
 complete -c rpc-serve -s e -l exec -x -d 'Serve NAME by running COMMAND (NAME=COMMAND)'
 complete -c rpc-serve -l shell -d 'Run commands with /bin/sh -c'
