@@ -2,7 +2,7 @@
 # (pkg-config ductrpc, ductrpc-duct), in three components that become the three Debian packages (cmake/package.cmake):
 #   runtime  the shared libraries
 #   dev      headers, the libraries' development links, CMake and pkg-config files
-#   tools    rpc-call, rpc-serve, duct-cat with their man pages and completions (tools/CMakeLists.txt)
+#   tools    rpc-call, rpc-serve, rpc-broker, duct-cat with their man pages and completions (tools/CMakeLists.txt)
 include(CMakePackageConfigHelpers)
 
 install(TARGETS duct rpc EXPORT ductrpcTargets

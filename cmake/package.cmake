@@ -4,7 +4,7 @@
 #                          at the same version, so one package holds both.
 #   libductrpc-dev         headers, development links, CMake and pkg-config files; depends on the -dev packages
 #                          of what the public headers include (msgpack-cxx).
-#   ductrpc-tools          rpc-call, rpc-serve, duct-cat, their man pages and completions.
+#   ductrpc-tools          rpc-call, rpc-serve, rpc-broker, duct-cat, their man pages and completions.
 # Dependencies on other libraries (libzmq5, libssl3, libstdc++6, ...) are computed from the binaries by
 # dpkg-shlibdeps; between our own packages they are exact versions.
 set(DUCTRPC_PACKAGE_runtime libductrpc${DUCTRPC_SOVERSION})
@@ -50,7 +50,8 @@ set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION net)
 # dpkg-shlibdeps finds (libzmq5, libstdc++6, ...), not on the runtime package.
 set(CPACK_COMPONENT_TOOLS_DESCRIPTION "command-line tools for zerorpc services and message ducts
  rpc-call calls a method of any zerorpc server from a shell script; rpc-serve turns commands into RPC
- methods; duct-cat relays stdin and stdout over a message duct, as netcat does for sockets.")
+ methods; rpc-broker puts many rpc-serve workers behind one endpoint; duct-cat relays stdin and stdout over a
+ message duct, as netcat does for sockets.")
 # The tools link our own libraries, which no installed package provides yet: dpkg-shlibdeps finds them here.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR}/libduct ${PROJECT_BINARY_DIR}/librpc)
 
