@@ -379,9 +379,9 @@ TEST_CASE("streams: 1 GiB in 64 KiB chunks to a slower consumer keeps each proce
   duct::child server = duct::spawn({RPC_STREAM_PEER, "serve", endpoint, rss_file});
   const int chunks = 16384, size = 65536;  // 1 GiB
 #ifdef __SANITIZE_ADDRESS__
-  // AddressSanitizer's shadow memory and allocator add their own tens of MiB; without credit the peers would still
-  // hold hundreds.
-  const long limit_kib = 128 * 1024;
+  // AddressSanitizer's shadow memory and allocator add their own tens of MiB (the server peaked at 137 MiB in
+  // session 15's runs, against 64 MiB in a normal build); without credit the peers would still hold hundreds.
+  const long limit_kib = 160 * 1024;
 #elif defined(__SANITIZE_THREAD__)
   // ThreadSanitizer keeps shadow memory and a history of accesses for what the peers touch: about 160 MiB for the
   // consumer. Still far below the gigabyte an unbounded stream would hold.
