@@ -436,7 +436,7 @@ int main(int argc, char** argv) {
                "@FILE is the contents of FILE (@@ for a literal leading @).",
                "rpc-call"};
   tools::gnu_usage_errors(app, "rpc-call");
-  app.add_option("endpoint", cfg.endpoint, "tcp://HOST:PORT or ipc://PATH")->required()->type_name("ENDPOINT");
+  app.add_option("endpoint", cfg.endpoint, "tcp://HOST:PORT or ipc://PATH; several, comma-separated: the call goes to one that is up")->required()->type_name("ENDPOINT");
   app.add_option("method", cfg.method, "The method to call (with --inspect: to describe)")->type_name("METHOD");
   std::vector<std::string> unused;  // ARGs are taken before parsing (see below); this only lists them in --help
   app.add_option("args", unused, "Its arguments, everything after METHOD (so options go before it)")

@@ -9,7 +9,10 @@
 
 namespace rpc {
 
-client::client(std::string_view endpoint, client_options opts) : impl_(make_zmq_client(endpoint, opts)) {}
+client::client(std::string_view endpoints, client_options opts)
+    : impl_(make_spread_client(split_endpoints(endpoints), std::move(opts))) {}
+client::client(const std::vector<std::string>& endpoints, client_options opts)
+    : impl_(make_spread_client(endpoints, std::move(opts))) {}
 client::client(link over, client_options opts) : impl_(make_link_client(over, opts)) {}
 client::~client() = default;
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <rpc/client.hpp>
 
@@ -54,6 +55,11 @@ struct client::impl {
 
 /// The ZeroMQ transport. Throws: error for an endpoint ZeroMQ cannot parse.
 std::unique_ptr<client::impl> make_zmq_client(std::string_view endpoint, client_options opts);
+/// The endpoints of a comma-separated list (see client(std::string_view)); one endpoint is a list of one.
+std::vector<std::string> split_endpoints(std::string_view list);
+/// Several servers over ZeroMQ, each call whole to one of them (client_spread.cpp); one endpoint is
+/// make_zmq_client's. Throws: error for no endpoint, too many, or one ZeroMQ cannot parse.
+std::unique_ptr<client::impl> make_spread_client(const std::vector<std::string>& endpoints, client_options opts);
 /// The duct transport (link.cpp). Throws: closed_error if the link is closed.
 std::unique_ptr<client::impl> make_link_client(const link& l, client_options opts);
 

@@ -13,7 +13,7 @@ namespace {
 std::atomic<std::uint64_t> next_watch{0};
 
 constexpr int watched = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED;
 
 }  // namespace
 
@@ -44,9 +44,14 @@ std::optional<std::string> handshake_watch::read() noexcept {
       switch (event) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
           shook_hands_ = true;
+          connected_ = true;
           failure_.reset();
           break;
+        case ZMQ_EVENT_DISCONNECTED:
+          connected_ = false;
+          break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+          connected_ = false;
           failure_ = "the server refused our CURVE key (ZAP status " + std::to_string(value) +
                      "): it is not on the server's allow-list";
           break;

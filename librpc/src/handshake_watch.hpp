@@ -28,12 +28,16 @@ class handshake_watch {
   std::optional<std::string> read() noexcept;
   /// What read() last returned, without reading.
   [[nodiscard]] const std::optional<std::string>& failure() const noexcept { return failure_; }
+  /// Whether, as of the last read(), the socket has a connection whose handshake succeeded (and has not since been
+  /// lost): someone who speaks our mechanism is there.
+  [[nodiscard]] bool connected() const noexcept { return connected_; }
 
  private:
   zmq::socket_t events_;
   int fd_;
   bool curve_;
   bool shook_hands_ = false;  // a handshake has succeeded on this socket: the server spoke our mechanism
+  bool connected_ = false;    // and its connection is still up
   std::optional<std::string> failure_;
 };
 

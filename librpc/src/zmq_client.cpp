@@ -355,7 +355,10 @@ void zmq_client::loop() {
     if (poked) wake.drain();
     std::optional<std::string> handshake;
     const bool heard = (fds[1].revents & POLLIN) != 0;
-    if (heard) handshake = dealer_watch->read();
+    if (heard) {
+      handshake = dealer_watch->read();
+      if (up.exchange(dealer_watch->connected()) != dealer_watch->connected() && up_changed) up_changed();
+    }
     {
       std::lock_guard lock(dealer_mu);
       if (!leading) {

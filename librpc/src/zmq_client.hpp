@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -52,7 +53,9 @@ struct direct_socket {
 };
 
 struct zmq_client final : client::impl, detail::reply_reader {
-  zmq_client(std::string_view ep, client_options o) : impl(std::string(ep), with_curve_keys(std::move(o))), dealer(make_socket(dealer_watch)) {
+  /// `on_up`, if given, runs on the I/O thread whenever `up` changes.
+  zmq_client(std::string_view ep, client_options o, std::function<void()> on_up = {})
+      : impl(std::string(ep), with_curve_keys(std::move(o))), dealer(make_socket(dealer_watch)), up_changed(std::move(on_up)) {
     io = std::thread([this] { loop(); });
   }
   ~zmq_client() override;
@@ -89,6 +92,9 @@ struct zmq_client final : client::impl, detail::reply_reader {
   std::mutex sockets_mu;
   std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
   std::atomic<bool> running{true};
+  /// Whether the shared DEALER has a connection that shook hands (the server is there), as the I/O thread last saw.
+  std::atomic<bool> up{false};
+  const std::function<void()> up_changed;
   std::thread io;
 
   std::mutex mu;  // guards what follows
@@ -102,6 +108,11 @@ struct zmq_client final : client::impl, detail::reply_reader {
   void release(std::unique_lock<std::mutex>& lock);
   /// Carries out a step of the call table (under `mu`): its events go out now, its futures settle in release().
   void absorb(detail::effects& fx);
+  /// How many asynchronous calls (streams, chunked calls) are open.
+  std::size_t open_calls() {
+    std::lock_guard lock(mu);
+    return calls.size();
+  }
   /// Fails open call `id` with `e` (under `mu`).
   void fail(const message_id& id, std::exception_ptr e);
   /// A call as the table takes it: named, with the client's heartbeat, and its time limit if any.

@@ -5,13 +5,18 @@
 //   rpc-stream-peer take-one ENDPOINT HEARTBEAT_MS
 //                                             open the stream "endless", take its first item, print "taken", then
 //                                             wait to be killed (the SIGKILLed-client test)
+//   rpc-stream-peer hold ENDPOINT HEARTBEAT_MS
+//                                             serve who() ("peer") and hold(x), which never returns, until killed (the
+//                                             spread client's lost-server test)
 //   rpc-stream-peer consume ENDPOINT COUNT SIZE
 //                                             read COUNT chunks of SIZE bytes, checking every byte (slower than the
 //                                             producer), then print "bytes=N peak_kib=K"
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -93,15 +98,37 @@ int take_one(const std::string& endpoint, int heartbeat_ms) {
 
 }  // namespace
 
+int hold(const std::string& endpoint, int heartbeat_ms) {
+  rpc::server server({.heartbeat = std::chrono::milliseconds(heartbeat_ms)});
+  server.bind("who", [] { return std::string("peer"); });
+  server.bind("hold", [](std::stop_token stop, int) {
+    while (!stop.stop_requested()) ::pause();
+    return 0;
+  });
+  server.listen(endpoint);
+  server.start();
+  // Until killed, or until the test's end of our duct closes (a test that failed early): no orphan outlives it.
+  const char* fd = std::getenv("DUCT_FD");
+  char byte = 0;
+  if (fd) {
+    ssize_t n = 0;
+    while ((n = ::read(std::atoi(fd), &byte, 1)) > 0 || (n < 0 && errno == EINTR)) {
+    }
+    std::_Exit(0);
+  }
+  for (;;) ::pause();
+}
+
 int main(int argc, char** argv) {
   try {
     if (argc == 4 && std::strcmp(argv[1], "serve") == 0) return serve(argv[2], argv[3]);
     if (argc == 4 && std::strcmp(argv[1], "take-one") == 0) return take_one(argv[2], std::stoi(argv[3]));
+    if (argc == 4 && std::strcmp(argv[1], "hold") == 0) return hold(argv[2], std::stoi(argv[3]));
     if (argc == 5 && std::strcmp(argv[1], "consume") == 0) return consume(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rpc-stream-peer: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: rpc-stream-peer serve ENDPOINT RSS_FILE | take-one ENDPOINT HEARTBEAT_MS | consume ENDPOINT COUNT SIZE\n");
+  std::fprintf(stderr, "usage: rpc-stream-peer serve ENDPOINT RSS_FILE | take-one ENDPOINT HEARTBEAT_MS | hold ENDPOINT HEARTBEAT_MS | consume ENDPOINT COUNT SIZE\n");
   return 2;
 }

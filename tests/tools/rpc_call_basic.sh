@@ -42,4 +42,16 @@ expect_rc 0 "$RPC_CALL" "$EP" --inspect add
 expect_out '{"args": [{"name": "a"}, {"name": "b"}], "doc": "Adds two numbers."}'
 expect_rc 0 "$RPC_CALL" "$EP" --inspect
 grep -q '"name": "rpc-serve"' "$T/out" || fail "--inspect did not name the server: $(cat "$T/out")"
+
+# Several servers in one comma-separated ENDPOINT: the call goes whole to one that is there (with a 0.3 s heartbeat,
+# one sent where nobody listens would fail as lost), a stream included.
+dead="ipc://$T/nobody"
+for i in 1 2 3 4; do
+  expect_rc 0 "$RPC_CALL" --heartbeat 0.3 "$dead,$EP,$dead-too" add "$i" 1
+  expect_out "$((i + 1))"
+done
+expect_rc 0 "$RPC_CALL" --heartbeat 0.3 "$dead,$EP" count 3
+expect_out "$(printf '0\n1\n2')"
+expect_rc 2 "$RPC_CALL" "$EP,tcp://127.0.0.1:port" add 1 2
+expect_err_has "tcp://127.0.0.1:port: the port must be a number"
 finish

@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include <duct/buffer.hpp>
 #include <duct/codec.hpp>
@@ -58,8 +59,21 @@ class client {
  public:
   /// Connects to `endpoint` (tcp://HOST:PORT or ipc://PATH). ZeroMQ connects in the background, so a server that
   /// starts later is found; calls made before then wait (within their time limit).
-  /// Throws: error for an endpoint ZeroMQ cannot parse.
+  ///
+  /// Several servers: a comma-separated list ("tcp://a:4242,tcp://b:4242"; a comma separates only where a
+  /// transport's name follows it, so an ipc path may hold commas). Each call goes whole to one server — its
+  /// heartbeats, stream credit and chunks with it — the least loaded (calls open through this client) of those
+  /// connected; a server that is not connected, or lost a call in the last two heartbeat periods, gets none while
+  /// another can take them. With none connected a call waits up to a heartbeat period (or its limit) for one, then
+  /// goes to the next in turn and waits there as with one server. A call is never sent twice: one lost with its
+  /// server fails with lost_remote_error. poll()/wait()/cancel() go to the server that issued the token (known
+  /// from submit() on this client, or by asking each connected server). At most 64 endpoints; each has its own
+  /// sockets and I/O thread.
+  /// Throws: error for an endpoint ZeroMQ cannot parse, or more than 64.
   explicit client(std::string_view endpoint, client_options opts = {});
+  /// As the string form with a list: calls spread over `endpoints` (one: as client(endpoint)).
+  /// Throws: error for no endpoint, an empty one, more than 64, or one ZeroMQ cannot parse.
+  explicit client(const std::vector<std::string>& endpoints, client_options opts = {});
   /// Calls the server at the other end of `over` (see rpc::link). Several clients, and a server, may share a link.
   /// Throws: closed_error if the link is closed.
   explicit client(link over, client_options opts = {});
@@ -181,7 +195,8 @@ class client {
   /// Cancels the call. Returns: true if it was still running. Throws: unknown_token_error.
   bool cancel(const std::string& token) { return call("_ductrpc_cancel", token).as<bool>(); }
 
-  /// The endpoint this client connects to ("duct:" and the duct's name over a link).
+  /// The endpoint this client connects to ("duct:" and the duct's name over a link; the comma-separated list for
+  /// several servers).
   [[nodiscard]] const std::string& endpoint() const noexcept;
 
   struct impl;
