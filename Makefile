@@ -53,11 +53,12 @@ demo: deps $(BUILD)/CMakeCache.txt
 	bash tools/demo.sh $(BUILD)
 
 bench: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench stream-bench zmq-bare spawn-time rpc-call rpc-serve rpc-broker duct-cat
+	cmake --build $(BUILD) -j $(JOBS) --target duct-bench rpc-bench stream-bench broker-bench zmq-bare spawn-time rpc-call rpc-serve rpc-broker duct-cat
 	$(BUILD)/bench/duct-bench --json bench/results/duct.json
 	-sh tests/rpc/node/install.sh $(BUILD)/tests/node-peers
 	$(BUILD)/bench/rpc-bench --json bench/results/rpc.json --node-peer $(BUILD)/tests/node-peers/peer.js
 	$(BUILD)/bench/stream-bench --json bench/results/stream.json --node-peer $(BUILD)/tests/node-peers/peer.js
+	$(BUILD)/bench/broker-bench --json bench/results/broker.json
 	bash bench/tools_bench.sh $(BUILD) --json bench/results/tools.json
 
 install: build

@@ -1,0 +1,249 @@
+// broker-bench: rpc-broker's pool in numbers (issue 16's targets), every case against its baseline of the same run.
+//   scaling    nap(20 ms) with 64 calls in flight through a broker to 1, 2, 4 and 8 workers (default servers: 4
+//              threads each, so 4 calls at once): calls/s against k times one worker's (linear), >= 0.8x
+//   ceiling    add(1,2) with 16 in flight through a broker to one worker, against the same worker called directly:
+//              calls/s >= 0.7x; CPU per call of every process involved (client, broker, worker)
+//   failover   a worker SIGKILLed mid-call (its heartbeat 500 ms): how long until its client has LostRemote, and
+//              until its next call is answered by another worker (the bound: two heartbeat periods)
+// Cases alternate round by round (the VM's speed drifts); each figure is the median of its rounds. The brokers run
+// in this process (rpc::broker), the workers in processes of their own: this program started with --worker.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <duct/spawn.hpp>
+#include <rpc/broker.hpp>
+#include <rpc/client.hpp>
+#include <rpc/server.hpp>
+
+#include "common.hpp"
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// --worker BACKEND HEARTBEAT_MS DIRECT|- work|hang: a default server (4 threads) serving nap(ms) and add(a, b)
+// ("work") or hang() ("hang", never returns), a worker of the broker at BACKEND, also listening on DIRECT unless
+// "-". It ends when the bench's end of its duct closes (or when killed).
+int worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const std::string& kind) {
+  rpc::server s({.name = kind, .heartbeat = std::chrono::milliseconds(heartbeat_ms)});
+  if (kind == "hang") {
+    s.bind("hang", [](std::stop_token stop) {
+      while (!stop.stop_requested()) std::this_thread::sleep_for(10ms);
+      return 0;
+    });
+  } else {
+    s.bind("nap", [](int ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      return ms;
+    });
+    s.bind("add", [](int a, int b) { return a + b; });
+  }
+  if (direct != "-") s.listen(direct);
+  s.connect(backend);
+  s.start();
+  const char* fd = std::getenv("DUCT_FD");
+  if (!fd) return 2;
+  char byte = 0;
+  ssize_t n = 0;
+  while ((n = ::read(std::atoi(fd), &byte, 1)) > 0 || (n < 0 && errno == EINTR)) {
+  }
+  std::_Exit(0);
+}
+
+duct::child start_worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const char* kind) {
+  return duct::spawn({"/proc/self/exe", "--worker", backend, std::to_string(heartbeat_ms), direct, kind});
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// CPU time (all threads) of this process and of `others`, in microseconds, since construction.
+class cpu_of {
+ public:
+  explicit cpu_of(std::vector<pid_t> others) {
+    for (pid_t p : others) {
+      clockid_t c{};
+      if (::clock_getcpuclockid(p, &c) == 0) clocks_.push_back(c);
+    }
+    start_ = now();
+  }
+  [[nodiscard]] double us() const { return now() - start_; }
+
+ private:
+  [[nodiscard]] double now() const {
+    double sum = read(CLOCK_PROCESS_CPUTIME_ID);
+    for (clockid_t c : clocks_) sum += read(c);
+    return sum;
+  }
+  static double read(clockid_t c) {
+    timespec t{};
+    ::clock_gettime(c, &t);
+    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+  }
+  std::vector<clockid_t> clocks_;
+  double start_ = 0;
+};
+
+// `n` calls of `method(args...)` with `inflight` in flight at most. Returns: calls per second.
+template <class... Args>
+double run_inflight(rpc::client& c, int n, std::size_t inflight, const char* method, const Args&... args) {
+  std::vector<rpc::future> window(inflight);  // a ring: the oldest call's slot takes the next one once answered
+  const auto start = steady::now();
+  for (int i = 0; i < n; ++i) {
+    rpc::future& slot = window[static_cast<std::size_t>(i) % inflight];
+    if (slot.valid()) (void)slot.get();
+    slot = c.async_call(method, args...);
+  }
+  for (auto& f : window)
+    if (f.valid()) (void)f.get();
+  return n / std::chrono::duration<double>(steady::now() - start).count();
+}
+
+// A broker in this process with its workers.
+struct pool {
+  rpc::broker broker;
+  std::string frontend, backend;
+  std::vector<duct::child> workers;
+
+  explicit pool(rpc::broker_options o = {}) : broker(std::move(o)) {
+    frontend = broker.frontend("ipc://");
+    backend = broker.backend("ipc://");
+    broker.start();
+  }
+  void add(int heartbeat_ms, const std::string& direct, const char* kind) {
+    workers.push_back(start_worker(backend, heartbeat_ms, direct, kind));
+  }
+  // Waits (bounded) until the broker knows `n` workers.
+  void until_workers(std::size_t n) const {
+    const auto until = steady::now() + 30s;
+    while (broker.workers() != n) {
+      if (steady::now() > until) throw std::runtime_error("the broker's workers did not all join");
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+  [[nodiscard]] std::vector<pid_t> pids() const {
+    std::vector<pid_t> p;
+    for (const auto& w : workers) p.push_back(w.pid());
+    return p;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 6 && std::strcmp(argv[1], "--worker") == 0) return worker(argv[2], std::atoi(argv[3]), argv[4], argv[5]);
+  const bench_options opts = parse_bench_options(argc, argv, "broker-bench");
+  const bool quick = opts.quick;
+  const int rounds = quick ? 1 : 5, nap_ms = 20;
+  nlohmann::json out = nlohmann::json::array();
+
+  // ---- scaling and ceiling: four pools (1, 2, 4, 8 workers); the first's worker also listens directly ----------
+  const std::array<int, 4> sizes{1, 2, 4, 8};
+  std::vector<std::unique_ptr<pool>> pools;
+  const std::string direct = private_ipc("direct");
+  for (int k : sizes) {
+    auto p = std::make_unique<pool>();
+    for (int i = 0; i < k; ++i) p->add(5000, k == 1 && i == 0 ? direct : "-", "work");
+    pools.push_back(std::move(p));
+  }
+  for (std::size_t i = 0; i < sizes.size(); ++i) pools[i]->until_workers(static_cast<std::size_t>(sizes[i]));
+  std::vector<std::unique_ptr<rpc::client>> clients;
+  for (auto& p : pools) clients.push_back(std::make_unique<rpc::client>(p->frontend));
+  rpc::client direct_client(direct);
+  for (auto& c : clients) (void)c->call("add", 1, 2);
+  (void)direct_client.call("add", 1, 2);
+
+  std::array<std::vector<double>, 4> scaling;
+  std::vector<double> via_rate, via_cpu, direct_rate, direct_cpu;
+  const int add_n = quick ? 500 : 20000;
+  const std::vector<pid_t> worker_pid = pools[0]->pids();
+  for (int r = 0; r < rounds; ++r) {
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const int n = (quick ? 16 : 160) * sizes[i];  // about 0.8 s a round at any size
+      scaling[i].push_back(run_inflight(*clients[i], n, 64, "nap", nap_ms));
+    }
+    {
+      cpu_of cpu(worker_pid);
+      via_rate.push_back(run_inflight(*clients[0], add_n, 16, "add", 1, 2));
+      via_cpu.push_back(cpu.us() / add_n);
+    }
+    {
+      cpu_of cpu(worker_pid);
+      direct_rate.push_back(run_inflight(direct_client, add_n, 16, "add", 1, 2));
+      direct_cpu.push_back(cpu.us() / add_n);
+    }
+  }
+
+  std::printf("broker: medians of %d rounds, cases alternating\n\n", rounds);
+  std::printf("nap(%d ms), 64 in flight, workers of 4 threads   calls/s   vs linear (k x 1 worker)\n", nap_ms);
+  const double one = median(scaling[0]);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const double rate = median(scaling[i]);
+    const double linear = rate / (one * sizes[i]);
+    std::printf("  %d worker%s %42.0f   %.2fx\n", sizes[i], sizes[i] == 1 ? " " : "s", rate, linear);
+    out.push_back({{"case", "nap 20 ms, 64 in flight, " + std::to_string(sizes[i]) + " workers"},
+                   {"workers", sizes[i]}, {"calls_per_s", rate}, {"vs_linear", linear}});
+  }
+  const double ceiling = median(via_rate) / median(direct_rate);
+  std::printf("\nadd(1,2), 16 in flight, one worker                 calls/s   CPU us/call (all processes)\n");
+  std::printf("  direct to the worker %31.0f   %.1f\n", median(direct_rate), median(direct_cpu));
+  std::printf("  through the broker %33.0f   %.1f\n", median(via_rate), median(via_cpu));
+  std::printf("  broker's ceiling vs direct: %.2fx (>= 0.7x); CPU %.2fx\n", ceiling, median(via_cpu) / median(direct_cpu));
+  out.push_back({{"case", "add, 16 in flight, direct"}, {"calls_per_s", median(direct_rate)},
+                 {"cpu_us_per_call", median(direct_cpu)}});
+  out.push_back({{"case", "add, 16 in flight, through the broker"}, {"calls_per_s", median(via_rate)},
+                 {"cpu_us_per_call", median(via_cpu)}, {"calls_per_s_vs_direct", ceiling}});
+  clients.clear();
+  pools.clear();
+
+  // ---- failover: a worker killed mid-call ------------------------------------------------------------------------
+  const int heartbeat_ms = 500, failovers = quick ? 1 : 3;
+  pool f;
+  f.add(heartbeat_ms, "-", "work");
+  rpc::client c(f.frontend);
+  std::vector<double> lost_ms, next_ms;
+  for (int r = 0; r < failovers; ++r) {
+    duct::child doomed = start_worker(f.backend, heartbeat_ms, "-", "hang");
+    f.until_workers(2);
+    rpc::future held = c.async_call("hang");
+    while (f.broker.open_channels() == 0) std::this_thread::sleep_for(1ms);  // the call is on the doomed worker
+    const auto killed = steady::now();
+    doomed.kill(SIGKILL);
+    try {
+      (void)held.get();
+      std::fprintf(stderr, "broker-bench: the call on a killed worker succeeded\n");
+      return 1;
+    } catch (const rpc::lost_remote_error&) {
+    }
+    lost_ms.push_back(std::chrono::duration<double, std::milli>(steady::now() - killed).count());
+    (void)c.call("add", 1, 2);
+    next_ms.push_back(std::chrono::duration<double, std::milli>(steady::now() - killed).count());
+    (void)doomed.wait();
+    f.until_workers(1);
+  }
+  std::printf("\nfailover (worker heartbeat %d ms, SIGKILL mid-call; median of %d)\n", heartbeat_ms, failovers);
+  std::printf("  LostRemote to the client after %.0f ms (bound: 2 heartbeats, %d ms); next call answered after %.0f ms\n",
+              median(lost_ms), 2 * heartbeat_ms, median(next_ms));
+  out.push_back({{"case", "failover"}, {"heartbeat_ms", heartbeat_ms}, {"lost_remote_ms", median(lost_ms)},
+                 {"next_call_ms", median(next_ms)}});
+  if (!opts.json_path.empty())
+    std::ofstream(opts.json_path) << nlohmann::json{{"bench", "broker"}, {"rows", out}}.dump(2) << "\n";
+  return 0;
+}
