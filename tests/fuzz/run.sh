@@ -6,7 +6,7 @@
 set -u
 build=$1
 seconds=$2
-targets=${3:-frame msgpack event json_args authkey server client}
+targets=${3:-frame msgpack event json_args authkey server client broker}
 mkdir -p "$build/artifacts"
 status=0
 printf '%-10s %8s %12s %10s %s\n' target seconds "execs/s" corpus result

@@ -55,3 +55,10 @@ for v in lines("multiprocessing.jsonl"):
 for text in ['1', '-2.5e3', '"two words"', '[1, [2, {"a": null}]]', '{"$bin": "00ff"}', 'true false null',
              '{"k": "v"} [1] 2', '"\\u00e9\\n"', '[[[[[]]]]]', '1e400']:
     save("json_args", text.encode())
+
+# rpc-broker's routing (broker_fuzz.cpp): a worker announces itself and answers a call; a stream with credit; calls
+# queued with no worker (past the bounds), then a worker, then time past every deadline
+save("broker", bytes([3, 0, 0, 3, 1, 50, 0, 0, 1, 4, 0, 0, 2, 0, 0, 2, 1, 3, 3, 14, 5, 50]))
+save("broker", bytes([3, 0, 0, 3, 1, 50, 0, 0, 1, 8, 0, 1, 2, 0, 0, 2, 1, 3, 1, 16, 0, 0, 3, 1, 1, 3, 5, 11,
+                      2, 0, 0, 4, 1, 4, 17, 5, 200]))
+save("broker", bytes(sum(([0, i % 4, i, 0, 0, 0] for i in range(8)), [])) + bytes([5, 100, 3, 1, 0, 3, 2, 60, 5, 255]))
