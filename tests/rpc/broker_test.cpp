@@ -6,6 +6,8 @@
 
 #include <rpc/broker.hpp>
 
+#include "broker_wire.hpp"
+
 #include "fixtures.hpp"
 
 using namespace std::chrono_literals;
@@ -93,4 +95,116 @@ TEST_CASE("broker: calls spread over three workers, the pool answers for them", 
   CHECK(inspect["methods"].contains("count"));
   CHECK(test::as_json(client.call("_zerorpc_ping"))[0] == "pong");
   CHECK_THROWS_AS(client.call("nope"), rpc::unknown_method_error);
+}
+
+TEST_CASE("broker: streams with credit, chunked input and long calls stay with their worker", "[rpc][broker]") {
+  pool p;
+  rpc::server_options so;
+  so.heartbeat = 100ms;
+  worker a(p.backend, "a", so), b(p.backend, "b", so);
+  test::eventually([&] { return p.broker.workers() == 2; });
+  rpc::client_options co;
+  co.heartbeat = 100ms;
+  co.stream_window = 16;  // credit flows back through the broker to the worker that streams
+  rpc::client client(p.frontend, co);
+  rpc::source s1 = client.stream("count", 2000);
+  rpc::source s2 = client.stream("count", 2000);
+  int n1 = 0, n2 = 0;
+  for (bool more = true; more;) {
+    more = false;
+    if (auto v = s1.next()) {
+      CHECK(v->as<int>() == n1++);
+      more = true;
+    }
+    if (auto v = s2.next()) {
+      CHECK(v->as<int>() == n2++);
+      more = true;
+    }
+  }
+  CHECK(n1 == 2000);
+  CHECK(n2 == 2000);
+  rpc::duplex d1 = client.chunked_call("total");
+  rpc::duplex d2 = client.chunked_call("total");
+  for (int i = 1; i <= 200; ++i) {
+    d1.write(i);
+    d2.write(-i);
+  }
+  CHECK(d1.finish().as<std::int64_t>() == 20100);
+  CHECK(d2.finish().as<std::int64_t>() == -20100);
+  // Six heartbeat periods each, on both workers at once.
+  rpc::future one = client.async_call("sleepy", 600);
+  rpc::future two = client.async_call("sleepy", 600);
+  CHECK(one.get().as<int>() == 600);
+  CHECK(two.get().as<int>() == 600);
+  CHECK(p.broker.open_channels() == 0);
+}
+
+TEST_CASE("broker: a token from one client is collected and cancelled by another", "[rpc][broker]") {
+  pool p;
+  worker a(p.backend, "a"), b(p.backend, "b");
+  test::eventually([&] { return p.broker.workers() == 2; });
+  rpc::client first(p.frontend), second(p.frontend);
+  const std::string done = first.submit("sleepy", 20);
+  const std::string held = first.submit("hold", 7);
+  CHECK(second.wait(done, 10s).as<int>() == 20);
+  CHECK(test::as_json(second.poll(held))["state"] == "running");
+  CHECK(second.cancel(held));
+  CHECK_THROWS_AS(first.wait(held, 10s), rpc::cancelled_error);
+  CHECK_THROWS_AS(second.poll("w000000000000-1"), rpc::unknown_token_error);
+}
+
+TEST_CASE("broker: a worker that goes silent fails its calls with LostRemote and gets no more", "[rpc][broker]") {
+  rpc::broker_options bo;
+  bo.heartbeat = 100ms;
+  pool p(bo);
+  rpc::server_options so;
+  so.heartbeat = 100ms;
+  worker live(p.backend, "live", so);
+  // A worker that announces itself (heartbeat 100 ms), takes a call, and says nothing more.
+  zmq::context_t ctx;
+  zmq::socket_t silent(ctx, zmq::socket_type::dealer);
+  silent.set(zmq::sockopt::routing_id, "silent");
+  silent.connect(p.backend);
+  duct::pack_buffer methods;
+  {
+    msgpack::packer<duct::pack_buffer> pk(methods);
+    pk.pack_map(1);
+    pk.pack(std::string("stall"));  // served by it alone
+    pk.pack(std::map<std::string, std::string>{{"doc", ""}});
+  }
+  duct::buffer m = methods.take();
+  duct::buffer ready = rpc::detail::make_ready(1, 100ms, "w0000000000aa-", "silent", m.span());
+  silent.send(zmq::message_t(), zmq::send_flags::sndmore);
+  silent.send(zmq::buffer(std::string_view("READY")), zmq::send_flags::sndmore);
+  silent.send(zmq::buffer(ready.data(), ready.size()));
+  test::eventually([&] { return p.broker.workers() == 2; });
+  rpc::client_options co;
+  co.heartbeat = 100ms;
+  rpc::client client(p.frontend, co);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(client.call("stall"), rpc::lost_remote_error);  // the broker's ERR LostRemote
+  CHECK(std::chrono::steady_clock::now() - start < 2s);             // two of its 100 ms heartbeats, with room
+  CHECK(p.broker.workers() == 1);
+  CHECK(p.broker.open_channels() == 0);
+  for (int i = 0; i < 5; ++i) CHECK(client.call("who").as<std::string>() == "live");
+}
+
+TEST_CASE("broker: calls beyond the queue's bound are answered Overloaded, and the rest go through", "[rpc][broker]") {
+  rpc::broker_options bo;
+  bo.client_queued = 2;
+  pool p(bo);
+  rpc::server_options so;
+  so.threads = 1;         // one call at a time: the rest wait in the broker
+  so.defer_after = 60s;   // and the held one is not deferred (which would free its slot) on a slow machine
+  worker w(p.backend, "w", so);
+  test::eventually([&] { return p.broker.workers() == 1; });
+  rpc::client client(p.frontend);
+  std::vector<rpc::future> calls;
+  calls.push_back(client.async_call("hold", 0));
+  test::eventually([&] { return w.holding == 1; });
+  for (int i = 1; i <= 3; ++i) calls.push_back(client.async_call("hold", i));
+  CHECK_THROWS_WITH(calls[3].get(), Catch::Contains("Overloaded"));  // the third to wait: over the bound of 2
+  CHECK(p.broker.queued() == 2);
+  w.release.set_value();
+  for (int i = 0; i < 3; ++i) CHECK(calls[static_cast<std::size_t>(i)].get().as<int>() == i);
 }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <duct/spawn.hpp>
+#include <rpc/broker.hpp>
 #include <rpc/client.hpp>
 #include <rpc/server.hpp>
 
@@ -123,6 +124,29 @@ TEST_CASE("node: a chunked call to a zerorpc-node server sends no chunk and ends
   CHECK_THROWS_AS(call.write(1), rpc::lost_remote_error);
   CHECK(std::chrono::steady_clock::now() - start < 3s);
   CHECK(c.call("add", 2, 2).as<int>() == 4);  // the server was sent nothing it could choke on
+}
+
+TEST_CASE("node: a zerorpc-node client's 12 s call survives its heartbeats through rpc-broker", "[rpc][node][broker]") {
+  REQUIRE_NODE();
+  // Node's client heartbeats every 5 s and gives up after two periods of silence: the broker must carry the worker's
+  // heartbeats on the call's channel to it, and the client's to the worker. A proxy that did not would fail at 10 s.
+  rpc::broker broker;
+  const std::string frontend = broker.frontend("tcp://127.0.0.1:0");
+  const std::string backend = broker.backend("ipc://");
+  broker.start();
+  rpc::server worker({.name = "worker"});
+  worker.bind("nap", [](int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+  });
+  worker.connect(backend);
+  worker.start();
+  test::eventually([&] { return broker.workers() == 1; });
+  const auto start = std::chrono::steady_clock::now();
+  run_result r = node_call(frontend, "nap", "[12000]");
+  CHECK(r.out == "12000");
+  CHECK(r.status == 0);
+  CHECK(std::chrono::steady_clock::now() - start >= 12s);
 }
 
 TEST_CASE("node: a zerorpc-node client calls our server", "[rpc][node]") {
