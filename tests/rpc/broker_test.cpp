@@ -5,6 +5,7 @@
 #include <set>
 
 #include <rpc/broker.hpp>
+#include <rpc/curve.hpp>
 
 #include "broker_wire.hpp"
 
@@ -207,4 +208,43 @@ TEST_CASE("broker: calls beyond the queue's bound are answered Overloaded, and t
   CHECK(p.broker.queued() == 2);
   w.release.set_value();
   for (int i = 0; i < 3; ++i) CHECK(calls[static_cast<std::size_t>(i)].get().as<int>() == i);
+}
+
+TEST_CASE("broker: CURVE on both hops, each side with its own allow-list", "[rpc][broker][curve]") {
+  const rpc::curve_keypair broker_keys = rpc::make_curve_keypair(), client_keys = rpc::make_curve_keypair(),
+                           worker_keys = rpc::make_curve_keypair(), stranger = rpc::make_curve_keypair();
+  rpc::broker_options bo;
+  bo.curve_secret_key = broker_keys.secret_key;
+  bo.curve_allow = {client_keys.public_key};
+  bo.curve_workers = {worker_keys.public_key};
+  rpc::broker broker(bo);
+  const std::string frontend = broker.frontend("tcp://127.0.0.1:0");
+  const std::string backend = broker.backend("tcp://127.0.0.1:0");
+  broker.start();
+  // The worker speaks CURVE to the broker with its own key pair, and knows the broker by its key.
+  rpc::server_options so;
+  so.curve_secret_key = worker_keys.secret_key;
+  rpc::server worker(so);
+  worker.bind("add", [](int a, int b) { return a + b; });
+  worker.connect(backend, broker_keys.public_key);
+  worker.start();
+  test::eventually([&] { return broker.workers() == 1; });
+  rpc::client_options co;
+  co.curve_server_key = broker_keys.public_key;
+  co.curve_public_key = client_keys.public_key;
+  co.curve_secret_key = client_keys.secret_key;
+  rpc::client client(frontend, co);
+  CHECK(client.call("add", 2, 3).as<int>() == 5);
+  // A client key the frontend does not list is refused at the handshake; so is a client without CURVE.
+  rpc::client_options other = co;
+  other.curve_public_key = stranger.public_key;
+  other.curve_secret_key = stranger.secret_key;
+  CHECK_THROWS_AS(rpc::client(frontend, other).call("add", 1, 1), rpc::connection_error);
+  CHECK_THROWS_AS(rpc::client(frontend, {.heartbeat = 500ms}).call("add", 1, 1), rpc::error);
+  // The worker's key on the frontend is a client's key there: not admitted either (the lists are apart).
+  rpc::client_options as_worker = co;
+  as_worker.curve_public_key = worker_keys.public_key;
+  as_worker.curve_secret_key = worker_keys.secret_key;
+  CHECK_THROWS_AS(rpc::client(frontend, as_worker).call("add", 1, 1), rpc::connection_error);
+  worker.stop();
 }
