@@ -134,7 +134,7 @@ TEST_CASE("broker core: captured zerorpc conversations pass through byte for byt
   CHECK(relayed > 40);
 }
 
-TEST_CASE("broker core: the least loaded worker takes a call; calls beyond the slots wait, then go in order",
+TEST_CASE("broker core: the least loaded worker takes a call, and calls beyond the slots wait, then go in order",
           "[rpc][broker]") {
   broker_core core({});
   auto now = steady_time{} + 1h;
@@ -223,7 +223,7 @@ TEST_CASE("broker core: a token goes to the worker whose prefix it has, from any
   CHECK(what(out[0]) == std::pair<std::string, std::string>{"ERR", "UnknownToken"});
 }
 
-TEST_CASE("broker core: a queued call is heartbeated; a draining worker gets no new calls; silence is forgotten",
+TEST_CASE("broker core: a queued call is heartbeated, a draining worker gets no new calls, silence is forgotten",
           "[rpc][broker]") {
   rpc::detail::broker_config cfg;
   cfg.heartbeat = 100ms;

@@ -73,7 +73,7 @@ void until_all_answer(rpc::client& c, std::initializer_list<const char*> tags) {
 
 }  // namespace
 
-TEST_CASE("spread: calls rotate over connected servers; held calls go to the least loaded", "[rpc][spread]") {
+TEST_CASE("spread: calls rotate over connected servers, and held calls go to the least loaded", "[rpc][spread]") {
   tagged a("a"), b("b"), c("c");
   rpc::client client(a.endpoint + "," + b.endpoint + "," + c.endpoint);
   CHECK(client.endpoint() == a.endpoint + "," + b.endpoint + "," + c.endpoint);
