@@ -5,6 +5,8 @@
 //              calls/s >= 0.7x; CPU per call of every process involved (client, broker, worker)
 //   failover   a worker SIGKILLed mid-call (its heartbeat 500 ms): how long until its client has LostRemote, and
 //              until its next call is answered by another worker (the bound: two heartbeat periods)
+//   yardstick  the same add(1,2) through ZeroMQ's own zmq_proxy (ROUTER in front, DEALER behind) to a bare ROUTER
+//              loop that answers add, against that loop called directly: what any ZeroMQ hop in between costs here
 // Cases alternate round by round (the VM's speed drifts); each figure is the median of its rounds. The brokers run
 // in this process (rpc::broker), the workers in processes of their own: this program started with --worker.
 #include <signal.h>
@@ -22,9 +24,12 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 #include <duct/spawn.hpp>
 #include <rpc/broker.hpp>
 #include <rpc/client.hpp>
+#include <rpc/event.hpp>
 #include <rpc/server.hpp>
 
 #include "common.hpp"
@@ -61,6 +66,38 @@ int worker(const std::string& backend, int heartbeat_ms, const std::string& dire
   while ((n = ::read(std::atoi(fd), &byte, 1)) > 0 || (n < 0 && errno == EINTR)) {
   }
   std::_Exit(0);
+}
+
+// A bare ROUTER that answers add(a, b) with OK [a + b], keeping whatever envelope came with the request.
+template <class Ready>
+void serve_bare(const std::string& endpoint, Ready ready) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.bind(endpoint);
+  ready(endpoint);
+  rpc::id_generator ids;
+  std::vector<zmq::message_t> frames;
+  for (;;) {
+    frames.clear();
+    if (!zmq::recv_multipart(router, std::back_inserter(frames)) || frames.size() < 2) continue;
+    rpc::event e = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    if (e.name != "add") continue;  // a heartbeat
+    const int sum = e.args().via.array.ptr[0].as<int>() + e.args().via.array.ptr[1].as<int>();
+    duct::buffer reply = rpc::encode_event({ids.next(), e.header.id}, "OK", std::make_tuple(sum));
+    for (std::size_t i = 0; i + 1 < frames.size(); ++i) router.send(frames[i], zmq::send_flags::sndmore);
+    router.send(zmq::buffer(reply.data(), reply.size()));
+  }
+}
+
+// zmq_proxy: a ROUTER for clients, a DEALER connected to `to`.
+template <class Ready>
+void serve_proxy(const std::string& endpoint, const std::string& to, Ready ready) {
+  zmq::context_t ctx;
+  zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::dealer);
+  front.bind(endpoint);
+  back.connect(to);
+  ready(endpoint);
+  zmq::proxy(front, back);
 }
 
 duct::child start_worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const char* kind) {
@@ -151,6 +188,11 @@ int main(int argc, char** argv) {
   if (argc == 6 && std::strcmp(argv[1], "--worker") == 0) return worker(argv[2], std::atoi(argv[3]), argv[4], argv[5]);
   const bench_options opts = parse_bench_options(argc, argv, "broker-bench");
   const bool quick = opts.quick;
+  // The yardstick's processes first, while this process has one thread to fork from.
+  const served bare = fork_serving(private_ipc("bare"), [](const std::string& ep, auto ready) { serve_bare(ep, ready); });
+  const served proxy = fork_serving(private_ipc("proxy"), [to = bare.endpoint](const std::string& ep, auto ready) {
+    serve_proxy(ep, to, ready);
+  });
   const int rounds = quick ? 1 : 5, nap_ms = 20;
   nlohmann::json out = nlohmann::json::array();
 
@@ -171,7 +213,10 @@ int main(int argc, char** argv) {
   (void)direct_client.call("add", 1, 2);
 
   std::array<std::vector<double>, 4> scaling;
-  std::vector<double> via_rate, via_cpu, direct_rate, direct_cpu;
+  std::vector<double> via_rate, via_cpu, direct_rate, direct_cpu, proxy_rate, proxy_cpu, bare_rate, bare_cpu;
+  rpc::client to_bare(bare.endpoint), to_proxy(proxy.endpoint);
+  (void)to_bare.call("add", 1, 2);
+  (void)to_proxy.call("add", 1, 2);
   const int add_n = quick ? 500 : 20000;
   const std::vector<pid_t> worker_pid = pools[0]->pids();
   for (int r = 0; r < rounds; ++r) {
@@ -189,7 +234,19 @@ int main(int argc, char** argv) {
       direct_rate.push_back(run_inflight(direct_client, add_n, 16, "add", 1, 2));
       direct_cpu.push_back(cpu.us() / add_n);
     }
+    {
+      cpu_of cpu({bare.pid, proxy.pid});
+      proxy_rate.push_back(run_inflight(to_proxy, add_n, 16, "add", 1, 2));
+      proxy_cpu.push_back(cpu.us() / add_n);
+    }
+    {
+      cpu_of cpu({bare.pid});
+      bare_rate.push_back(run_inflight(to_bare, add_n, 16, "add", 1, 2));
+      bare_cpu.push_back(cpu.us() / add_n);
+    }
   }
+  stop_child(proxy.pid);
+  stop_child(bare.pid);
 
   std::printf("broker: medians of %d rounds, cases alternating\n\n", rounds);
   std::printf("nap(%d ms), 64 in flight, workers of 4 threads   calls/s   vs linear (k x 1 worker)\n", nap_ms);
@@ -206,6 +263,14 @@ int main(int argc, char** argv) {
   std::printf("  direct to the worker %31.0f   %.1f\n", median(direct_rate), median(direct_cpu));
   std::printf("  through the broker %33.0f   %.1f\n", median(via_rate), median(via_cpu));
   std::printf("  broker's ceiling vs direct: %.2fx (>= 0.7x); CPU %.2fx\n", ceiling, median(via_cpu) / median(direct_cpu));
+  const double yard = median(proxy_rate) / median(bare_rate);
+  std::printf("  yardstick, a bare ROUTER loop direct %15.0f   %.1f\n", median(bare_rate), median(bare_cpu));
+  std::printf("  yardstick, through zmq_proxy %23.0f   %.1f\n", median(proxy_rate), median(proxy_cpu));
+  std::printf("  zmq_proxy's ceiling vs direct: %.2fx; CPU %.2fx\n", yard, median(proxy_cpu) / median(bare_cpu));
+  out.push_back({{"case", "add, 16 in flight, bare ROUTER loop direct"}, {"calls_per_s", median(bare_rate)},
+                 {"cpu_us_per_call", median(bare_cpu)}});
+  out.push_back({{"case", "add, 16 in flight, through zmq_proxy"}, {"calls_per_s", median(proxy_rate)},
+                 {"cpu_us_per_call", median(proxy_cpu)}, {"calls_per_s_vs_direct", yard}});
   out.push_back({{"case", "add, 16 in flight, direct"}, {"calls_per_s", median(direct_rate)},
                  {"cpu_us_per_call", median(direct_cpu)}});
   out.push_back({{"case", "add, 16 in flight, through the broker"}, {"calls_per_s", median(via_rate)},
