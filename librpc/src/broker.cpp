@@ -45,7 +45,7 @@ std::span<const std::byte> bytes_of(const zmq::message_t& m) {
 struct broker::impl {
   explicit impl(broker_options o) : opts(std::move(o)), core(config_of(opts)) {
     // Without CURVE both sides share one context, so one ZeroMQ I/O thread carries both: a message crosses one
-    // thread fewer (on two cores, a third of the broker's cost). With it, each side needs its own ZAP handler.
+    // thread fewer. With it, each side needs its own ZAP handler, with its own allow-list.
     if (opts.curve_secret_key.empty()) {
       back.ctx = front.ctx;
       return;
