@@ -104,40 +104,6 @@ duct::child start_worker(const std::string& backend, int heartbeat_ms, const std
   return duct::spawn({"/proc/self/exe", "--worker", backend, std::to_string(heartbeat_ms), direct, kind});
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-// CPU time (all threads) of this process and of `others`, in microseconds, since construction.
-class cpu_of {
- public:
-  explicit cpu_of(std::vector<pid_t> others) {
-    for (pid_t p : others) {
-      clockid_t c{};
-      if (::clock_getcpuclockid(p, &c) == 0) clocks_.push_back(c);
-    }
-    start_ = now();
-  }
-  [[nodiscard]] double us() const { return now() - start_; }
-
- private:
-  [[nodiscard]] double now() const {
-    double sum = read(CLOCK_PROCESS_CPUTIME_ID);
-    for (clockid_t c : clocks_) sum += read(c);
-    return sum;
-  }
-  static double read(clockid_t c) {
-    timespec t{};
-    ::clock_gettime(c, &t);
-    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
-  }
-  std::vector<clockid_t> clocks_;
-  double start_ = 0;
-};
-
 // `n` calls of `method(args...)` with `inflight` in flight at most. Returns: calls per second.
 template <class... Args>
 double run_inflight(rpc::client& c, int n, std::size_t inflight, const char* method, const Args&... args) {
@@ -225,22 +191,22 @@ int main(int argc, char** argv) {
       scaling[i].push_back(run_inflight(*clients[i], n, 64, "nap", nap_ms));
     }
     {
-      cpu_of cpu(worker_pid);
+      cpu_meter cpu(worker_pid);
       via_rate.push_back(run_inflight(*clients[0], add_n, 16, "add", 1, 2));
       via_cpu.push_back(cpu.us() / add_n);
     }
     {
-      cpu_of cpu(worker_pid);
+      cpu_meter cpu(worker_pid);
       direct_rate.push_back(run_inflight(direct_client, add_n, 16, "add", 1, 2));
       direct_cpu.push_back(cpu.us() / add_n);
     }
     {
-      cpu_of cpu({bare.pid, proxy.pid});
+      cpu_meter cpu(std::vector<pid_t>{bare.pid, proxy.pid});
       proxy_rate.push_back(run_inflight(to_proxy, add_n, 16, "add", 1, 2));
       proxy_cpu.push_back(cpu.us() / add_n);
     }
     {
-      cpu_of cpu({bare.pid});
+      cpu_meter cpu(bare.pid);
       bare_rate.push_back(run_inflight(to_bare, add_n, 16, "add", 1, 2));
       bare_cpu.push_back(cpu.us() / add_n);
     }

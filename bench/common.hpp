@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 #include <time.h>
+#include <vector>
 
 #include <duct/connection.hpp>
 #include <rpc/link.hpp>
@@ -108,33 +110,46 @@ inline pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end,
   return pid;
 }
 
-/// CPU time (user and system, all threads) of this process and of a server process, since construction or reset().
-/// Far steadier than wall-clock rates on a shared VM, whose speed drifts: it counts the work, not the waiting.
+/// CPU time (user and system, all threads) of this process and of other processes (servers, brokers), since
+/// construction or reset(). Far steadier than wall-clock rates on a shared VM, whose speed drifts: it counts the
+/// work, not the waiting.
 class cpu_meter {
  public:
-  explicit cpu_meter(pid_t server = -1) {
-    has_server_ = server > 0 && ::clock_getcpuclockid(server, &server_clock_) == 0;
+  /// `others`: the processes whose CPU time counts with ours (-1 or a process we cannot read: none).
+  explicit cpu_meter(std::vector<pid_t> others) {
+    for (pid_t p : others) {
+      clockid_t c{};
+      if (p > 0 && ::clock_getcpuclockid(p, &c) == 0) clocks_.push_back(c);
+    }
     reset();
   }
-  void reset() {
-    self_ = now(CLOCK_PROCESS_CPUTIME_ID);
-    server_ = has_server_ ? now(server_clock_) : 0;
-  }
-  /// Microseconds of CPU both processes used since reset().
-  [[nodiscard]] double us() const {
-    return now(CLOCK_PROCESS_CPUTIME_ID) - self_ + (has_server_ ? now(server_clock_) - server_ : 0);
-  }
+  explicit cpu_meter(pid_t server = -1) : cpu_meter(std::vector<pid_t>{server}) {}
+  void reset() { start_ = now(); }
+  /// Microseconds of CPU all the processes used since reset().
+  [[nodiscard]] double us() const { return now() - start_; }
 
  private:
-  static double now(clockid_t c) {
+  [[nodiscard]] double now() const {
+    double sum = read(CLOCK_PROCESS_CPUTIME_ID);
+    for (clockid_t c : clocks_) sum += read(c);
+    return sum;
+  }
+  static double read(clockid_t c) {
     timespec t{};
     ::clock_gettime(c, &t);
     return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
   }
-  clockid_t server_clock_{};
-  bool has_server_ = false;
-  double self_ = 0, server_ = 0;
+  std::vector<clockid_t> clocks_;
+  double start_ = 0;
 };
+
+/// The median of `v` (0 if empty): what each benchmark row reports over its rounds.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
 
 /// Kills a child started here and reaps it.
 inline void stop_child(pid_t pid) {

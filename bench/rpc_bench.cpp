@@ -310,13 +310,6 @@ double add_p99(const std::string& endpoint, int n, bool hog) {
   return pct(lat, 0.99);
 }
 
-double middle(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
 // One case's rounds, kept apart: sequential rounds (rate, p50, p99) and rounds of calls in flight (rate).
 class rounds_of {
  public:
@@ -333,7 +326,7 @@ class rounds_of {
 
   /// The median of each figure over its rounds (0 for a figure no round measured).
   [[nodiscard]] result median() const {
-    return {middle(rate_), middle(p50_), middle(p99_), middle(seq_cpu_), middle(inflight_), middle(inflight_cpu_)};
+    return {::median(rate_), ::median(p50_), ::median(p99_), ::median(seq_cpu_), ::median(inflight_), ::median(inflight_cpu_)};
   }
 
  private:
@@ -483,7 +476,7 @@ int main(int argc, char** argv) {
   nlohmann::json out = nlohmann::json::array();
   for (const bench_case& c : cases) print_row(c, medians[c.name], medians[c.ceiling], out);
   std::printf("(ratios against the raw loop on the same transport; the duct and node rows against ductrpc defaults, ipc)\n");
-  const double hog = middle(hog_ratio);
+  const double hog = median(hog_ratio);
   // The targets of the default configuration, each against its baseline of this run.
   const result &rip = medians[raw_ipc_name], &rtc = medians[raw_tcp_name], &oip = medians[ours_ipc_name],
                &otc = medians["ductrpc defaults, tcp"], &dct = medians["ductrpc over a duct (forked worker)"];
@@ -502,8 +495,8 @@ int main(int argc, char** argv) {
   }
   std::printf("  hog: add's p99 %.0f us while another client spins a handler for 300 ms calls, %.0f us without: %.2fx "
               "(<= 2x; median of %d paired rounds)\n",
-              middle(hogged_p99), middle(calm_p99), hog, hog_rounds);
-  out.push_back({{"case", "hog"}, {"p99_us", middle(hogged_p99)}, {"calm_p99_us", middle(calm_p99)}, {"ratio", hog}});
+              median(hogged_p99), median(calm_p99), hog, hog_rounds);
+  out.push_back({{"case", "hog"}, {"p99_us", median(hogged_p99)}, {"calm_p99_us", median(calm_p99)}, {"ratio", hog}});
   if (!opts.json_path.empty()) std::ofstream(opts.json_path) << nlohmann::json{{"bench", "rpc"}, {"rows", out}}.dump(2) << "\n";
   return 0;
 }

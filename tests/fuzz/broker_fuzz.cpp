@@ -21,26 +21,13 @@
 
 #include "broker_core.hpp"
 #include "broker_wire.hpp"
+#include "script.hpp"
 
 namespace {
 
 using rpc::detail::clock;
 
-struct script {
-  std::span<const std::uint8_t> in;
-  std::uint8_t next() {
-    if (in.empty()) return 0;
-    const std::uint8_t b = in.front();
-    in = in.subspan(1);
-    return b;
-  }
-  std::span<const std::uint8_t> bytes(std::size_t n) {
-    n = std::min(n, in.size());
-    auto out = in.first(n);
-    in = in.subspan(n);
-    return out;
-  }
-};
+using fuzz::script;
 
 const char* const prefixes[] = {"w000000000001-", "w000000000002-", "w000000000003-"};
 

@@ -17,26 +17,13 @@
 #include <rpc/event.hpp>
 
 #include "call_table.hpp"
+#include "script.hpp"
 
 namespace {
 
 using rpc::detail::clock;
 
-struct script {
-  std::span<const std::uint8_t> in;
-  std::uint8_t next() {
-    if (in.empty()) return 0;
-    const std::uint8_t b = in.front();
-    in = in.subspan(1);
-    return b;
-  }
-  std::span<const std::uint8_t> bytes(std::size_t n) {
-    n = std::min(n, in.size());
-    auto out = in.first(n);
-    in = in.subspan(n);
-    return out;
-  }
-};
+using fuzz::script;
 
 // Arguments a server might send: well-formed ones of the kinds replies carry, and odd ones.
 duct::buffer args_from(script& s) {

@@ -15,40 +15,17 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A worker serving `who` (its tag), `add`, `hold` (until released), `sleepy(ms)`, `count(n)` (a stream) and `total`
-// (sums a chunked request), connected to `backend`.
-struct worker {
+// A worker with test::pool_methods, connected to `backend`.
+struct worker : test::pool_methods {
   rpc::server server;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::atomic<int> holding{0};
 
   worker(const std::string& backend, const std::string& tag, rpc::server_options o = {}) : server(with_name(std::move(o), tag)) {
-    server.bind("who", [tag] { return tag; });
-    server.bind("add", [](int a, int b) { return a + b; });
-    server.bind("hold", [this](int x) {
-      ++holding;
-      released.wait();
-      --holding;
-      return x;
-    });
-    server.bind("sleepy", [](int ms) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-      return ms;
-    });
-    server.bind("count", [](rpc::sink& out, int n) {
-      for (int i = 0; i < n; ++i) out.write(i);
-    });
-    server.bind("total", [](rpc::source& in) {
-      std::int64_t sum = 0;
-      while (auto v = in.next()) sum += v->as<std::int64_t>();
-      return sum;
-    });
+    bind_pool_methods(server, tag);
     server.connect(backend);
     server.start();
   }
   ~worker() {
-    if (released.wait_for(0s) != std::future_status::ready) release.set_value();
+    let_go();
     server.stop();
   }
   static rpc::server_options with_name(rpc::server_options o, const std::string& tag) {
@@ -110,20 +87,7 @@ TEST_CASE("broker: streams with credit, chunked input and long calls stay with t
   rpc::client client(p.frontend, co);
   rpc::source s1 = client.stream("count", 2000);
   rpc::source s2 = client.stream("count", 2000);
-  int n1 = 0, n2 = 0;
-  for (bool more = true; more;) {
-    more = false;
-    if (auto v = s1.next()) {
-      CHECK(v->as<int>() == n1++);
-      more = true;
-    }
-    if (auto v = s2.next()) {
-      CHECK(v->as<int>() == n2++);
-      more = true;
-    }
-  }
-  CHECK(n1 == 2000);
-  CHECK(n2 == 2000);
+  CHECK(test::read_both(s1, s2) == std::pair{2000, 2000});
   rpc::duplex d1 = client.chunked_call("total");
   rpc::duplex d2 = client.chunked_call("total");
   for (int i = 1; i <= 200; ++i) {

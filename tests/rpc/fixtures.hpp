@@ -10,6 +10,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -133,6 +134,67 @@ inline rpc::event recv_event(zmq::socket_t& s) {
   std::vector<zmq::message_t> frames;
   REQUIRE(zmq::recv_multipart(s, std::back_inserter(frames)));
   return rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+}
+
+/// The methods the tests of several servers (a broker's workers, a client over a list) give each server:
+///   who()          its tag
+///   add(a, b)      at once
+///   hold(x)        returns x once the test calls release.set_value(), or when its server stops (counts `holding`)
+///   sleepy(ms)     sleeps ms, returns ms
+///   count(n)       streams 0 .. n-1
+///   total()        sums a chunked request
+/// Its owner (which derives from it) binds them with bind_pool_methods(), and lets held calls go before it stops
+/// its server: let_go().
+struct pool_methods {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> holding{0};
+
+  void bind_pool_methods(rpc::server& server, const std::string& tag) {
+    using namespace std::chrono_literals;
+    server.bind("who", [tag] { return tag; });
+    server.bind("add", [](int a, int b) { return a + b; });
+    server.bind("hold", [this](std::stop_token stop, int x) {
+      ++holding;
+      while (!stop.stop_requested() && released.wait_for(1ms) != std::future_status::ready) {
+      }
+      --holding;
+      return x;
+    });
+    server.bind("sleepy", [](int ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      return ms;
+    });
+    server.bind("count", [](rpc::sink& out, int n) {
+      for (int i = 0; i < n; ++i) out.write(i);
+    });
+    server.bind("total", [](rpc::source& in) {
+      std::int64_t sum = 0;
+      while (auto v = in.next()) sum += v->as<std::int64_t>();
+      return sum;
+    });
+  }
+  void let_go() {
+    if (released.wait_for(std::chrono::seconds(0)) != std::future_status::ready) release.set_value();
+  }
+};
+
+/// Reads two streams of count(n) at once, an item of each in turn, checking that each yields 0, 1, 2, ...
+/// Returns: how many items each yielded.
+inline std::pair<int, int> read_both(rpc::source& s1, rpc::source& s2) {
+  int n1 = 0, n2 = 0;
+  for (bool more = true; more;) {
+    more = false;
+    if (auto v = s1.next()) {
+      CHECK(v->as<int>() == n1++);
+      more = true;
+    }
+    if (auto v = s2.next()) {
+      CHECK(v->as<int>() == n2++);
+      more = true;
+    }
+  }
+  return {n1, n2};
 }
 
 }  // namespace test

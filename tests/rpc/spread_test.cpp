@@ -16,40 +16,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A server that says who it is, and holds, streams and sums as the broker test's workers do.
-struct tagged {
+// A server with test::pool_methods, listening on a port of its own.
+struct tagged : test::pool_methods {
   rpc::server server;
   std::string endpoint;
-  std::atomic<int> holding{0};
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
 
   explicit tagged(const std::string& tag, rpc::server_options o = {}) : server(std::move(o)) {
-    server.bind("who", [tag] { return tag; });
-    server.bind("hold", [this](std::stop_token stop, int x) {  // until released, or its server stops
-      ++holding;
-      while (!stop.stop_requested() && released.wait_for(1ms) != std::future_status::ready) {
-      }
-      --holding;
-      return x;
-    });
-    server.bind("sleepy", [](int ms) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-      return ms;
-    });
-    server.bind("count", [](rpc::sink& out, int n) {
-      for (int i = 0; i < n; ++i) out.write(i);
-    });
-    server.bind("total", [](rpc::source& in) {
-      std::int64_t sum = 0;
-      while (auto v = in.next()) sum += v->as<std::int64_t>();
-      return sum;
-    });
+    bind_pool_methods(server, tag);
     endpoint = server.listen("tcp://127.0.0.1:0");
     server.start();
   }
   ~tagged() {
-    if (released.wait_for(0s) != std::future_status::ready) release.set_value();
+    let_go();
     server.stop();
   }
 };
@@ -131,20 +109,7 @@ TEST_CASE("spread: each call stays whole on its server: long calls, streams, chu
   // Two streams at once, 500 items each in windows of 16.
   rpc::source s1 = client.stream("count", 500);
   rpc::source s2 = client.stream("count", 500);
-  int n1 = 0, n2 = 0;
-  for (bool more = true; more;) {
-    more = false;
-    if (auto v = s1.next()) {
-      CHECK(v->as<int>() == n1++);
-      more = true;
-    }
-    if (auto v = s2.next()) {
-      CHECK(v->as<int>() == n2++);
-      more = true;
-    }
-  }
-  CHECK(n1 == 500);
-  CHECK(n2 == 500);
+  CHECK(test::read_both(s1, s2) == std::pair{500, 500});
   // Chunked input on both.
   rpc::duplex d1 = client.chunked_call("total");
   rpc::duplex d2 = client.chunked_call("total");
