@@ -14,7 +14,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include <duct/spawn.hpp>
 #include <rpc/client.hpp>
 #include <rpc/server.hpp>
 
@@ -108,15 +108,14 @@ int hold(const std::string& endpoint, int heartbeat_ms) {
   server.listen(endpoint);
   server.start();
   // Until killed, or until the test's end of our duct closes (a test that failed early): no orphan outlives it.
-  const char* fd = std::getenv("DUCT_FD");
-  char byte = 0;
-  if (fd) {
-    ssize_t n = 0;
-    while ((n = ::read(std::atoi(fd), &byte, 1)) > 0 || (n < 0 && errno == EINTR)) {
+  duct::connection parent = duct::from_env();
+  try {
+    while (parent.try_recv()) {
     }
-    std::_Exit(0);
+  } catch (const duct::error&) {
+    // closed mid-message, or not a duct: the test is gone either way
   }
-  for (;;) ::pause();
+  std::_Exit(0);
 }
 
 int main(int argc, char** argv) {
