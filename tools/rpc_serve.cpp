@@ -39,6 +39,7 @@ struct settings {
   std::vector<std::string> execs, streams, raw_streams, limits, with_options, max_args;
   bool shell = false;
   std::size_t jobs = 4;
+  std::size_t prefetch = 1;
   std::size_t client_jobs = 0, client_queue = 256;
   double heartbeat = 5, defer_after = 0.5, keep_results = 300, grace = 30;
   std::string shutdown = "drain";
@@ -319,6 +320,10 @@ int main(int argc, char** argv) {
                                                 "one of its workers taking --jobs calls at once; repeatable. Without "
                                                 "--bind, listens nowhere else")
       ->type_name("ENDPOINT");
+  app.add_option("--prefetch", cfg.prefetch, "With --connect: let a broker send --jobs times N calls at once, those "
+                                             "beyond --jobs waiting here for a free slot (default 1: they wait in "
+                                             "the broker, for whichever worker frees first)")
+      ->type_name("N")->check(CLI::Range(1, 64));
   app.add_option("--broker-key", cfg.broker_key, "With --connect and --curve-secret: speak CURVE to the brokers, "
                                                  "whose public key is in the certificate FILE")
       ->type_name("FILE");
@@ -455,6 +460,9 @@ int main(int argc, char** argv) {
   so.name = cfg.name;
   so.list_jobs = cfg.list_jobs;
   so.threads = cfg.jobs;
+  // Commands take milliseconds at least, often far longer: a call held here behind one would wait while another
+  // worker may be free, to save a round trip through the broker that costs a fraction of a millisecond.
+  so.broker_prefetch = cfg.prefetch;
   // Every call starts a process, which takes longer than the budget of a handler run where its call arrives: it
   // would only hold up receiving until the handoff. Commands go to the other threads at once.
   so.handoff_after = std::chrono::microseconds(0);

@@ -16,6 +16,17 @@ namespace rpc {
 using detail::call_key;
 using detail::serving_mode;
 
+namespace {
+
+// READY's `jobs`: the calls a broker may send at once, `threads` x `prefetch` (at least 1 each), at most 65536.
+std::uint32_t take_at_once(std::size_t threads, std::size_t prefetch) {
+  constexpr std::size_t most = 65536;
+  prefetch = std::clamp<std::size_t>(prefetch, 1, most);
+  return static_cast<std::uint32_t>(threads >= most / prefetch ? most : threads * prefetch);
+}
+
+}  // namespace
+
 // ---- the shared state -------------------------------------------------------------------------------------------------
 
 server::impl::impl(server_options o) : opts(std::move(o)) {
@@ -172,7 +183,7 @@ void server::start() {
     msgpack::packer<duct::pack_buffer> p(methods);
     impl_->pack_methods(p);
     duct::buffer m = methods.take();
-    impl_->ready = detail::make_ready(static_cast<std::uint32_t>(std::min<std::size_t>(threads, 65536)),
+    impl_->ready = detail::make_ready(take_at_once(threads, o.broker_prefetch),
                                       std::chrono::duration_cast<std::chrono::milliseconds>(o.heartbeat),
                                       impl_->jobs.prefix(), o.name, m.span());
     std::lock_guard lock(impl_->router_mu);

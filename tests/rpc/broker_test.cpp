@@ -158,7 +158,8 @@ TEST_CASE("broker: calls beyond the queue's bound are answered Overloaded, and t
   bo.client_queued = 2;
   pool p(bo);
   rpc::server_options so;
-  so.threads = 1;         // one call at a time: the rest wait in the broker
+  so.threads = 1;         // one call at a time
+  so.broker_prefetch = 1;  // and none waiting at the worker: the rest wait in the broker
   so.defer_after = 60s;   // and the held one is not deferred (which would free its slot) on a slow machine
   worker w(p.backend, "w", so);
   test::eventually([&] { return p.broker.workers() == 1; });
@@ -172,6 +173,27 @@ TEST_CASE("broker: calls beyond the queue's bound are answered Overloaded, and t
   test::eventually([&] { return p.broker.queued() == 2; });
   w.release.set_value();
   for (int i = 0; i < 3; ++i) CHECK(calls[static_cast<std::size_t>(i)].get().as<int>() == i);
+}
+
+TEST_CASE("broker: a worker takes threads times broker_prefetch calls at once, the rest wait in the broker", "[rpc][broker]") {
+  pool p;
+  rpc::server_options so;
+  so.threads = 1;
+  so.broker_prefetch = 3;  // one running, two waiting at the worker for its thread
+  so.defer_after = 60s;
+  worker w(p.backend, "w", so);
+  test::eventually([&] { return p.broker.workers() == 1; });
+  rpc::client client(p.frontend);
+  std::vector<rpc::future> calls;
+  calls.push_back(client.async_call("hold", 0));
+  test::eventually([&] { return w.holding == 1; });
+  for (int i = 1; i <= 3; ++i) calls.push_back(client.async_call("hold", i));
+  // Three calls went to the worker (one runs, two wait for its thread there); only the fourth waits in the broker.
+  test::eventually([&] { return p.broker.open_channels() == 3 && p.broker.queued() == 1; });
+  CHECK(w.holding == 1);
+  w.release.set_value();
+  for (int i = 0; i < 4; ++i) CHECK(calls[static_cast<std::size_t>(i)].get().as<int>() == i);
+  test::eventually([&] { return p.broker.open_channels() == 0 && p.broker.queued() == 0; });
 }
 
 TEST_CASE("broker: CURVE on both hops, each side with its own allow-list", "[rpc][broker][curve]") {

@@ -1,8 +1,9 @@
 #!/bin/bash
 # rpc-broker with rpc-serve workers, as processes: calls spread over three workers; a token collected by another
 # rpc-call process; a worker SIGKILLed mid-call fails the call with LostRemote within two of its heartbeats and the
-# next call succeeds on another; a worker joining while calls run; a draining worker takes no new calls; a broker
-# restart is survived by workers and clients; hostile input on both sides; usage errors.
+# next call succeeds on another; a worker joining while calls run; --prefetch keeps calls at a busy worker; a
+# draining worker takes no new calls; a broker restart is survived by workers and clients; hostile input on both
+# sides; usage errors.
 . "$(dirname "$0")/lib.sh"
 : "${RPC_BROKER:?}"
 BROKER_PID=""
@@ -132,6 +133,29 @@ wait "$QUEUED" || fail "the queued call failed: $(cat "$T/queued.out")"
 kill "$SLOW_CALL" 2>/dev/null
 wait "$SLOW_CALL" 2>/dev/null
 kill_workers
+
+# --- --prefetch: a worker of one job with --prefetch 2 takes a second call while busy, which waits at the worker,
+# not in the broker: a worker joining later does not get it, and the worker's death loses it (exit 3). At the
+# default (1) the same call waited in the broker and went to the worker that joined (above).
+start_worker hoarder --jobs 1 --prefetch 2
+HOARDER=$WORKER_PID
+until_ok 10 "$call" "$FE" who
+"$call" "$FE" slow >/dev/null 2>&1 &
+SLOW_CALL=$!
+until_ok 10 test -e "$T/started.hoarder"
+"$call" -r "$FE" who >"$T/prefetched.out" 2>&1 &
+PREFETCHED=$!
+start_worker other
+until_ok 10 sh -c "[ \"\$('$call' -r '$FE' who)\" = other ]"
+kill -KILL "$HOARDER"
+wait "$PREFETCHED"
+rc=$?
+[ "$rc" -eq 3 ] || fail "a call prefetched by a worker that died exited $rc, not 3 (lost): $(cat "$T/prefetched.out")"
+kill "$SLOW_CALL" 2>/dev/null
+wait "$SLOW_CALL" 2>/dev/null
+kill_workers
+expect_rc 2 "$RPC_SERVE" --connect "ipc://$T/back" --prefetch 0
+expect_err_has "--prefetch"
 
 # --- a draining worker (SIGTERM) takes no new calls and finishes its own
 start_worker drainer --jobs 2

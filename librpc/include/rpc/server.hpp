@@ -106,6 +106,12 @@ struct server_options {
   /// always run on another thread.
   std::chrono::microseconds handoff_after = std::chrono::milliseconds(1);
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
+  /// As a broker's worker (connect()): the broker may send it `threads` times this many calls at once; those beyond
+  /// `threads` wait in its queue, ready for the next free thread, instead of waiting in the broker for a round trip
+  /// to it. 1: never more than it can run (fairest for long calls of uneven length: a call waits in the broker for
+  /// whichever worker frees first; and a worker that dies loses only calls that had started). Higher: fast calls
+  /// through a broker at about twice the rate (bench/README.md). 0 counts as 1.
+  std::size_t broker_prefetch = 4;
   std::size_t max_message_size = std::size_t{64} << 20;        ///< larger messages are refused by ZeroMQ itself
   std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
   std::chrono::seconds keep_results = std::chrono::minutes(5);  ///< how long a deferred call's outcome is kept
@@ -192,8 +198,8 @@ class server {
   std::string listen(const link& over);
 
   /// Serves the clients of an rpc-broker (rpc/broker.hpp, docs/broker.md) as one of its workers: connects to its
-  /// backend (tcp://HOST:PORT or ipc://PATH) and, once started, announces its methods and `threads` as the calls it
-  /// takes at once; the broker sends it no more. ZeroMQ connects (and reconnects, to a broker that restarted) in
+  /// backend (tcp://HOST:PORT or ipc://PATH) and, once started, announces its methods and `threads` times
+  /// server_options::broker_prefetch as the calls it takes at once; the broker sends it no more. ZeroMQ connects (and reconnects, to a broker that restarted) in
   /// the background, and the server announces itself again whenever a broker asks. Its deferred calls' tokens
   /// then name it, so that they reach it through the broker. shutdown() tells the brokers to send no new calls,
   /// stop() that it leaves. `broker_key`: the broker's CURVE public key (Z85), to speak CURVE to it with this
