@@ -69,6 +69,7 @@ struct broker::impl {
     std::shared_ptr<zmq::context_t> ctx = std::make_shared<zmq::context_t>(1);
     std::unique_ptr<detail::zap_handler> zap;
     std::vector<zmq::socket_t> sockets;
+    std::vector<bool> sent;  // by socket: sent on this round
   };
 
   std::string bind(side& s, std::string_view endpoint, const char* what) {
@@ -98,6 +99,7 @@ struct broker::impl {
       ipc_files.push_back(std::move(claim));
     }
     s.sockets.push_back(std::move(sock));
+    s.sent.push_back(false);
     return bound;
   }
 
@@ -135,9 +137,15 @@ struct broker::impl {
       for (std::size_t i = 0; i < back.sockets.size(); ++i) more |= from_workers(i, frames);
       core.tick(detail::clock::now());
       send_out();
-      // Sending may take the edge ZeroMQ signals input by: ask each socket before sleeping.
+      // Sending may take the edge ZeroMQ signals input by (a send may process the socket's commands): ask each
+      // socket sent on before sleeping. The others were last touched by a read that found nothing, so their
+      // descriptors will wake us.
       for (auto* s : {&front, &back})
-        for (auto& sock : s->sockets) more = more || detail::has_input(sock);
+        for (std::size_t i = 0; i < s->sockets.size(); ++i)
+          if (s->sent[i]) {
+            s->sent[i] = false;
+            more = more || detail::has_input(s->sockets[i]);
+          }
       workers_n = core.workers();
       queued_n = core.queued();
       open_n = core.open_channels();
@@ -189,7 +197,9 @@ struct broker::impl {
     for (detail::broker_out& m : core.out()) {
       try {
         if (m.to_worker) {
-          zmq::socket_t& sock = back.sockets[static_cast<unsigned char>(m.peer[0])];
+          const std::size_t i = static_cast<unsigned char>(m.peer[0]);
+          zmq::socket_t& sock = back.sockets[i];
+          back.sent[i] = true;
           const std::string_view rid = std::string_view(m.peer).substr(1);
           detail::send_part(sock, zmq::buffer(rid), zmq::send_flags::sndmore);
           if (m.client.empty()) {  // a command
@@ -200,7 +210,9 @@ struct broker::impl {
           }
           detail::send_part(sock, zmq::buffer(m.body.data(), m.body.size()), zmq::send_flags::none);
         } else {
-          zmq::socket_t& sock = front.sockets[detail::client_frontend(m.peer)];
+          const std::size_t i = detail::client_frontend(m.peer);
+          zmq::socket_t& sock = front.sockets[i];
+          front.sent[i] = true;
           detail::send_part(sock, zmq::buffer(detail::client_routing_id(m.peer)), zmq::send_flags::sndmore);
           detail::send_part(sock, zmq::const_buffer(), zmq::send_flags::sndmore);
           detail::send_part(sock, zmq::buffer(m.body.data(), m.body.size()), zmq::send_flags::none);
