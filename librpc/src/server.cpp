@@ -18,11 +18,14 @@ using detail::serving_mode;
 
 namespace {
 
-// READY's `jobs`: the calls a broker may send at once, `threads` x `prefetch` (at least 1 each), at most 65536.
-std::uint32_t take_at_once(std::size_t threads, std::size_t prefetch) {
+// READY's `jobs`: the calls a broker may send at once, `threads` x `prefetch` (at least 1 each), but no more than
+// the server can hold (`threads` running, `queued` waiting), nor 65536.
+std::uint32_t take_at_once(std::size_t threads, std::size_t prefetch, std::size_t queued) {
   constexpr std::size_t most = 65536;
   prefetch = std::clamp<std::size_t>(prefetch, 1, most);
-  return static_cast<std::uint32_t>(threads >= most / prefetch ? most : threads * prefetch);
+  const std::size_t asked = threads >= most / prefetch ? most : threads * prefetch;
+  const std::size_t room = threads + std::min(queued, most);
+  return static_cast<std::uint32_t>(std::min({asked, room, most}));
 }
 
 }  // namespace
@@ -183,7 +186,7 @@ void server::start() {
     msgpack::packer<duct::pack_buffer> p(methods);
     impl_->pack_methods(p);
     duct::buffer m = methods.take();
-    impl_->ready = detail::make_ready(take_at_once(threads, o.broker_prefetch),
+    impl_->ready = detail::make_ready(take_at_once(threads, o.broker_prefetch, o.max_queued),
                                       std::chrono::duration_cast<std::chrono::milliseconds>(o.heartbeat),
                                       impl_->jobs.prefix(), o.name, m.span());
     std::lock_guard lock(impl_->router_mu);

@@ -110,7 +110,9 @@ struct server_options {
   /// `threads` wait in its queue, ready for the next free thread, instead of waiting in the broker for a round trip
   /// to it. 1: never more than it can run (fairest for long calls of uneven length: a call waits in the broker for
   /// whichever worker frees first; and a worker that dies loses only calls that had started). Higher: fast calls
-  /// through a broker at about twice the rate (bench/README.md). 0 counts as 1.
+  /// through a broker at about twice the rate (bench/README.md). 0 counts as 1. Capped at what the server holds
+  /// (`threads` + max_queued); one broker client's calls beyond per_client's running and queued bounds are still
+  /// answered Overloaded by this server.
   std::size_t broker_prefetch = 4;
   std::size_t max_message_size = std::size_t{64} << 20;        ///< larger messages are refused by ZeroMQ itself
   std::chrono::milliseconds defer_after = std::chrono::milliseconds(500);  ///< the budget of defer_policy::after_budget
@@ -199,8 +201,9 @@ class server {
 
   /// Serves the clients of an rpc-broker (rpc/broker.hpp, docs/broker.md) as one of its workers: connects to its
   /// backend (tcp://HOST:PORT or ipc://PATH) and, once started, announces its methods and `threads` times
-  /// server_options::broker_prefetch as the calls it takes at once; the broker sends it no more. ZeroMQ connects (and reconnects, to a broker that restarted) in
-  /// the background, and the server announces itself again whenever a broker asks. Its deferred calls' tokens
+  /// server_options::broker_prefetch as the calls it takes at once; the broker sends it no more. ZeroMQ connects
+  /// (and reconnects, to a broker that restarted) in the background, and the server announces itself again
+  /// whenever a broker asks. Its deferred calls' tokens
   /// then name it, so that they reach it through the broker. shutdown() tells the brokers to send no new calls,
   /// stop() that it leaves. `broker_key`: the broker's CURVE public key (Z85), to speak CURVE to it with this
   /// server's own key (server_options::curve_secret_key). Before start(); up to 255 brokers. Counts as listening.
