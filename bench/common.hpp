@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -42,8 +43,23 @@ inline bench_options parse_bench_options(int argc, char** argv, const char* name
 
 /// An ipc:// endpoint in a fresh private directory.
 inline std::string private_ipc(const char* name) {
+  // The directories, removed with their sockets when the benchmark exits; not by a forked child that exits
+  // (a server of the benchmark's): the benchmark may still use them.
+  struct made_dirs {
+    pid_t by = ::getpid();
+    std::vector<std::string> dirs;
+    ~made_dirs() {
+      if (::getpid() != by) return;
+      for (const auto& d : dirs) {
+        std::error_code ignored;
+        std::filesystem::remove_all(d, ignored);
+      }
+    }
+  };
+  static made_dirs made;
   char dir[] = "/tmp/ductrpc-bench-XXXXXX";
   if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp");
+  made.dirs.emplace_back(dir);
   return std::string("ipc://") + dir + "/" + name;
 }
 
