@@ -2,7 +2,8 @@
 //   scaling    nap(20 ms) with 64 calls in flight through a broker to 1, 2, 4 and 8 workers (default servers: 4
 //              threads each, so 4 calls at once): calls/s against k times one worker's (linear), >= 0.8x
 //   ceiling    add(1,2) with 16 in flight through a broker to one worker, against the same worker called directly:
-//              calls/s >= 0.7x; CPU per call of every process involved (client, broker, worker)
+//              calls/s >= 0.7x; CPU per call of every process involved (client, broker, worker). Once more with a
+//              worker of prefetch 1 (calls wait in the broker for a slot), rpc-serve's default
 //   failover   a worker SIGKILLed mid-call (its heartbeat 500 ms): how long until its client has LostRemote, and
 //              until its next call is answered by another worker (the bound: two heartbeat periods)
 //   yardstick  the same add(1,2) through ZeroMQ's own zmq_proxy (ROUTER in front, DEALER behind) to a bare ROUTER
@@ -39,11 +40,13 @@ namespace {
 using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// --worker BACKEND HEARTBEAT_MS DIRECT|- work|hang: a default server (4 threads) serving nap(ms) and add(a, b)
-// ("work") or hang() ("hang", never returns), a worker of the broker at BACKEND, also listening on DIRECT unless
-// "-". It ends when the bench's end of its duct closes (or when killed).
-int worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const std::string& kind) {
-  rpc::server s({.name = kind, .heartbeat = std::chrono::milliseconds(heartbeat_ms)});
+// --worker BACKEND HEARTBEAT_MS DIRECT|- work|hang PREFETCH: a default server (4 threads) serving nap(ms) and
+// add(a, b) ("work") or hang() ("hang", never returns), a worker of the broker at BACKEND with that broker_prefetch
+// (the default is 4), also listening on DIRECT unless "-". It ends when the bench's end of its duct closes (or
+// when killed).
+int worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const std::string& kind,
+           std::size_t prefetch) {
+  rpc::server s({.name = kind, .heartbeat = std::chrono::milliseconds(heartbeat_ms), .broker_prefetch = prefetch});
   if (kind == "hang") {
     s.bind("hang", [](std::stop_token stop) {
       while (!stop.stop_requested()) std::this_thread::sleep_for(10ms);
@@ -101,8 +104,10 @@ void serve_proxy(const std::string& endpoint, const std::string& to, Ready ready
   zmq::proxy(front, back);
 }
 
-duct::child start_worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const char* kind) {
-  return duct::spawn({"/proc/self/exe", "--worker", backend, std::to_string(heartbeat_ms), direct, kind});
+duct::child start_worker(const std::string& backend, int heartbeat_ms, const std::string& direct, const char* kind,
+                         std::size_t prefetch = rpc::server_options{}.broker_prefetch) {
+  return duct::spawn(
+      {"/proc/self/exe", "--worker", backend, std::to_string(heartbeat_ms), direct, kind, std::to_string(prefetch)});
 }
 
 // `n` calls of `method(args...)` with `inflight` in flight at most. Returns: calls per second.
@@ -131,8 +136,9 @@ struct pool {
     backend = broker.backend("ipc://");
     broker.start();
   }
-  void add(int heartbeat_ms, const std::string& direct, const char* kind) {
-    workers.push_back(start_worker(backend, heartbeat_ms, direct, kind));
+  void add(int heartbeat_ms, const std::string& direct, const char* kind,
+           std::size_t prefetch = rpc::server_options{}.broker_prefetch) {
+    workers.push_back(start_worker(backend, heartbeat_ms, direct, kind, prefetch));
   }
   // Waits (bounded) until the broker knows `n` workers.
   void until_workers(std::size_t n) const {
@@ -152,7 +158,8 @@ struct pool {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 6 && std::strcmp(argv[1], "--worker") == 0) return worker(argv[2], std::atoi(argv[3]), argv[4], argv[5]);
+  if (argc == 7 && std::strcmp(argv[1], "--worker") == 0)
+    return worker(argv[2], std::atoi(argv[3]), argv[4], argv[5], std::strtoul(argv[6], nullptr, 10));
   const bench_options opts = parse_bench_options(argc, argv, "broker-bench");
   const bool quick = opts.quick;
   // The yardstick's processes first, while this process has one thread to fork from.
@@ -172,15 +179,21 @@ int main(int argc, char** argv) {
     for (int i = 0; i < k; ++i) p->add(5000, k == 1 && i == 0 ? direct : "-", "work");
     pools.push_back(std::move(p));
   }
+  // And one worker with prefetch 1 (rpc-serve's default): the ceiling when calls wait in the broker for a slot.
+  auto one_slot = std::make_unique<pool>();
+  one_slot->add(5000, "-", "work", 1);
   for (std::size_t i = 0; i < sizes.size(); ++i) pools[i]->until_workers(static_cast<std::size_t>(sizes[i]));
+  one_slot->until_workers(1);
   std::vector<std::unique_ptr<rpc::client>> clients;
   for (auto& p : pools) clients.push_back(std::make_unique<rpc::client>(p->frontend));
+  auto one_slot_client = std::make_unique<rpc::client>(one_slot->frontend);
+  (void)one_slot_client->call("add", 1, 2);
   rpc::client direct_client(direct);
   for (auto& c : clients) (void)c->call("add", 1, 2);
   (void)direct_client.call("add", 1, 2);
 
   std::array<std::vector<double>, 4> scaling;
-  std::vector<double> via_rate, via_cpu, direct_rate, direct_cpu, proxy_rate, proxy_cpu, bare_rate, bare_cpu;
+  std::vector<double> via_rate, via_cpu, via1_rate, via1_cpu, direct_rate, direct_cpu, proxy_rate, proxy_cpu, bare_rate, bare_cpu;
   rpc::client to_bare(bare.endpoint), to_proxy(proxy.endpoint);
   (void)to_bare.call("add", 1, 2);
   (void)to_proxy.call("add", 1, 2);
@@ -195,6 +208,11 @@ int main(int argc, char** argv) {
       cpu_meter cpu(worker_pid);
       via_rate.push_back(run_inflight(*clients[0], add_n, 16, "add", 1, 2));
       via_cpu.push_back(cpu.us() / add_n);
+    }
+    {
+      cpu_meter cpu(one_slot->pids());
+      via1_rate.push_back(run_inflight(*one_slot_client, add_n, 16, "add", 1, 2));
+      via1_cpu.push_back(cpu.us() / add_n);
     }
     {
       cpu_meter cpu(worker_pid);
@@ -230,6 +248,10 @@ int main(int argc, char** argv) {
   std::printf("  direct to the worker %31.0f   %.1f\n", median(direct_rate), median(direct_cpu));
   std::printf("  through the broker %33.0f   %.1f\n", median(via_rate), median(via_cpu));
   std::printf("  broker's ceiling vs direct: %.2fx (>= 0.7x); CPU %.2fx\n", ceiling, median(via_cpu) / median(direct_cpu));
+  const double ceiling1 = median(via1_rate) / median(direct_rate);
+  std::printf("  through the broker, worker prefetch 1 %14.0f   %.1f\n", median(via1_rate), median(via1_cpu));
+  std::printf("  with prefetch 1 (rpc-serve's default) vs direct: %.2fx; CPU %.2fx\n", ceiling1,
+              median(via1_cpu) / median(direct_cpu));
   const double yard = median(proxy_rate) / median(bare_rate);
   std::printf("  yardstick, a bare ROUTER loop direct %15.0f   %.1f\n", median(bare_rate), median(bare_cpu));
   std::printf("  yardstick, through zmq_proxy %23.0f   %.1f\n", median(proxy_rate), median(proxy_cpu));
@@ -242,8 +264,12 @@ int main(int argc, char** argv) {
                  {"cpu_us_per_call", median(direct_cpu)}});
   out.push_back({{"case", "add, 16 in flight, through the broker"}, {"calls_per_s", median(via_rate)},
                  {"cpu_us_per_call", median(via_cpu)}, {"calls_per_s_vs_direct", ceiling}});
+  out.push_back({{"case", "add, 16 in flight, through the broker, worker prefetch 1"}, {"calls_per_s", median(via1_rate)},
+                 {"cpu_us_per_call", median(via1_cpu)}, {"calls_per_s_vs_direct", ceiling1}});
   clients.clear();
+  one_slot_client.reset();
   pools.clear();
+  one_slot.reset();
 
   // ---- failover: a worker killed mid-call ------------------------------------------------------------------------
   const int heartbeat_ms = 500, failovers = quick ? 1 : 3;
