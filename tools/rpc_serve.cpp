@@ -317,8 +317,8 @@ int main(int argc, char** argv) {
                                          "repeatable; default tcp://127.0.0.1:4242")
       ->type_name("ENDPOINT");
   app.add_option("-c,--connect", cfg.connects, "Serve the clients of the rpc-broker whose backend is ENDPOINT, as "
-                                                "one of its workers taking --jobs calls at once; repeatable. Without "
-                                                "--bind, listens nowhere else")
+                                                "one of its workers taking --jobs calls at once (see --prefetch); "
+                                                "repeatable. Without --bind, listens nowhere else")
       ->type_name("ENDPOINT");
   app.add_option("--prefetch", cfg.prefetch, "With --connect: let a broker send --jobs times N calls at once, those "
                                              "beyond --jobs waiting here for a free slot (default 1: they wait in "

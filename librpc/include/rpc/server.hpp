@@ -203,10 +203,10 @@ class server {
   /// backend (tcp://HOST:PORT or ipc://PATH) and, once started, announces its methods and `threads` times
   /// server_options::broker_prefetch as the calls it takes at once; the broker sends it no more. ZeroMQ connects
   /// (and reconnects, to a broker that restarted) in the background, and the server announces itself again
-  /// whenever a broker asks. Its deferred calls' tokens
-  /// then name it, so that they reach it through the broker. shutdown() tells the brokers to send no new calls,
-  /// stop() that it leaves. `broker_key`: the broker's CURVE public key (Z85), to speak CURVE to it with this
-  /// server's own key (server_options::curve_secret_key). Before start(); up to 255 brokers. Counts as listening.
+  /// whenever a broker asks. Its deferred calls' tokens then name it, so that they reach it through the broker.
+  /// shutdown() tells the brokers to send no new calls, stop() that it leaves. `broker_key`: the broker's CURVE
+  /// public key (Z85), to speak CURVE to it with this server's own key (server_options::curve_secret_key). Before
+  /// start(); up to 255 brokers. Counts as listening.
   /// Returns: the endpoint. Throws: error naming the endpoint if it is not tcp:// or ipc://, is malformed, the
   /// server is running, or `broker_key` is not a key or comes without the server's own.
   std::string connect(std::string_view broker_backend, const std::string& broker_key = {});
