@@ -181,7 +181,8 @@ TEST_CASE("broker: a worker takes threads times broker_prefetch calls at once, t
   so.threads = 1;
   // Either way three slots: one call running, two waiting at the worker for its thread. A prefetch beyond what
   // the worker can hold (its thread and max_queued) is capped there.
-  std::tie(so.broker_prefetch, so.max_queued) = GENERATE(std::pair<std::size_t, std::size_t>{3, 4096}, std::pair<std::size_t, std::size_t>{8, 2});
+  using prefetch_and_queue = std::pair<std::size_t, std::size_t>;
+  std::tie(so.broker_prefetch, so.max_queued) = GENERATE(prefetch_and_queue{3, 4096}, prefetch_and_queue{8, 2});
   so.defer_after = 60s;
   worker w(p.backend, "w", so);
   test::eventually([&] { return p.broker.workers() == 1; });

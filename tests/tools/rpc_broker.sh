@@ -7,9 +7,10 @@
 . "$(dirname "$0")/lib.sh"
 : "${RPC_BROKER:?}"
 BROKER_PID=""
+PF_BROKER=""
 WORKERS=""
 cleanup_broker() {
-  for p in $WORKERS $BROKER_PID; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for p in $WORKERS $BROKER_PID $PF_BROKER; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   cleanup
 }
 trap cleanup_broker EXIT
@@ -146,6 +147,7 @@ if "$py" -c 'import zmq' 2>/dev/null; then
   "$RPC_SERVE" --connect "ipc://$T/pf-back" --name hoarder --heartbeat 0.5 --jobs 1 --prefetch 3 --shell \
     -e slow="exec sleep 60" -e who="echo hoarder" 2>>"$T/hoarder.log" &
   HOARDER=$!
+  WORKERS="$WORKERS $HOARDER"
   until_ok 10 "$call" "ipc://$T/pf-front" who
   "$py" - "ipc://$T/pf-front" "$HOARDER" <<'EOF' || fail "a worker with --prefetch 3 did not hold its three calls"
 import os, signal, sys, zmq
@@ -172,8 +174,10 @@ assert lost == {b"c1", b"c2", b"c3"}, lost
 c.close(0)
 EOF
   wait "$HOARDER" 2>/dev/null
+  WORKERS=""
   kill "$PF_BROKER"
   wait "$PF_BROKER" 2>/dev/null
+  PF_BROKER=""
 else
   echo "SKIP --prefetch: $py cannot import zmq (Debian's python3-zmq)" >&2
   [ "${CI:-}" = true ] && fail "python3-zmq is missing in CI"
