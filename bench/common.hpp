@@ -3,6 +3,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,13 @@ inline bench_options parse_bench_options(int argc, char** argv, const char* name
     }
   }
   return o;
+}
+
+/// In a forked server: end when the benchmark does, even if it crashes or is killed (else the server would wait
+/// for calls for ever).
+inline void die_with(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);  // it ended before prctl() took effect
 }
 
 /// An ipc:// endpoint in a fresh private directory.
@@ -78,9 +86,11 @@ template <class Serve>
 served fork_serving(const std::string& endpoint, Serve serve) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe");
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork");
   if (pid == 0) {
+    die_with(parent);
     ::close(fds[0]);
     serve(endpoint, [fd = fds[1]](const std::string& actual) {
       const std::string line = actual + "\n";
@@ -112,8 +122,10 @@ inline served fork_rpc_server(const std::string& endpoint, binder bind) {
 
 /// Runs our server (default configuration) in a child process serving the other end of a duct, until killed.
 inline pid_t fork_link_server(rpc::link& parent_end, duct::connection child_end, binder bind) {
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
+    die_with(parent);
     parent_end.close();
     rpc::link up(std::move(child_end));
     rpc::server s({.name = "bench"});
