@@ -44,6 +44,15 @@ struct pool {
   }
 };
 
+// Four calls of hold(0..3) from `client`: the first is running on `w` before the other three are sent.
+std::vector<rpc::future> hold_four(rpc::client& client, const worker& w) {
+  std::vector<rpc::future> calls;
+  calls.push_back(client.async_call("hold", 0));
+  test::eventually([&] { return w.holding == 1; });
+  for (int i = 1; i <= 3; ++i) calls.push_back(client.async_call("hold", i));
+  return calls;
+}
+
 }  // namespace
 
 TEST_CASE("broker: calls spread over three workers, the pool answers for them", "[rpc][broker]") {
@@ -164,10 +173,7 @@ TEST_CASE("broker: calls beyond the queue's bound are answered Overloaded, and t
   worker w(p.backend, "w", so);
   test::eventually([&] { return p.broker.workers() == 1; });
   rpc::client client(p.frontend);
-  std::vector<rpc::future> calls;
-  calls.push_back(client.async_call("hold", 0));
-  test::eventually([&] { return w.holding == 1; });
-  for (int i = 1; i <= 3; ++i) calls.push_back(client.async_call("hold", i));
+  std::vector<rpc::future> calls = hold_four(client, w);
   CHECK_THROWS_WITH(calls[3].get(), Catch::Contains("Overloaded"));  // the third to wait: over the bound of 2
   // The broker publishes its counts after each round's sends: the ERR may arrive first.
   test::eventually([&] { return p.broker.queued() == 2; });
@@ -187,10 +193,7 @@ TEST_CASE("broker: a worker takes threads times broker_prefetch calls at once, t
   worker w(p.backend, "w", so);
   test::eventually([&] { return p.broker.workers() == 1; });
   rpc::client client(p.frontend);
-  std::vector<rpc::future> calls;
-  calls.push_back(client.async_call("hold", 0));
-  test::eventually([&] { return w.holding == 1; });
-  for (int i = 1; i <= 3; ++i) calls.push_back(client.async_call("hold", i));
+  std::vector<rpc::future> calls = hold_four(client, w);
   // Three calls went to the worker (one runs, two wait for its thread there); only the fourth waits in the broker.
   test::eventually([&] { return p.broker.open_channels() == 3 && p.broker.queued() == 1; });
   CHECK(w.holding == 1);
