@@ -26,6 +26,8 @@ void fair_pool::stop() {
       c.jobs.clear();
     }
     turns_.clear();
+    for (auto& job : vacant_) dropped.push_back(std::move(job));
+    vacant_.clear();
   }
   ready_.notify_all();
   for (auto& t : threads_)
@@ -78,10 +80,13 @@ void fair_pool::ended(client_queue& c) {
   }
 }
 
-void fair_pool::vacate() {
+void fair_pool::vacate() { vacate(lead_); }
+
+void fair_pool::vacate(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
-    vacant_ = true;
+    if (stopping_) return;
+    vacant_.push_back(std::move(job));
   }
   // Every waiting thread may be one the running bound holds back: wake them all, the first takes the role.
   ready_.notify_all();
@@ -95,12 +100,14 @@ void fair_pool::sweep() {
 void fair_pool::work() {
   std::unique_lock lock(mu_);
   for (;;) {
-    ready_.wait(lock, [&] { return stopping_ || vacant_ || job_ready(); });
+    ready_.wait(lock, [&] { return stopping_ || !vacant_.empty() || job_ready(); });
     if (stopping_) return;
-    if (vacant_) {
-      vacant_ = false;
+    if (!vacant_.empty()) {
+      std::function<void()> role = std::move(vacant_.front());
+      vacant_.pop_front();
       lock.unlock();
-      lead_();
+      role();
+      role = nullptr;
       lock.lock();
       continue;
     }

@@ -8,7 +8,9 @@
 //
 // With a `lead` function the pool also carries the server's I/O role (io_role.hpp): it runs one thread more than
 // handlers may run at once, so a thread is always free to take the role when it falls vacant (vacate()), and the
-// thread holding it may run a call itself (try_begin()/end()) when that call would run at once anyway.
+// thread holding it may run a call itself (try_begin()/end()) when that call would run at once anyway. A duct's
+// reader runs calls the same way (counted by try_begin(), on a thread of its own); when one runs long, a free
+// thread reads for it meanwhile (vacate(job)): that thread is free because the long call counts as running.
 #pragma once
 
 #include <condition_variable>
@@ -54,6 +56,9 @@ class fair_pool {
   void end(const std::string& client);
   /// The I/O role fell vacant: a free thread runs `lead`.
   void vacate();
+  /// Another role fell vacant (a duct's reader runs a long call): a free thread runs `job`, before any queued
+  /// call. Dropped if the pool is stopping.
+  void vacate(std::function<void()> job);
   /// Forgets clients with nothing queued or running (their entries are kept between calls, to save an allocation
   /// per call of a client that calls one at a time).
   void sweep();
@@ -79,7 +84,7 @@ class fair_pool {
   std::size_t queued_ = 0;
   std::size_t running_ = 0;  // calls running, on the pool's threads or counted by try_begin()
   const std::function<void()> lead_;
-  bool vacant_ = false;  // the I/O role waits for a thread to take it
+  std::deque<std::function<void()>> vacant_;  // roles waiting for a thread to take them (lead_ for the I/O role)
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

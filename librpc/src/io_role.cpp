@@ -3,19 +3,19 @@
 namespace rpc::detail {
 
 io_role::io_role(std::chrono::microseconds budget, std::function<void()> vacate)
-    : budget_(std::max(budget, std::chrono::microseconds(50))), vacate_(std::move(vacate)) {
-  monitor_ = std::thread([this] { watch(); });
-}
+    : budget_(std::max(budget, std::chrono::microseconds(50))), vacate_(std::move(vacate)) {}
 
 io_role::~io_role() { stop_monitor(); }
 
 void io_role::stop_monitor() {
+  std::thread monitor;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    monitor.swap(monitor_);  // no enter() starts one after this
   }
   cv_.notify_all();
-  if (monitor_.joinable()) monitor_.join();
+  if (monitor.joinable()) monitor.join();
 }
 
 io_role::ticket io_role::take() noexcept {
@@ -34,6 +34,7 @@ void io_role::enter(ticket t) noexcept {
     {
       std::lock_guard lock(mu_);
       watching_ = true;
+      if (!monitor_.joinable() && !stop_) monitor_ = std::thread([this] { watch(); });  // the first lending
     }
     cv_.notify_one();
   }
@@ -43,6 +44,8 @@ bool io_role::leave(ticket t) noexcept {
   std::uint64_t v = t << 2 | lent;
   return state_.compare_exchange_strong(v, t << 2 | held);
 }
+
+bool io_role::waiting() const noexcept { return (state_.load() & 3) == vacant; }
 
 bool io_role::mine(ticket t) const noexcept {
   const std::uint64_t v = state_.load();

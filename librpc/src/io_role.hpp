@@ -7,8 +7,9 @@
 // (take()). The lender learns on its return (leave()) whether it still holds it. So a handler that blocks or spins
 // holds up receiving and heartbeats for at most about two budgets.
 //
-// The monitor sleeps until the first handler is lent the role, ticks while handlers keep running, and sleeps again
-// after 100 quiet periods: an idle server costs nothing, a busy one a timer tick per period.
+// The monitor thread starts when a handler is first lent the role, ticks while handlers keep running, and sleeps
+// again after 100 quiet periods: an idle server costs nothing, a busy one a timer tick per period. A server has one
+// role for its ROUTER and one per duct it serves (link_core), whose reader runs handlers the same way.
 #pragma once
 
 #include <atomic>
@@ -41,6 +42,8 @@ class io_role {
   /// The handler has returned. Returns: whether the holder still has the role (false: it went to another thread,
   /// and this one holds nothing now).
   bool leave(ticket t) noexcept;
+  /// Whether the role is vacant: it went from a long handler, and no take() has it yet.
+  [[nodiscard]] bool waiting() const noexcept;
   /// Whether `t` still holds the role (held or lent).
   [[nodiscard]] bool mine(ticket t) const noexcept;
   /// The holder gives the role up for good: the server stops. Threads waiting in wait_ended() go on.

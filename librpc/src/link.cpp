@@ -22,6 +22,9 @@ std::string next_identity() {
   return std::string("\0link:", 6) + std::to_string(++counter);
 }
 
+// The link whose reader thread this is, if it is one.
+thread_local const link_core* reading_for = nullptr;
+
 std::exception_ptr duct_closed(const std::string& where) {
   return std::make_exception_ptr(lost_remote_error(where + ": the duct closed"));
 }
@@ -61,7 +64,11 @@ void link_core::close() noexcept {
 }
 
 void link_core::ensure_reader() {
-  if (!reader_.joinable() && !stopping_) reader_ = std::thread([this] { pump([] { return false; }, false); });
+  if (!reader_.joinable() && !stopping_)
+    reader_ = std::thread([this] {
+      reading_for = this;
+      pump([] { return false; }, pumper::reader);
+    });
 }
 
 void link_core::claim(link_server& s) {
@@ -70,10 +77,11 @@ void link_core::claim(link_server& s) {
   server_ = &s;
 }
 
-void link_core::attach(link_server& s) {
+void link_core::attach(link_server& s, std::chrono::microseconds budget) {
   claim(s);
   {
     std::lock_guard lock(server_mu_);
+    if (!serving_ && budget.count() > 0) role_ = std::make_shared<io_role>(budget, [this] { vacated(); });
     serving_ = true;
   }
   std::lock_guard lock(mu_);
@@ -81,10 +89,46 @@ void link_core::attach(link_server& s) {
 }
 
 void link_core::detach(link_server& s) noexcept {
+  std::shared_ptr<io_role> role;
+  {
+    std::unique_lock lock(server_mu_);
+    if (server_ != &s) return;
+    server_ = nullptr;
+    serving_ = false;
+    handed_cv_.wait(lock, [&] { return handing_ == 0; });  // the reader's call for `s` (if any) has returned
+    role = role_;
+  }
+  if (!role) return;
+  role->end_if_vacant();  // held by the reader, or ended: nobody reads for it any more
+  help_wake_.signal();
+  role->stop_monitor();  // without server_mu_, which its vacated() takes
+}
+
+void link_core::lend() noexcept { role_->enter(ticket_); }
+
+void link_core::reclaim() noexcept {
+  if (role_->leave(ticket_)) return;
+  ticket_ = role_->take();  // 0 if the server has detached meanwhile
+  help_wake_.signal();
+}
+
+void link_core::vacated() {
   std::lock_guard lock(server_mu_);
-  if (server_ != &s) return;
-  server_ = nullptr;
-  serving_ = false;
+  if (server_ && serving_) server_->on_link_vacated(*this);
+}
+
+void link_core::relieve() {
+  std::shared_ptr<io_role> role;
+  {
+    std::lock_guard lock(server_mu_);
+    role = role_;
+  }
+  if (role) pump([&] { return !role->waiting(); }, pumper::helper);
+}
+
+std::uint64_t link_core::handoffs() {
+  std::lock_guard lock(server_mu_);
+  return role_ ? role_->handoffs() : 0;
 }
 
 void link_core::send(std::span<const std::byte> body) { conn_.send_bytes(body); }
@@ -266,7 +310,7 @@ void link_core::abandon(const void* owner) noexcept {
 }
 
 template <class Done>
-void link_core::pump(Done done, bool direct) {
+void link_core::pump(Done done, pumper who) {
   outbox out;
   for (;;) {
     bool more = false;  // events may still be buffered in the duct, where poll() on its socket cannot see them
@@ -277,13 +321,13 @@ void link_core::pump(Done done, bool direct) {
           more = true;
           break;
         }
-        std::optional<duct::buffer> body;
+        link_server* pinned = nullptr;
         {
           std::lock_guard lock(read_mu_);
-          if (conn_.poll(duct::timeout{0})) body = conn_.recv_bytes();
+          if (!conn_.poll(duct::timeout{0})) break;
+          pinned = dispatch(conn_.recv_bytes(), out, who);
         }
-        if (!body) break;
-        dispatch(std::move(*body), out);
+        if (pinned) run_pinned(*pinned);  // the calls kept for this thread, with the duct free for other readers
       }
     } catch (const std::exception& e) {
       {
@@ -318,13 +362,13 @@ void link_core::pump(Done done, bool direct) {
     }
     carry_out(fx, out);
     flush(out);
-    pollfd fds[4] = {{conn_.fileno(), POLLIN, 0},
-                     {wake_.fd(), POLLIN, 0},
-                     {closing_.fd(), POLLIN, 0},
-                     {direct ? direct_wake_.fd() : -1, POLLIN, 0}};
+    // A helper looks again now and then: two of them may share help_wake_, and only one drains a signal.
+    if (who == pumper::helper) wait = std::min(wait, std::chrono::milliseconds(10));
+    const int own = who == pumper::direct ? direct_wake_.fd() : who == pumper::helper ? help_wake_.fd() : -1;
+    pollfd fds[4] = {{conn_.fileno(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}, {closing_.fd(), POLLIN, 0}, {own, POLLIN, 0}};
     if (::poll(fds, 4, static_cast<int>(wait.count())) > 0) {
       if (fds[1].revents & POLLIN) wake_.drain();
-      if (fds[3].revents & POLLIN) direct_wake_.drain();
+      if (fds[3].revents & POLLIN) (who == pumper::direct ? direct_wake_ : help_wake_).drain();
     }
   }
 }
@@ -337,11 +381,13 @@ bool link_core::read_here() {
 duct::value link_core::call(std::string_view method, std::span<const std::byte> packed_args, call_spec spec) {
   std::shared_ptr<call_state> f = start_call(method, packed_args, std::move(spec), false);
   // No reader thread (a link used only for blocking calls so far): read the reply here, and save a thread hand-off.
-  // A second caller meanwhile finds direct_mu_ taken and starts the reader thread; both then read.
-  if (read_here() && direct_mu_.try_lock()) {
+  // A second caller meanwhile finds direct_mu_ taken and starts the reader thread; both then read. A handler the
+  // reader runs, calling out over the duct it reads, reads its reply itself too: nobody else would before the
+  // budget passed.
+  if ((reading_for == this || read_here()) && direct_mu_.try_lock()) {
     std::lock_guard hold(direct_mu_, std::adopt_lock);
     direct_active_ = true;
-    pump([&] { return f->settled(); }, true);
+    pump([&] { return f->settled(); }, pumper::direct);
     direct_active_ = false;
   } else {
     std::lock_guard lock(mu_);
@@ -350,12 +396,12 @@ duct::value link_core::call(std::string_view method, std::span<const std::byte> 
   return detail::access::make_future(std::move(f)).get();
 }
 
-void link_core::dispatch(duct::buffer body, outbox& out) {
+link_server* link_core::dispatch(duct::buffer body, outbox& out, pumper who) {
   auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
   try {
     detail::decode_event_into(body.span(), *ev);
   } catch (const protocol_error&) {
-    return;  // not an event: nobody to answer
+    return nullptr;  // not an event: nobody to answer
   }
   if (ev->header.response_to) {
     effects fx;
@@ -366,20 +412,29 @@ void link_core::dispatch(duct::buffer body, outbox& out) {
     }
     if (ours) {
       carry_out(fx, out);
-      return;
+      return nullptr;
     }
   }
   {
     std::lock_guard lock(server_mu_);
     if (server_ && serving_) {
-      server_->on_link_event(*this, std::move(ev));
-      return;
+      const bool keep = who == pumper::reader && role_ && (role_->mine(ticket_) || (ticket_ = role_->take()) != 0);
+      server_->on_link_event(*this, std::move(ev), keep);
+      ++handing_;
+      return server_;
     }
   }
   if (!ev->header.response_to) {
     std::lock_guard lock(mu_);
     out.push_back(no_server_reply(calls_.next_id(), *ev));
   }
+  return nullptr;
+}
+
+void link_core::run_pinned(link_server& s) noexcept {
+  s.run_link_calls(*this);
+  std::lock_guard lock(server_mu_);
+  if (--handing_ == 0) handed_cv_.notify_all();
 }
 
 bool link_core::wait_closed(std::chrono::milliseconds limit) {

@@ -20,6 +20,7 @@
 #include "call_state.hpp"
 #include "call_table.hpp"
 #include "channel.hpp"
+#include "io_role.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
 #include "upload_state.hpp"
@@ -29,11 +30,20 @@ namespace rpc::detail {
 
 class link_core;
 
-/// What a server serving a link does with what arrives on it; both run on the link's reader thread.
+/// What a server serving a link does with what arrives on it.
 class link_server {
  public:
-  /// A request, or an event on a channel the server has open (or had: the server drops those).
-  virtual void on_link_event(link_core& from, std::shared_ptr<event> ev) = 0;
+  /// A request, or an event on a channel the server has open (or had: the server drops those). Called by one
+  /// reading thread at a time, in the order events arrive. `keep`: the caller is the link's reader, holding the
+  /// link's role (link_core::attach()): a call that may start at once is kept for run_link_calls() to run here,
+  /// not queued for another thread.
+  virtual void on_link_event(link_core& from, std::shared_ptr<event> ev, bool keep) = 0;
+  /// Runs on this thread what on_link_event() left for it (calls kept, run_on::receiver calls), after the link has
+  /// let go of its read lock. A kept call is run between link_core::lend() and link_core::reclaim().
+  virtual void run_link_calls(link_core& from) = 0;
+  /// A call the reader ran itself passed the budget (on the role's monitor thread): a free thread of the server
+  /// should run from.relieve().
+  virtual void on_link_vacated(link_core& from) = 0;
   /// The duct closed: the server forgets every call from it.
   virtual void on_link_closed(link_core& from) = 0;
 
@@ -61,10 +71,23 @@ class link_core : public std::enable_shared_from_this<link_core> {
   // ---- the server side -------------------------------------------------------------------------------------------
   /// Reserves the link for `s` (which hands nothing out yet). Throws: error if another server has it.
   void claim(link_server& s);
-  /// Hands requests to `s` from now on, starting the reader if need be. Throws: error if another server has it.
-  void attach(link_server& s);
-  /// Stops handing events to `s` and releases the link; returns once no hand-off to it is running.
+  /// Hands requests to `s` from now on, starting the reader if need be. With a `budget` the reader runs the calls
+  /// `s` keeps for it itself (a fast call costs no thread wake-up), in the manner of the server's I/O role
+  /// (io_role.hpp): if one is still running one budget later, a free thread of `s` reads the duct meanwhile
+  /// (relieve()), until the call returns. 0: `s` keeps no calls. Throws: error if another server has it.
+  void attach(link_server& s, std::chrono::microseconds budget);
+  /// Stops handing events to `s` and releases the link; returns once no hand-off to it (or call the reader runs for
+  /// it) is running, and no thread of `s` reads for it any more but to return.
   void detach(link_server& s) noexcept;
+  /// The reader is about to run a call that `s` kept for it (reader thread only, from run_link_calls()).
+  void lend() noexcept;
+  /// That call returned. If it ran long, the reader takes reading back and the thread reading for it returns.
+  void reclaim() noexcept;
+  /// Reads for the reader while it runs a long call, until that returns, the link closes or its server detaches.
+  /// Run by a free thread of the server (link_server::on_link_vacated()).
+  void relieve();
+  /// How many times a call the reader ran passed the budget.
+  [[nodiscard]] std::uint64_t handoffs();
   /// Sends one event body. Thread-safe. Throws: duct::error if the duct is closed or broken.
   void send(std::span<const std::byte> body);
 
@@ -101,18 +124,27 @@ class link_core : public std::enable_shared_from_this<link_core> {
   /// settled now. Without mu_.
   void carry_out(effects& fx, outbox& out) noexcept;
   void ensure_reader();  // mu_ held
+  /// Who pumps: the reader thread, a blocking caller reading its own reply (direct_wake_ wakes it when another
+  /// reader settles a call), or a thread reading for the reader while it runs a long call (help_wake_ wakes it).
+  enum class pumper { reader, direct, helper };
   /// Reads and hands out events until `done()` holds, the duct closes (then gone()) or the link is closing.
-  /// Any number of threads may pump at once: each event goes to exactly one of them. `direct`: the pump of a
-  /// blocking caller reading its own reply, which direct_wake_ wakes when another reader settles a call.
+  /// Any number of threads may pump at once: each event goes to exactly one of them, and events are handed out
+  /// in the order they arrive (read and dispatched under read_mu_).
   template <class Done>
-  void pump(Done done, bool direct);
+  void pump(Done done, pumper who);
   /// Wakes a blocking caller that reads its own reply, in case another reader has just settled its call.
   void settled() noexcept {
     if (direct_active_) direct_wake_.signal();
   }
   /// Whether the calling thread should read the duct itself: no reader thread runs and no other caller reads.
   bool read_here();
-  void dispatch(duct::buffer body, outbox& out);
+  /// Hands out one event (read_mu_ held). Returns: the server it went to, pinned (handing_) until its calls have
+  /// run (run_pinned()), or null.
+  link_server* dispatch(duct::buffer body, outbox& out, pumper who);
+  /// Runs what the server left for this thread, then unpins it.
+  void run_pinned(link_server& s) noexcept;
+  /// The role's monitor: the reader's call ran long.
+  void vacated();
   void gone(const std::string& why, bool by_us) noexcept;
   void flush(outbox& out) noexcept;
 
@@ -126,6 +158,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
   std::mutex direct_mu_;  // held by a blocking caller that reads its reply itself
   std::atomic<bool> direct_active_{false};
   wakeup direct_wake_;
+  wakeup help_wake_;  // the reader took reading back: threads reading for it return
 
   std::mutex mu_;  // guards what follows up to server_mu_
   call_table calls_;
@@ -137,6 +170,12 @@ class link_core : public std::enable_shared_from_this<link_core> {
   std::mutex server_mu_;  // held while an event is handed to the server
   link_server* server_ = nullptr;  // the server that claimed the link
   bool serving_ = false;           // and has started: events go to it
+  std::size_t handing_ = 0;        // hand-offs to it whose calls are still running (run_pinned())
+  std::condition_variable handed_cv_;  // with server_mu_: handing_ fell to 0
+  // The reader's role (made by attach() with a budget; replaced only by a later server's attach()), and the
+  // reader's ticket to it (reader thread only).
+  std::shared_ptr<io_role> role_;
+  io_role::ticket ticket_ = 0;
 };
 
 }  // namespace rpc::detail

@@ -157,7 +157,7 @@ std::string server::listen(const link& over) {
     impl_->links.emplace(detail::access::core(over)->identity(), detail::access::core(over));
   }
   impl_->listening = true;
-  if (impl_->running) detail::access::core(over)->attach(*impl_);
+  if (impl_->running) detail::access::core(over)->attach(*impl_, impl_->opts.handoff_after);
   return where;
 }
 
@@ -194,12 +194,8 @@ void server::start() {
     impl_->next_beat = detail::clock::now() + o.heartbeat;
   }
   impl_->pool->vacate();  // a pool thread takes the I/O role
-  std::vector<std::shared_ptr<detail::link_core>> links;
-  {
-    std::lock_guard lock(impl_->mu);
-    for (auto& [identity, l] : impl_->links) links.push_back(l);
-  }
-  for (auto& l : links) l->attach(*impl_);
+  const auto links = impl_->served_links();
+  for (auto& l : links) l->attach(*impl_, o.handoff_after);
 }
 
 void server::shutdown(shutdown_mode how, std::chrono::milliseconds grace) {
@@ -235,11 +231,7 @@ void server::stop() noexcept {
   impl_->role->end_if_vacant();
   impl_->role->wait_ended();  // the holder sees `running` false once its round (and any handler it runs) is over
   impl_->role->stop_monitor();
-  std::vector<std::shared_ptr<detail::link_core>> links;
-  {
-    std::lock_guard lock(impl_->mu);
-    for (auto& [identity, l] : impl_->links) links.push_back(l);
-  }
+  const auto links = impl_->served_links();
   for (auto& l : links) l->detach(*impl_);  // no reader hands us anything from here on
   impl_->pool->stop();  // lets running handlers finish, their replies going nowhere but to ducts still open; a
                         // handler the role's holder ran itself still counts itself out, so the pool must stay
@@ -258,6 +250,10 @@ std::uint64_t server::dropped_events() const noexcept { return impl_->dropped.lo
 
 std::size_t server::open_channels() const noexcept { return impl_->open.load(); }
 
-std::uint64_t server::handoffs() const noexcept { return impl_->role ? impl_->role->handoffs() : 0; }
+std::uint64_t server::handoffs() const noexcept {
+  std::uint64_t n = impl_->role ? impl_->role->handoffs() : 0;
+  for (auto& l : impl_->served_links()) n += l->handoffs();
+  return n;
+}
 
 }  // namespace rpc

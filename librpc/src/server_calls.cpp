@@ -342,7 +342,8 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
     complete(std::move(o));
     g.flush();
   };
-  if (inline_as && io_holder.of == this && role->mine(io_holder.ticket) && opts.handoff_after.count() > 0) {
+  if (inline_as && opts.handoff_after.count() > 0 &&
+      ((io_holder.of == this && role->mine(io_holder.ticket)) || detail::link_keeps == this)) {
     io_calls.push_back({client, std::move(job), *inline_as, method, oneway});
     return detail::fair_pool::refusal::none;
   }

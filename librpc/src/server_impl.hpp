@@ -165,6 +165,13 @@ struct server::impl final : detail::link_server {
   detail::job_store jobs;
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
+  /// The links, to act on without `mu` (a link's reader takes its own lock, then `mu`). Takes `mu`.
+  std::vector<std::shared_ptr<detail::link_core>> served_links() {
+    std::lock_guard lock(mu);
+    std::vector<std::shared_ptr<detail::link_core>> all;
+    for (auto& [identity, l] : links) all.push_back(l);
+    return all;
+  }
   std::vector<detail::ipc_claim> ipc_files;  // the socket files of our ipc:// endpoints, removed when we stop
 
   // The brokers this server is a worker of (server_broker.cpp; docs/broker.md): a DEALER each, fixed once started,
@@ -278,8 +285,10 @@ struct server::impl final : detail::link_server {
     bool defer_router_ = false;
   };
 
-  // detail::link_server, on a link's reader thread.
-  void on_link_event(detail::link_core& from, std::shared_ptr<event> ev) override;
+  // detail::link_server, on a thread reading a link (or its role's monitor: on_link_vacated()).
+  void on_link_event(detail::link_core& from, std::shared_ptr<event> ev, bool keep) override;
+  void run_link_calls(detail::link_core& from) override;
+  void on_link_vacated(detail::link_core& from) override;
   void on_link_closed(detail::link_core& from) override;
 
   // The rest runs with `mu` held.
@@ -294,8 +303,9 @@ struct server::impl final : detail::link_server {
   void defer(const detail::call_key& key, detail::running_call& call);
   void defer_now(const detail::call_key& key);
   /// Queues a handler on the pool for `client` (see client_of()), or, with `inline_as` (the call's key) when this
-  /// thread holds the I/O role and the budget allows, keeps it for the holder to run itself (io_calls). Returns:
-  /// refusal::none, or why the pool refused it (nothing was queued then).
+  /// thread holds the I/O role or reads a link for which it keeps calls (detail::link_keeps), and the budget
+  /// allows, keeps it for this thread to run itself (io_calls). Returns: refusal::none, or why the pool refused it
+  /// (nothing was queued then).
   [[nodiscard]] detail::fair_pool::refusal run_handler(
                    const std::string& client, const detail::handler& fn, std::shared_ptr<event> ev, const msgpack::object& args,
                    std::stop_token stop, detail::outbound o, std::shared_ptr<detail::server_sink> out = nullptr,
@@ -368,6 +378,8 @@ struct io_holding {
 extern thread_local io_holding io_holder;
 /// The server whose role holder this thread is running a kept call for: the call's reply joins `held`.
 extern thread_local const server::impl* holding_replies;
+/// The server whose link's reader this thread is while that server's on_link_event() runs with `keep`.
+extern thread_local const server::impl* link_keeps;
 }  // namespace detail
 
 }  // namespace rpc

@@ -16,6 +16,7 @@ using detail::serving_mode;
 namespace detail {
 thread_local io_holding io_holder;
 thread_local const server::impl* holding_replies = nullptr;
+thread_local const server::impl* link_keeps = nullptr;
 }  // namespace detail
 using detail::holding_replies;
 using detail::io_holder;
@@ -312,15 +313,50 @@ void server::impl::dispatch(detail::io_call& c) {
   g.flush();
 }
 
-void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev) {
+// A link's calls run where they arrive, as on the ROUTER: its reader runs a call that may start at once itself,
+// lending the link's role (link_core::lend()), and a free thread reads the duct meanwhile if the call runs long.
+// What on_link_event() leaves for the thread waits in these until run_link_calls(), which a handler calling out
+// over the same duct may re-enter (link_core::call()): it takes them out before running any.
+namespace {
+thread_local std::vector<detail::inline_call> link_inline;
+thread_local std::vector<detail::io_call> link_kept;
+}  // namespace
+
+void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev, bool keep) {
+  locked g(*this);
+  if (keep) detail::link_keeps = this;
+  on_event(from.identity(), std::move(ev), detail::clock::now());
+  detail::link_keeps = nullptr;
+  for (auto& c : inline_calls) link_inline.push_back(std::move(c));
+  inline_calls.clear();
+  for (auto& c : io_calls) link_kept.push_back(std::move(c));
+  io_calls.clear();
+  g.flush();
+}
+
+void server::impl::run_link_calls(detail::link_core& from) {
+  if (link_inline.empty() && link_kept.empty()) return;
   std::vector<detail::inline_call> calls;
-  {
-    locked g(*this);
-    on_event(from.identity(), std::move(ev), detail::clock::now());
-    calls.swap(inline_calls);
-    g.flush();
-  }
+  std::vector<detail::io_call> mine;
+  calls.swap(link_inline);
+  mine.swap(link_kept);
   run_inline(calls, false);
+  for (auto& c : mine) {
+    if (!pool->try_begin(c.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+      dispatch(c);
+      continue;
+    }
+    from.lend();
+    c.job();
+    c.job = nullptr;  // its captures go now, as a pool thread's would
+    pool->end(c.client);
+    from.reclaim();
+  }
+}
+
+void server::impl::on_link_vacated(detail::link_core& from) {
+  if (auto l = from.weak_from_this().lock())  // null if the link is being destroyed: nobody to read for
+    pool->vacate([l = std::move(l)] { l->relieve(); });
 }
 
 void server::impl::on_link_closed(detail::link_core& from) {

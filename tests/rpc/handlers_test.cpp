@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <rpc/client.hpp>
+#include <rpc/link.hpp>
 #include <rpc/server.hpp>
 
 #include "fixtures.hpp"
@@ -118,11 +119,12 @@ struct where_served {
   rpc::server server;
   std::string endpoint;
 
-  explicit where_served(rpc::server_options o) : server(std::move(o)) {
+  // Over ZeroMQ, or over the duct `over`.
+  explicit where_served(rpc::server_options o, const rpc::link* over = nullptr) : server(std::move(o)) {
     auto here = [] { return static_cast<std::uint64_t>(std::hash<std::thread::id>()(std::this_thread::get_id())); };
     server.bind("here", here);
     server.bind("receiver_here", here, {.where = rpc::run_on::receiver});
-    endpoint = server.listen("tcp://127.0.0.1:0");
+    endpoint = over ? server.listen(*over) : server.listen("tcp://127.0.0.1:0");
     server.start();
   }
 };
@@ -130,11 +132,15 @@ struct where_served {
 }  // namespace
 
 TEST_CASE("handlers: a call runs on the thread that received it, with no hand-off", "[rpc][handlers]") {
-  where_served s({});  // the default configuration
-  rpc::client c(s.endpoint);
-  // A run_on::receiver handler runs where its call was received by definition. A default one must run there too
-  // unless the receiving thread changed in between: that is, unless a handoff happened (a preempted handler on a
-  // loaded machine may pass its budget), which the loop retries.
+  const bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  auto [server_end, client_end] = duct::pair();
+  rpc::link server_link(std::move(server_end)), client_link(std::move(client_end));
+  where_served s({}, over_duct ? &server_link : nullptr);  // the default configuration
+  auto c = over_duct ? rpc::client(client_link) : rpc::client(s.endpoint);
+  // A run_on::receiver handler runs where its call was received (the I/O role's holder, or the duct's reader) by
+  // definition. A default one must run there too unless the receiving thread changed in between: that is, unless a
+  // handoff happened (a preempted handler on a loaded machine may pass its budget), which the loop retries.
   bool compared = false;
   for (int attempt = 0; attempt < 50 && !compared; ++attempt) {
     const std::uint64_t before = s.server.handoffs();
@@ -149,8 +155,12 @@ TEST_CASE("handlers: a call runs on the thread that received it, with no hand-of
 
 TEST_CASE("handlers: handoff_after 0 runs every handler on another thread than the receiving one",
           "[rpc][handlers]") {
-  where_served s({.handoff_after = 0ms});
-  rpc::client c(s.endpoint);
+  const bool over_duct = GENERATE(false, true);
+  CAPTURE(over_duct);
+  auto [server_end, client_end] = duct::pair();
+  rpc::link server_link(std::move(server_end)), client_link(std::move(client_end));
+  where_served s({.handoff_after = 0ms}, over_duct ? &server_link : nullptr);
+  auto c = over_duct ? rpc::client(client_link) : rpc::client(s.endpoint);
   for (int i = 0; i < 20; ++i)
     CHECK(c.call_for(5s, "here").as<std::uint64_t>() != c.call_for(5s, "receiver_here").as<std::uint64_t>());
   CHECK(s.server.handoffs() == 0);

@@ -229,6 +229,49 @@ TEST_CASE("link: a method run on the receiving thread answers while every pool t
   CHECK_THROWS_AS(busy.get(), rpc::cancelled_error);
 }
 
+TEST_CASE("link: a call that runs long on the reader hands reading on: the duct's calls and heartbeats go on",
+          "[rpc][link][handoff]") {
+  // The duct's reader runs a call that may start at once itself (handlers_test.cpp checks where). This one blocks:
+  // one budget later a free thread of the server reads the duct instead, or nothing more would be read from it.
+  local_pair p({.heartbeat = 100ms, .defer_after = 60s});
+  rpc::client c(p.client_end, {.heartbeat = 100ms});
+  auto blocked = c.async_call("until_stopped");
+  eventually([&] { return p.service.started.load() == 1; });
+  for (int i = 0; i < 20; ++i) REQUIRE(c.call_for(5s, "add", i, 1).as<int>() == i + 1);
+  eventually([&] { return p.server.handoffs() >= 1; });
+  // The server hears the client's heartbeats on that call's channel through the thread reading for the reader;
+  // without it, three periods of silence would count as a lost client, which stops the handler.
+  const auto start = std::chrono::steady_clock::now();
+  eventually([&] { return std::chrono::steady_clock::now() - start > 350ms; });
+  CHECK(p.service.stopped.load() == 0);
+  CHECK(blocked.wait_for(0s) == std::future_status::timeout);
+  // The reader's call returns: it reads again, and the thread that read for it goes back to the pool.
+  p.service.release.set_value();  // (nothing holds; until_stopped ends with the abort below)
+  p.server.shutdown(rpc::shutdown_mode::abort, 0s);
+  CHECK_THROWS_AS(blocked.get(), rpc::cancelled_error);
+  CHECK(p.service.stopped.load() == 1);
+}
+
+TEST_CASE("link: with every thread busy, the server still answers pings on the duct and bounds what waits",
+          "[rpc][link][handoff]") {
+  // Two handlers blocked at once: the first on the duct's reader, the second on a pool thread (read by the thread
+  // reading for the reader, which keeps nothing for itself); one more call waits, the next is refused.
+  local_pair p({.threads = 2, .defer_after = 60s, .max_queued = 1, .per_client = {.running = 2}});
+  rpc::client c(p.client_end);
+  auto first = c.async_call("until_stopped");
+  auto second = c.async_call("until_stopped");
+  eventually([&] { return p.service.started.load() == 2; });
+  CHECK(c.call_for(5s, "_zerorpc_ping").as<std::vector<std::string>>().size() == 2);
+  auto waiting = c.async_call("add", 1, 2);
+  eventually([&] { return p.server.open_channels() == 3; });
+  CHECK_THROWS_AS(c.call_for(5s, "add", 3, 4), rpc::overloaded_error);
+  CHECK(waiting.wait_for(0s) == std::future_status::timeout);
+  p.server.shutdown(rpc::shutdown_mode::abort, 0s);
+  CHECK_THROWS_AS(first.get(), rpc::cancelled_error);
+  CHECK_THROWS_AS(second.get(), rpc::cancelled_error);
+  CHECK_THROWS_AS(waiting.get(), rpc::error);  // dropped with the pool's queue: cancelled or lost
+}
+
 TEST_CASE("link: blocking calls from several threads do not wait for each other", "[rpc][link]") {
   local_pair p;
   rpc::client c(p.client_end);
