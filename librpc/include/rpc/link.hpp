@@ -17,7 +17,10 @@
 //
 // Each duct message is one zerorpc event, exactly as over ZeroMQ (ids, heartbeats, ERR shapes, deferred tokens). A
 // link has one reader thread, started when a server starts on it or a client first calls on it (until then what
-// arrives waits in the socket); it hands requests to the server and replies to the client call they answer. A
+// arrives waits in the socket); it hands requests to the server and replies to the client call they answer. It
+// runs a request's handler itself when the handler may start at once; past the server's handoff_after another of
+// the server's threads reads the duct until the handler returns (rpc/server.hpp). A handler there that calls the
+// peer back over the same duct (client::call) reads its own reply. A
 // request that arrives once the reader runs but while no server serves the link is answered with a NoServer error:
 // at each end, start the server before making calls. When the duct closes (the peer exited, or close()), calls open
 // on it fail with lost_remote_error and the server forgets its calls from there.

@@ -9,8 +9,9 @@
 // The server's threads share one I/O role (the socket, decoding, heartbeats, timers). The thread holding it runs
 // a call's handler itself when it may start at once, so a fast call costs no thread wake-up; a handler still
 // running after server_options::handoff_after (1 ms) gives the role to another of the server's threads, so a
-// handler that blocks or burns CPU delays heartbeats and other clients' calls by at most about that budget. At most
-// `threads` handlers run at once. They are shared fairly: clients take
+// handler that blocks or burns CPU delays heartbeats and other clients' calls by at most about that budget. A duct
+// served with listen(link) is read the same way: its reader runs the call, and a free thread of the server reads
+// the duct while a call there runs long. At most `threads` handlers run at once. They are shared fairly: clients take
 // turns, and each is bounded in what it may run, queue and keep (client_limits); beyond a bound a call is answered
 // with an Overloaded error at once. Arguments are converted from the call's
 // positional args by the callable's own parameter types; a wrong count or type becomes a TypeError ERR, never a
@@ -56,9 +57,9 @@ enum class defer_policy {
 
 /// Which thread runs a method's handler.
 enum class run_on {
-  /// The default: the server's threads. Over ZeroMQ the thread that received the call runs it when it may start at
-  /// once, and hands receiving on to another thread if it runs past server_options::handoff_after; a link's calls
-  /// go to another thread. A slow or blocking handler delays nobody else by more than about that budget.
+  /// The default: the server's threads. The thread that received the call (the I/O role's holder, or a duct's
+  /// reader) runs it when it may start at once, and hands receiving on to another thread if it runs past
+  /// server_options::handoff_after. A slow or blocking handler delays nobody else by more than about that budget.
   pool,
   /// The thread that received the call, in the same pass as the other calls it received: their replies leave
   /// together, and receiving is never handed on, so it saves the last bookkeeping per call (a few microseconds
@@ -98,12 +99,12 @@ struct server_options {
   std::string name = "ductrpc";                                ///< what _zerorpc_name and _zerorpc_ping report
   /// Handlers running at once. The server runs one thread more: whichever holds the I/O role (see handoff_after).
   std::size_t threads = 4;
-  /// A call arrives on the thread that holds the server's I/O role (receiving, heartbeats, timers), which runs its
-  /// handler itself when the handler would start at once anyway: no thread wakes for a fast call. A handler still
-  /// running after this budget (checked once per budget, so it has between one and two) gives the I/O role to a
-  /// free thread, and finishes where it is. 0: every handler runs on another thread than the one that received it
-  /// (a thread wake-up per call, and nothing received ever waits for a handler). Streams and chunked calls
-  /// always run on another thread.
+  /// A call arrives on the thread that holds the server's I/O role (receiving, heartbeats, timers), or on a duct's
+  /// reader, which runs its handler itself when the handler would start at once anyway: no thread wakes for a fast
+  /// call. A handler still running after this budget (checked once per budget, so it has between one and two)
+  /// gives receiving to a free thread, and finishes where it is. 0: every handler runs on another thread than the
+  /// one that received it (a thread wake-up per call, and nothing received ever waits for a handler). Streams and
+  /// chunked calls always run on another thread.
   std::chrono::microseconds handoff_after = std::chrono::milliseconds(1);
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   /// As a broker's worker (connect()): the broker may send it `threads` times this many calls at once; those beyond
@@ -233,7 +234,8 @@ class server {
   [[nodiscard]] std::uint64_t dropped_events() const noexcept;
   /// Calls open right now, across all clients: open channels and deferred calls still running.
   [[nodiscard]] std::size_t open_channels() const noexcept;
-  /// How many times a handler ran past handoff_after on the receiving thread, which then handed receiving on.
+  /// How many times a handler ran past handoff_after on the receiving thread (the I/O role's holder, or a duct's
+  /// reader), which then handed receiving on.
   [[nodiscard]] std::uint64_t handoffs() const noexcept;
 
   struct impl;
