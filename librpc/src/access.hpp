@@ -1,5 +1,5 @@
 // Internal: what the library may do with its public classes that their users may not: make a future, a source or a
-// duplex around the library's own state, reach a link's core, and decode into an event in place. The public headers
+// duplex around the library's own state, reach a link's or a server's core, and decode into an event in place. The public headers
 // name detail::access as a friend and nothing more.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <rpc/event.hpp>
 #include <rpc/future.hpp>
 #include <rpc/link.hpp>
+#include <rpc/server.hpp>
 #include <rpc/stream.hpp>
 
 namespace rpc::detail {
@@ -24,6 +25,7 @@ struct access {
     return rpc::duplex(std::move(in), std::move(out));
   }
   static const std::shared_ptr<link_core>& core(const rpc::link& l) noexcept { return l.core_; }
+  static rpc::server::impl& core(rpc::server& s) noexcept { return *s.impl_; }
   /// Sets a decoded event's body and its args, which point into the body's zone.
   static void set_body(rpc::event& e, duct::value body, const msgpack::object* args) noexcept {
     e.args_ = args;

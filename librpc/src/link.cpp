@@ -71,13 +71,13 @@ void link_core::ensure_reader() {
     });
 }
 
-void link_core::claim(link_server& s) {
+void link_core::claim(pipe_server& s) {
   std::lock_guard lock(server_mu_);
   if (server_ && server_ != &s) throw error("link " + name_ + ": another server serves it already");
   server_ = &s;
 }
 
-void link_core::attach(link_server& s, std::chrono::microseconds budget) {
+void link_core::attach(pipe_server& s, std::chrono::microseconds budget) {
   claim(s);
   {
     std::lock_guard lock(server_mu_);
@@ -88,7 +88,7 @@ void link_core::attach(link_server& s, std::chrono::microseconds budget) {
   ensure_reader();
 }
 
-void link_core::detach(link_server& s) noexcept {
+void link_core::detach(pipe_server& s) noexcept {
   std::shared_ptr<io_role> role;
   {
     std::unique_lock lock(server_mu_);
@@ -114,7 +114,10 @@ void link_core::reclaim() noexcept {
 
 void link_core::vacated() {
   std::lock_guard lock(server_mu_);
-  if (server_ && serving_) server_->on_link_vacated(*this);
+  if (server_ && serving_)
+    server_->on_pipe_vacated([l = weak_from_this()] {
+      if (auto core = l.lock()) core->relieve();  // gone: nobody to read for
+    });
 }
 
 void link_core::relieve() {
@@ -321,7 +324,7 @@ void link_core::pump(Done done, pumper who) {
           more = true;
           break;
         }
-        link_server* pinned = nullptr;
+        pipe_server* pinned = nullptr;
         {
           std::lock_guard lock(read_mu_);
           if (!conn_.poll(duct::timeout{0})) break;
@@ -396,7 +399,7 @@ duct::value link_core::call(std::string_view method, std::span<const std::byte> 
   return detail::access::make_future(std::move(f)).get();
 }
 
-link_server* link_core::dispatch(duct::buffer body, outbox& out, pumper who) {
+pipe_server* link_core::dispatch(duct::buffer body, outbox& out, pumper who) {
   auto ev = std::make_shared<event>();  // decoded in place: an event is large to move
   try {
     detail::decode_event_into(body.span(), *ev);
@@ -419,7 +422,7 @@ link_server* link_core::dispatch(duct::buffer body, outbox& out, pumper who) {
     std::lock_guard lock(server_mu_);
     if (server_ && serving_) {
       const bool keep = who == pumper::reader && role_ && (role_->mine(ticket_) || (ticket_ = role_->take()) != 0);
-      server_->on_link_event(*this, std::move(ev), keep);
+      server_->on_pipe_event(*this, std::move(ev), keep);
       ++handing_;
       return server_;
     }
@@ -431,8 +434,8 @@ link_server* link_core::dispatch(duct::buffer body, outbox& out, pumper who) {
   return nullptr;
 }
 
-void link_core::run_pinned(link_server& s) noexcept {
-  s.run_link_calls(*this);
+void link_core::run_pinned(pipe_server& s) noexcept {
+  s.run_pipe_calls(*this);
   std::lock_guard lock(server_mu_);
   if (--handing_ == 0) handed_cv_.notify_all();
 }
@@ -463,7 +466,7 @@ void link_core::gone(const std::string& why, bool by_us) noexcept {
   outbox none;
   carry_out(fx, none);
   std::lock_guard lock(server_mu_);
-  if (server_ && serving_) server_->on_link_closed(*this);
+  if (server_ && serving_) server_->on_pipe_closed(*this);
 }
 
 }  // namespace detail

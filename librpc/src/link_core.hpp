@@ -21,6 +21,7 @@
 #include "call_table.hpp"
 #include "channel.hpp"
 #include "io_role.hpp"
+#include "server_pipe.hpp"
 #include "reply.hpp"
 #include "stream_state.hpp"
 #include "upload_state.hpp"
@@ -30,28 +31,7 @@ namespace rpc::detail {
 
 class link_core;
 
-/// What a server serving a link does with what arrives on it.
-class link_server {
- public:
-  /// A request, or an event on a channel the server has open (or had: the server drops those). Called by one
-  /// reading thread at a time, in the order events arrive. `keep`: the caller is the link's reader, holding the
-  /// link's role (link_core::attach()): a call that may start at once is kept for run_link_calls() to run here,
-  /// not queued for another thread.
-  virtual void on_link_event(link_core& from, std::shared_ptr<event> ev, bool keep) = 0;
-  /// Runs on this thread what on_link_event() left for it (calls kept, run_on::receiver calls), after the link has
-  /// let go of its read lock. A kept call is run between link_core::lend() and link_core::reclaim().
-  virtual void run_link_calls(link_core& from) = 0;
-  /// A call the reader ran itself passed the budget (on the role's monitor thread): a free thread of the server
-  /// should run from.relieve().
-  virtual void on_link_vacated(link_core& from) = 0;
-  /// The duct closed: the server forgets every call from it.
-  virtual void on_link_closed(link_core& from) = 0;
-
- protected:
-  ~link_server() = default;
-};
-
-class link_core : public std::enable_shared_from_this<link_core> {
+class link_core final : public server_pipe, public std::enable_shared_from_this<link_core> {
  public:
   explicit link_core(duct::connection conn);
   /// Closes the duct and joins the reader.
@@ -61,7 +41,8 @@ class link_core : public std::enable_shared_from_this<link_core> {
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   /// The key a server files this link's calls under: it cannot collide with a ZeroMQ routing id.
-  [[nodiscard]] const std::string& identity() const noexcept { return identity_; }
+  [[nodiscard]] const std::string& identity() const noexcept override { return identity_; }
+  [[nodiscard]] std::string peer() const override { return "duct:" + name_; }
   [[nodiscard]] bool closed() const noexcept { return closed_.load(); }
   /// Waits until closed(). Returns: false if `limit` passed first.
   bool wait_closed(std::chrono::milliseconds limit);
@@ -70,26 +51,26 @@ class link_core : public std::enable_shared_from_this<link_core> {
 
   // ---- the server side -------------------------------------------------------------------------------------------
   /// Reserves the link for `s` (which hands nothing out yet). Throws: error if another server has it.
-  void claim(link_server& s);
+  void claim(pipe_server& s);
   /// Hands requests to `s` from now on, starting the reader if need be. With a `budget` the reader runs the calls
   /// `s` keeps for it itself (a fast call costs no thread wake-up), in the manner of the server's I/O role
   /// (io_role.hpp): if one is still running one budget later, a free thread of `s` reads the duct meanwhile
   /// (relieve()), until the call returns. 0: `s` keeps no calls. Throws: error if another server has it.
-  void attach(link_server& s, std::chrono::microseconds budget);
+  void attach(pipe_server& s, std::chrono::microseconds budget);
   /// Stops handing events to `s` and releases the link; returns once no hand-off to it (or call the reader runs for
   /// it) is running, and no thread of `s` reads for it any more but to return.
-  void detach(link_server& s) noexcept;
-  /// The reader is about to run a call that `s` kept for it (reader thread only, from run_link_calls()).
-  void lend() noexcept;
+  void detach(pipe_server& s) noexcept;
+  /// The reader is about to run a call that `s` kept for it (reader thread only, from run_pipe_calls()).
+  void lend() noexcept override;
   /// That call returned. If it ran long, the reader takes reading back and the thread reading for it returns.
-  void reclaim() noexcept;
+  void reclaim() noexcept override;
   /// Reads for the reader while it runs a long call, until that returns, the link closes or its server detaches.
-  /// Run by a free thread of the server (link_server::on_link_vacated()).
+  /// Run by a free thread of the server (pipe_server::on_pipe_vacated()).
   void relieve();
   /// How many times a call the reader ran passed the budget.
   [[nodiscard]] std::uint64_t handoffs();
   /// Sends one event body. Thread-safe. Throws: duct::error if the duct is closed or broken.
-  void send(std::span<const std::byte> body);
+  void send(std::span<const std::byte> body) override;
 
   // ---- the client side (the protocol itself is the call table's: call_table.hpp) ---------------------------------
   /// Sends a request and returns the future of its outcome. A DEFERRED reply is followed up server-side
@@ -140,9 +121,9 @@ class link_core : public std::enable_shared_from_this<link_core> {
   bool read_here();
   /// Hands out one event (read_mu_ held). Returns: the server it went to, pinned (handing_) until its calls have
   /// run (run_pinned()), or null.
-  link_server* dispatch(duct::buffer body, outbox& out, pumper who);
+  pipe_server* dispatch(duct::buffer body, outbox& out, pumper who);
   /// Runs what the server left for this thread, then unpins it.
-  void run_pinned(link_server& s) noexcept;
+  void run_pinned(pipe_server& s) noexcept;
   /// The role's monitor: the reader's call ran long.
   void vacated();
   void gone(const std::string& why, bool by_us) noexcept;
@@ -168,7 +149,7 @@ class link_core : public std::enable_shared_from_this<link_core> {
   clock::time_point reader_wakes_at_ = clock::time_point::max();
 
   std::mutex server_mu_;  // held while an event is handed to the server
-  link_server* server_ = nullptr;  // the server that claimed the link
+  pipe_server* server_ = nullptr;  // the server that claimed the link
   bool serving_ = false;           // and has started: events go to it
   std::size_t handing_ = 0;        // hand-offs to it whose calls are still running (run_pinned())
   std::condition_variable handed_cv_;  // with server_mu_: handing_ fell to 0

@@ -1,5 +1,5 @@
 // rpc::server: its shared state, its public API and its life cycle (listening, starting, draining, stopping).
-// The rest of the server: server_io.cpp (the transports: the I/O role over the ROUTER, links, sending),
+// The rest of the server: server_io.cpp (the transports: the I/O role over the ROUTER, pipes, sending),
 // server_calls.cpp (the path of a call from request to reply), server_builtins.cpp (the _zerorpc_* and _ductrpc_*
 // methods). See server.hpp and server_impl.hpp.
 #include <rpc/server.hpp>
@@ -49,6 +49,17 @@ server::impl::impl(server_options o) : opts(std::move(o)) {
     router.set(zmq::sockopt::curve_server, true);
     router.set(zmq::sockopt::curve_secretkey, opts.curve_secret_key);
   }
+}
+
+void server::impl::begin(bool with_io) {
+  const std::size_t threads = std::max<std::size_t>(opts.threads, 1);
+  started = true;
+  running = true;
+  role = std::make_unique<detail::io_role>(opts.handoff_after, [this] { on_vacated(); });
+  pool = std::make_unique<detail::fair_pool>(
+      detail::fair_pool::limits{threads, opts.per_client.running ? opts.per_client.running : std::max<std::size_t>(threads - 1, 1),
+                                opts.per_client.queued, opts.max_queued},
+      with_io ? std::function<void()>([this] { lead(); }) : nullptr);
 }
 
 void server::impl::closed_one() {
@@ -155,6 +166,7 @@ std::string server::listen(const link& over) {
   {
     std::lock_guard lock(impl_->mu);
     impl_->links.emplace(detail::access::core(over)->identity(), detail::access::core(over));
+    impl_->add_pipe(*detail::access::core(over));
   }
   impl_->listening = true;
   if (impl_->running) detail::access::core(over)->attach(*impl_, impl_->opts.handoff_after);
@@ -174,13 +186,7 @@ void server::start() {
   if (!impl_->listening) throw error("the server listens nowhere: call listen() first");
   const server_options& o = impl_->opts;
   const std::size_t threads = std::max<std::size_t>(o.threads, 1);
-  impl_->started = true;
-  impl_->running = true;
-  impl_->role = std::make_unique<detail::io_role>(o.handoff_after, [this] { impl_->on_vacated(); });
-  impl_->pool = std::make_unique<detail::fair_pool>(
-      detail::fair_pool::limits{threads, o.per_client.running ? o.per_client.running : std::max<std::size_t>(threads - 1, 1),
-                                o.per_client.queued, o.max_queued},
-      [this] { impl_->lead(); });
+  impl_->begin(true);
   if (!impl_->brokers.empty()) {  // the methods are fixed now: announce them
     duct::pack_buffer methods;
     msgpack::packer<duct::pack_buffer> p(methods);

@@ -343,7 +343,7 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
     g.flush();
   };
   if (inline_as && opts.handoff_after.count() > 0 &&
-      ((io_holder.of == this && role->mine(io_holder.ticket)) || detail::link_keeps == this)) {
+      ((io_holder.of == this && role->mine(io_holder.ticket)) || detail::pipe_keeps == this)) {
     io_calls.push_back({client, std::move(job), *inline_as, method, oneway});
     return detail::fair_pool::refusal::none;
   }
@@ -511,7 +511,7 @@ void server::impl::defer_now(const call_key& key) {
 }
 
 std::string server::impl::address_of(const std::string& identity) const {
-  if (auto l = links.find(identity); l != links.end()) return "duct:" + l->second->name();
+  if (auto p = pipes.find(identity); p != pipes.end()) return p->second->peer();
   auto a = addresses.find(identity);
   return a == addresses.end() ? std::string() : a->second.address;
 }

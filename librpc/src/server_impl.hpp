@@ -1,8 +1,10 @@
 // Internal: the state of an rpc::server, shared by the thread holding its I/O role (the ROUTER socket, timers; see
-// io_role.hpp), the reader threads of the links it serves and its handler pool, all under one mutex. Sends are
-// queued under the mutex and leave when the step that queued them flush()es, after letting go of it, in the order
-// they were queued: ROUTER sends under router_mu, each link's by one thread at a time (whoever flushes first, until
-// its queue is empty). server.cpp has the life cycle and the public API, server_io.cpp the transports and sending,
+// io_role.hpp), the reader threads of the pipes it serves (duct links; server_pipe.hpp) and its handler pool, all
+// under one mutex. The core (on_event(), tick(), the path of a call) names peers by identity only; two transports
+// carry their events: the ROUTER, and pipes, known only through server_pipe, so a unit test can drive the core
+// with a fake one (tests/rpc/server_core_test.cpp). Sends are queued under the mutex and leave when the step that
+// queued them flush()es, after letting go of it, in the order they were queued: ROUTER sends under router_mu, each
+// pipe's by one thread at a time (whoever flushes first, until its queue is empty). server.cpp has the life cycle and the public API, server_io.cpp the transports and sending,
 // server_calls.cpp the path of a call, server_streams.hpp a streaming handler's sink and progress, and
 // server_builtins.cpp the built-in methods.
 #pragma once
@@ -30,6 +32,7 @@
 #include "ipc_path.hpp"
 #include "job_store.hpp"
 #include "link_core.hpp"
+#include "server_pipe.hpp"
 #include "stream_state.hpp"
 #include "fair_pool.hpp"
 #include "io_role.hpp"
@@ -131,7 +134,7 @@ inline duct::buffer err_args(const std::string& name, const std::string& message
 
 }  // namespace detail
 
-struct server::impl final : detail::link_server {
+struct server::impl final : detail::pipe_server {
   explicit impl(server_options o);
 
   server_options opts;
@@ -165,6 +168,9 @@ struct server::impl final : detail::link_server {
   detail::job_store jobs;
   id_generator ids;
   std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
+  std::unordered_map<std::string, detail::server_pipe*> pipes;  // every pipe served (the links among them), by identity
+  /// Serves `p` from now on (`mu` held). The pipe outlives its place here: a link is kept in `links`.
+  void add_pipe(detail::server_pipe& p) { pipes.emplace(p.identity(), &p); }
   /// The links, to act on without `mu` (a link's reader takes its own lock, then `mu`). Takes `mu`.
   std::vector<std::shared_ptr<detail::link_core>> served_links() {
     std::lock_guard lock(mu);
@@ -223,12 +229,12 @@ struct server::impl final : detail::link_server {
   /// Whether the client `identity` may see job `j`: a job with an owner only by that key. (under `mu`)
   bool may_see(const std::string& identity, const detail::job& j) const;
   std::vector<std::pair<std::string, duct::buffer>> router_out;                // sent by whoever unlocks
-  /// Events queued for a link, sent in order by one thread at a time: whoever unlocks and finds none draining.
-  struct link_outbox {
+  /// Events queued for a pipe, sent in order by one thread at a time: whoever unlocks and finds none draining.
+  struct pipe_outbox {
     std::deque<duct::buffer> events;
     bool draining = false;
   };
-  std::unordered_map<detail::link_core*, link_outbox> link_out;
+  std::unordered_map<detail::server_pipe*, pipe_outbox> pipe_out;
   std::vector<detail::inline_call> inline_calls;  // run by the receiving thread after it unlocks (run_inline())
   std::vector<detail::io_call> io_calls;  // the role holder's, kept for it to run after it unlocks
   // The calls the role's holder keeps to run itself, one after another (run_io_calls()); when a handler it runs
@@ -242,14 +248,14 @@ struct server::impl final : detail::link_server {
   bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
   bool router_io_asked = false;  // the I/O thread was woken to send router_out
   std::size_t router_out_bytes = 0;
-  /// Stream items for one channel (of a ZeroMQ client, or of a link's), queued after everything in router_out and
-  /// link_out, not yet closed into one STREAM_BATCH event. A batch closes when its producer runs out of credit, writes 64 KiB, or returns, or when it
+  /// Stream items for one channel (of a ZeroMQ client, or of a pipe's), queued after everything in router_out and
+  /// pipe_out, not yet closed into one STREAM_BATCH event. A batch closes when its producer runs out of credit, writes 64 KiB, or returns, or when it
   /// is batch_delay old (the I/O thread's timer): a burst of small items leaves in a few events, and a lone item
   /// waits no more than batch_delay.
   struct open_batch {
     std::string identity;
     message_id channel;
-    detail::link_core* link;      // the link it goes out on, or null for the ROUTER
+    detail::server_pipe* pipe;    // the pipe it goes out on, or null for the ROUTER
     std::vector<std::byte> body;  // the event so far: its header and name, array32 with its count to patch, items
     std::size_t count_at = 0;     // where the array32's count goes
     std::uint32_t count = 0;
@@ -285,11 +291,15 @@ struct server::impl final : detail::link_server {
     bool defer_router_ = false;
   };
 
-  // detail::link_server, on a thread reading a link (or its role's monitor: on_link_vacated()).
-  void on_link_event(detail::link_core& from, std::shared_ptr<event> ev, bool keep) override;
-  void run_link_calls(detail::link_core& from) override;
-  void on_link_vacated(detail::link_core& from) override;
-  void on_link_closed(detail::link_core& from) override;
+  /// Starts the handler pool (and with `with_io`, a thread to hold the I/O role): server::start(), or a unit test
+  /// that drives the core itself (on_pipe_event(), tick()) with no thread of the server's own touching the ROUTER.
+  void begin(bool with_io);
+
+  // detail::pipe_server, on a thread reading a pipe (or a link role's monitor: on_pipe_vacated()).
+  void on_pipe_event(detail::server_pipe& from, std::shared_ptr<event> ev, bool keep) override;
+  void run_pipe_calls(detail::server_pipe& from) override;
+  void on_pipe_vacated(std::function<void()> relieve) override;
+  void on_pipe_closed(detail::server_pipe& from) override;
 
   // The rest runs with `mu` held.
   void note_deadline(detail::clock::time_point t) {
@@ -303,7 +313,7 @@ struct server::impl final : detail::link_server {
   void defer(const detail::call_key& key, detail::running_call& call);
   void defer_now(const detail::call_key& key);
   /// Queues a handler on the pool for `client` (see client_of()), or, with `inline_as` (the call's key) when this
-  /// thread holds the I/O role or reads a link for which it keeps calls (detail::link_keeps), and the budget
+  /// thread holds the I/O role or reads a pipe for which it keeps calls (detail::pipe_keeps), and the budget
   /// allows, keeps it for this thread to run itself (io_calls). Returns: refusal::none, or why the pool refused it
   /// (nothing was queued then).
   [[nodiscard]] detail::fair_pool::refusal run_handler(
@@ -346,12 +356,12 @@ struct server::impl final : detail::link_server {
   /// Queues a stream item for a client that takes STREAM_BATCH events: into the open batch if it is the
   /// same channel's, else a new one (`stop` as in the sink's header).
   void queue_item(const std::string& identity, const message_id& channel, bool stop, std::span<const std::byte> item);
-  /// Closes the open batch into router_out or link_out, if there is one.
+  /// Closes the open batch into router_out or pipe_out, if there is one.
   void close_batch();
-  /// Whether a link has events queued that no thread is sending yet.
-  bool link_out_waiting() const;
-  /// Sends what is queued for `l` until none is left (`mu` not held; this thread marked it draining).
-  void drain(detail::link_core& l);
+  /// Whether a pipe has events queued that no thread is sending yet.
+  bool pipe_out_waiting() const;
+  /// Sends what is queued for `p` until none is left (`mu` not held; this thread marked it draining).
+  void drain(detail::server_pipe& p);
   /// Sends on the ROUTER (router_mu held). Returns: with `ask`, whether input is waiting, which ZeroMQ may have
   /// taken the edge of the I/O thread's descriptor for; without, false.
   bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask);
@@ -378,8 +388,8 @@ struct io_holding {
 extern thread_local io_holding io_holder;
 /// The server whose role holder this thread is running a kept call for: the call's reply joins `held`.
 extern thread_local const server::impl* holding_replies;
-/// The server whose link's reader this thread is while that server's on_link_event() runs with `keep`.
-extern thread_local const server::impl* link_keeps;
+/// The server whose pipe's reader this thread is while that server's on_pipe_event() runs with `keep`.
+extern thread_local const server::impl* pipe_keeps;
 }  // namespace detail
 
 }  // namespace rpc

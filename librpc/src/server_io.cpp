@@ -1,5 +1,5 @@
 // rpc::server's transports: the I/O role (whoever holds it receives on the ROUTER, sends, heartbeats and keeps
-// the timers; see io_role.hpp), the links whose reader threads hand events over, and sending: each locked step
+// the timers; see io_role.hpp), the pipes (duct links) whose reader threads hand events over, and sending: each locked step
 // queues its events and flush()es them after letting go of the lock. See server_impl.hpp.
 #include <rpc/server.hpp>
 
@@ -16,7 +16,7 @@ using detail::serving_mode;
 namespace detail {
 thread_local io_holding io_holder;
 thread_local const server::impl* holding_replies = nullptr;
-thread_local const server::impl* link_keeps = nullptr;
+thread_local const server::impl* pipe_keeps = nullptr;
 }  // namespace detail
 using detail::holding_replies;
 using detail::io_holder;
@@ -25,7 +25,7 @@ using detail::io_holder;
 
 server::impl::locked::~locked() {
   if (!lock_.owns_lock()) return;
-  const bool waiting = !s_.router_out.empty() || s_.batch || s_.link_out_waiting();
+  const bool waiting = !s_.router_out.empty() || s_.batch || s_.pipe_out_waiting();
   lock_.unlock();
   if (waiting) s_.wake.signal();
 }
@@ -41,11 +41,11 @@ void server::impl::locked::flush() {
     s_.batch->io_told = true;
     wake = true;
   }
-  std::vector<detail::link_core*> to_drain;
-  for (auto& [l, box] : s_.link_out) {
+  std::vector<detail::server_pipe*> to_drain;
+  for (auto& [p, box] : s_.pipe_out) {
     if (!box.events.empty() && !box.draining) {
       box.draining = true;
-      to_drain.push_back(l);
+      to_drain.push_back(p);
     }
   }
   // Swapped with router_out, so both keep their capacity: a vector grown afresh for every batch was a string of
@@ -54,7 +54,7 @@ void server::impl::locked::flush() {
   if (!defer_router_ || on_io || full) {
     router_sends.swap(s_.router_out);
     s_.router_io_asked = false;
-    s_.router_out_bytes = s_.batch && !s_.batch->link ? s_.batch->body.size() : 0;
+    s_.router_out_bytes = s_.batch && !s_.batch->pipe ? s_.batch->body.size() : 0;
   } else if (!s_.router_out.empty() && !s_.router_io_asked) {
     s_.router_io_asked = true;
     wake = true;
@@ -76,22 +76,22 @@ void server::impl::locked::flush() {
   // what this one queued, or input whose edge the sends took. (If the role goes after this check, its new holder
   // starts by reading, and computes its deadlines afresh.)
   if (on_io && !s_.role->mine(io_holder.ticket)) wake = true;
-  for (detail::link_core* l : to_drain) s_.drain(*l);
+  for (detail::server_pipe* p : to_drain) s_.drain(*p);
   if (wake) s_.wake.signal();
 }
 
-bool server::impl::link_out_waiting() const {
-  for (const auto& [l, box] : link_out)
+bool server::impl::pipe_out_waiting() const {
+  for (const auto& [p, box] : pipe_out)
     if (!box.events.empty() && !box.draining) return true;
   return false;
 }
 
-void server::impl::drain(detail::link_core& l) {
+void server::impl::drain(detail::server_pipe& p) {
   std::deque<duct::buffer> sending;
   for (;;) {
     {
       std::lock_guard lock(mu);
-      link_outbox& box = link_out[&l];
+      pipe_outbox& box = pipe_out[&p];
       if (box.events.empty()) {
         box.draining = false;
         return;
@@ -100,9 +100,9 @@ void server::impl::drain(detail::link_core& l) {
     }
     for (const duct::buffer& body : sending) {
       try {
-        l.send(body.span());
+        p.send(body.span());
       } catch (const std::exception&) {
-        ++dropped;  // the duct broke: its reader tells the server, which forgets the calls from there
+        ++dropped;  // the pipe broke: its reader tells the server, which forgets the calls from there
       }
     }
     sending.clear();
@@ -313,33 +313,34 @@ void server::impl::dispatch(detail::io_call& c) {
   g.flush();
 }
 
-// A link's calls run where they arrive, as on the ROUTER: its reader runs a call that may start at once itself,
-// lending the link's role (link_core::lend()), and a free thread reads the duct meanwhile if the call runs long.
-// What on_link_event() leaves for the thread waits in these until run_link_calls(), which a handler calling out
-// over the same duct may re-enter (link_core::call()): it takes them out before running any.
+// A pipe's calls run where they arrive, as on the ROUTER: its reader runs a call that may start at once itself,
+// lending the pipe's role (server_pipe::lend(); a link's, link_core.hpp), and a free thread reads the pipe
+// meanwhile if the call runs long. What on_pipe_event() leaves for the thread waits in these until
+// run_pipe_calls(), which a handler calling out over the same duct may re-enter (link_core::call()): it takes them
+// out before running any.
 namespace {
-thread_local std::vector<detail::inline_call> link_inline;
-thread_local std::vector<detail::io_call> link_kept;
+thread_local std::vector<detail::inline_call> pipe_inline;
+thread_local std::vector<detail::io_call> pipe_kept;
 }  // namespace
 
-void server::impl::on_link_event(detail::link_core& from, std::shared_ptr<event> ev, bool keep) {
+void server::impl::on_pipe_event(detail::server_pipe& from, std::shared_ptr<event> ev, bool keep) {
   locked g(*this);
-  if (keep) detail::link_keeps = this;
+  if (keep) detail::pipe_keeps = this;
   on_event(from.identity(), std::move(ev), detail::clock::now());
-  detail::link_keeps = nullptr;
-  for (auto& c : inline_calls) link_inline.push_back(std::move(c));
+  detail::pipe_keeps = nullptr;
+  for (auto& c : inline_calls) pipe_inline.push_back(std::move(c));
   inline_calls.clear();
-  for (auto& c : io_calls) link_kept.push_back(std::move(c));
+  for (auto& c : io_calls) pipe_kept.push_back(std::move(c));
   io_calls.clear();
   g.flush();
 }
 
-void server::impl::run_link_calls(detail::link_core& from) {
-  if (link_inline.empty() && link_kept.empty()) return;
+void server::impl::run_pipe_calls(detail::server_pipe& from) {
+  if (pipe_inline.empty() && pipe_kept.empty()) return;
   std::vector<detail::inline_call> calls;
   std::vector<detail::io_call> mine;
-  calls.swap(link_inline);
-  mine.swap(link_kept);
+  calls.swap(pipe_inline);
+  mine.swap(pipe_kept);
   run_inline(calls, false);
   for (auto& c : mine) {
     if (!pool->try_begin(c.client)) {  // others wait their turn, or the bounds are reached: it waits with them
@@ -354,12 +355,9 @@ void server::impl::run_link_calls(detail::link_core& from) {
   }
 }
 
-void server::impl::on_link_vacated(detail::link_core& from) {
-  if (auto l = from.weak_from_this().lock())  // null if the link is being destroyed: nobody to read for
-    pool->vacate([l = std::move(l)] { l->relieve(); });
-}
+void server::impl::on_pipe_vacated(std::function<void()> relieve) { pool->vacate(std::move(relieve)); }
 
-void server::impl::on_link_closed(detail::link_core& from) {
+void server::impl::on_pipe_closed(detail::server_pipe& from) {
   locked g(*this);
   drop_peer(from.identity());
   g.flush();
@@ -369,7 +367,7 @@ void server::impl::send(const std::string& identity, const event_header& h, std:
                         std::span<const std::byte> args) {
   close_batch();  // what was queued before this leaves before it
   duct::buffer body = encode_event_packed(h, name, args);
-  if (auto l = links.find(identity); l != links.end()) link_out[l->second.get()].events.push_back(std::move(body));
+  if (auto p = pipes.find(identity); p != pipes.end()) pipe_out[p->second].events.push_back(std::move(body));
   else {
     router_out_bytes += body.size();
     router_out.emplace_back(identity, std::move(body));
@@ -380,18 +378,18 @@ void server::impl::queue_item(const std::string& identity, const message_id& cha
                               std::span<const std::byte> item) {
   if (batch && (batch->identity != identity || !(batch->channel == channel))) close_batch();
   if (!batch) {
-    auto l = links.find(identity);
+    auto p = pipes.find(identity);
     event_header h{ids.next(), channel};
     h.accepts_stop = stop;
     duct::buffer head = encode_event_packed(h, "STREAM_BATCH", {});
-    batch.emplace(open_batch{identity, channel, l == links.end() ? nullptr : l->second.get(), {head.begin(), head.end()},
+    batch.emplace(open_batch{identity, channel, p == pipes.end() ? nullptr : p->second, {head.begin(), head.end()},
                              head.size() + 1, 0, detail::clock::now()});
     batch->body.push_back(std::byte{0xdd});  // array32: its count is patched in when the batch closes
     batch->body.resize(batch->body.size() + 4);
   }
   batch->body.insert(batch->body.end(), item.begin(), item.end());
   ++batch->count;
-  if (!batch->link) router_out_bytes += item.size();
+  if (!batch->pipe) router_out_bytes += item.size();
 }
 
 void server::impl::close_batch() {
@@ -400,7 +398,7 @@ void server::impl::close_batch() {
   for (int i = 0; i < 4; ++i)  // big-endian, as msgpack has it
     body[batch->count_at + static_cast<std::size_t>(i)] = static_cast<std::byte>(batch->count >> (24 - 8 * i));
   duct::buffer packed{std::span<const std::byte>(body)};
-  if (batch->link) link_out[batch->link].events.push_back(std::move(packed));
+  if (batch->pipe) pipe_out[batch->pipe].events.push_back(std::move(packed));
   else router_out.emplace_back(std::move(batch->identity), std::move(packed));
   batch.reset();
 }

@@ -63,7 +63,7 @@ class server_sink final : public sink {
       }
       // Out of credit: what is queued goes now, or the client would wait for the batch's timer to grant more.
       s_.close_batch();
-      if (s_.link_out_waiting()) s_.wake.signal();  // the I/O thread's next unlock sends it
+      if (s_.pipe_out_waiting()) s_.wake.signal();  // the I/O thread's next unlock sends it
       if (!s_.router_out.empty() && !s_.router_io_asked) {
         s_.router_io_asked = true;
         s_.wake.signal();

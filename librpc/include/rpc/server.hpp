@@ -241,6 +241,7 @@ class server {
   struct impl;
 
  private:
+  friend struct detail::access;  // the library's own unit tests drive the core without sockets
   void bind_handler(const std::string& name, detail::handler h, method_options how, shape is);
   void release_ipc_files() noexcept;
   std::unique_ptr<impl> impl_;
