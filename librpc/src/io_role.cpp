@@ -1,5 +1,7 @@
 #include "io_role.hpp"
 
+#include <system_error>
+
 namespace rpc::detail {
 
 io_role::io_role(std::chrono::microseconds budget, std::function<void()> vacate)
@@ -34,7 +36,15 @@ void io_role::enter(ticket t) noexcept {
     {
       std::lock_guard lock(mu_);
       watching_ = true;
-      if (!monitor_.joinable() && !stop_) monitor_ = std::thread([this] { watch(); });  // the first lending
+      if (!monitor_.joinable() && !stop_) {  // the first lending
+        try {
+          monitor_ = std::thread([this] { watch(); });
+        } catch (const std::system_error&) {
+          // No thread to be had: handlers run where they arrive but never hand receiving on, as if the budget were
+          // endless. The next lending tries again.
+          watching_ = false;
+        }
+      }
     }
     cv_.notify_one();
   }

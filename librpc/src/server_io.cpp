@@ -1,6 +1,6 @@
 // rpc::server's transports: the I/O role (whoever holds it receives on the ROUTER, sends, heartbeats and keeps
-// the timers; see io_role.hpp), the pipes (duct links) whose reader threads hand events over, and sending: each locked step
-// queues its events and flush()es them after letting go of the lock. See server_impl.hpp.
+// the timers; see io_role.hpp), the pipes (duct links) whose reader threads hand events over, and sending: each
+// locked step queues its events and flush()es them after letting go of the lock. See server_impl.hpp.
 #include <rpc/server.hpp>
 
 #include "access.hpp"
@@ -325,9 +325,13 @@ thread_local std::vector<detail::io_call> pipe_kept;
 
 void server::impl::on_pipe_event(detail::server_pipe& from, std::shared_ptr<event> ev, bool keep) {
   locked g(*this);
-  if (keep) detail::pipe_keeps = this;
+  struct keeping {  // for this event only, even if on_event() throws
+    explicit keeping(const impl* s) { detail::pipe_keeps = s; }
+    ~keeping() { detail::pipe_keeps = nullptr; }
+    keeping(const keeping&) = delete;
+    keeping& operator=(const keeping&) = delete;
+  } scope(keep ? this : nullptr);
   on_event(from.identity(), std::move(ev), detail::clock::now());
-  detail::pipe_keeps = nullptr;
   for (auto& c : inline_calls) pipe_inline.push_back(std::move(c));
   inline_calls.clear();
   for (auto& c : io_calls) pipe_kept.push_back(std::move(c));
