@@ -13,6 +13,7 @@
 #include <rpc/client.hpp>
 #include <rpc/event.hpp>
 #include <rpc/link.hpp>
+#include <rpc/stream.hpp>
 #include <rpc/server.hpp>
 
 #include "fixtures.hpp"
@@ -270,6 +271,50 @@ TEST_CASE("link: with every thread busy, the server still answers pings on the d
   CHECK_THROWS_AS(first.get(), rpc::cancelled_error);
   CHECK_THROWS_AS(second.get(), rpc::cancelled_error);
   CHECK_THROWS_AS(waiting.get(), rpc::error);  // dropped with the pool's queue: cancelled or lost
+}
+
+TEST_CASE("link: the thread that read for a long call goes back to the pool once the call returns",
+          "[rpc][link][handoff]") {
+  // One handler thread: the pool has two, one holding the I/O role, the other free. The free one reads the duct
+  // while "block" runs long on the reader; once it returns, that thread must be free again, or a stream (which
+  // always runs on the pool) would never start.
+  std::promise<void> unblock[3];
+  std::shared_future<void> unblocked[3] = {unblock[0].get_future().share(), unblock[1].get_future().share(),
+                                           unblock[2].get_future().share()};
+  bool set[3] = {false, false, false};
+  auto [a, b] = duct::pair();
+  rpc::link server_end(std::move(a)), client_end(std::move(b));
+  rpc::server s({.threads = 1, .defer_after = 60s});
+  struct release_all {  // a case that fails half-way still lets the server stop
+    std::promise<void>* p;
+    bool* done;
+    ~release_all() {
+      for (int i = 0; i < 3; ++i)
+        if (!done[i]) p[i].set_value();
+    }
+  } guard{unblock, set};
+  s.bind("block", [&](int round) {
+    unblocked[round].wait();
+    return round;
+  });
+  s.bind("count", [](rpc::sink& out, int n) {
+    for (int i = 0; i < n; ++i) out.write(i);
+  });
+  s.listen(server_end);
+  s.start();
+  rpc::client c(client_end);
+  for (int round = 0; round < 3; ++round) {  // and again: each time the reader takes reading back
+    CAPTURE(round);
+    auto blocked = c.async_call("block", round);
+    eventually([&] { return s.handoffs() >= static_cast<std::uint64_t>(round + 1); });
+    unblock[round].set_value();
+    set[round] = true;
+    REQUIRE(blocked.wait_for(5s) == std::future_status::ready);
+    CHECK(blocked.get().as<int>() == round);
+    rpc::source items = c.stream("count", 3);
+    for (int i = 0; i < 3; ++i) CHECK(items.next_for(5s)->as<int>() == i);
+    CHECK_FALSE(items.next_for(5s));
+  }
 }
 
 TEST_CASE("link: blocking calls from several threads do not wait for each other", "[rpc][link]") {
