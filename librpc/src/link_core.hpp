@@ -29,8 +29,7 @@
 
 namespace rpc::detail {
 
-class link_core;
-
+/// One duct's reader, its client calls, and the server side of a server_pipe (server_pipe.hpp).
 class link_core final : public server_pipe, public std::enable_shared_from_this<link_core> {
  public:
   explicit link_core(duct::connection conn);
