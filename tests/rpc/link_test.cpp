@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -278,10 +280,12 @@ TEST_CASE("link: the thread that read for a long call goes back to the pool once
   // One handler thread: the pool has two, one holding the I/O role, the other free. The free one reads the duct
   // while "block" runs long on the reader; once it returns, that thread must be free again, or a stream (which
   // always runs on the pool) would never start.
-  std::promise<void> unblock[3];
-  std::shared_future<void> unblocked[3] = {unblock[0].get_future().share(), unblock[1].get_future().share(),
-                                           unblock[2].get_future().share()};
-  bool set[3] = {false, false, false};
+  constexpr int gates = 16;
+  std::promise<void> open[gates];
+  std::shared_future<void> opened[gates];
+  for (int i = 0; i < gates; ++i) opened[i] = open[i].get_future().share();
+  bool set[gates] = {};
+  std::atomic<std::uint64_t> blocked_on{0};
   auto [a, b] = duct::pair();
   rpc::link server_end(std::move(a)), client_end(std::move(b));
   rpc::server s({.threads = 1, .defer_after = 60s});
@@ -289,13 +293,16 @@ TEST_CASE("link: the thread that read for a long call goes back to the pool once
     std::promise<void>* p;
     bool* done;
     ~release_all() {
-      for (int i = 0; i < 3; ++i)
+      for (int i = 0; i < gates; ++i)
         if (!done[i]) p[i].set_value();
     }
-  } guard{unblock, set};
-  s.bind("block", [&](int round) {
-    unblocked[round].wait();
-    return round;
+  } guard{open, set};
+  auto here = [] { return static_cast<std::uint64_t>(std::hash<std::thread::id>()(std::this_thread::get_id())); };
+  s.bind("reader", here, {.where = rpc::run_on::receiver});  // the thread that reads the duct, by definition
+  s.bind("block", [&](int gate) {
+    blocked_on = here();
+    opened[gate].wait();
+    return gate;
   });
   s.bind("count", [](rpc::sink& out, int n) {
     for (int i = 0; i < n; ++i) out.write(i);
@@ -303,18 +310,28 @@ TEST_CASE("link: the thread that read for a long call goes back to the pool once
   s.listen(server_end);
   s.start();
   rpc::client c(client_end);
-  for (int round = 0; round < 3; ++round) {  // and again: each time the reader takes reading back
-    CAPTURE(round);
-    auto blocked = c.async_call("block", round);
-    eventually([&] { return s.handoffs() >= static_cast<std::uint64_t>(round + 1); });
-    unblock[round].set_value();
-    set[round] = true;
+  int gate = 0, rounds = 0;
+  for (; rounds < 3 && gate < gates; ++gate) {  // each time the reader takes reading back
+    CAPTURE(rounds, gate);
+    const auto reader = c.call_for(5s, "reader").as<std::uint64_t>();
+    const std::uint64_t handoffs = s.handoffs();
+    blocked_on = 0;
+    auto blocked = c.async_call("block", gate);
+    eventually([&] { return blocked_on.load() != 0; });
+    // Kept by the reader only if it could start at once: the last round's stream may not have counted itself out
+    // of the handler bound yet, and then "block" waited for, and ran on, the pool thread. That round does not count.
+    const bool on_reader = blocked_on.load() == reader;
+    if (on_reader) eventually([&] { return s.handoffs() > handoffs; });
+    open[gate].set_value();
+    set[gate] = true;
     REQUIRE(blocked.wait_for(5s) == std::future_status::ready);
-    CHECK(blocked.get().as<int>() == round);
+    CHECK(blocked.get().as<int>() == gate);
     rpc::source items = c.stream("count", 3);
     for (int i = 0; i < 3; ++i) CHECK(items.next_for(5s)->as<int>() == i);
     CHECK_FALSE(items.next_for(5s));
+    rounds += on_reader;
   }
+  CHECK(rounds == 3);
 }
 
 TEST_CASE("link: blocking calls from several threads do not wait for each other", "[rpc][link]") {
