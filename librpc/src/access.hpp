@@ -1,6 +1,6 @@
 // Internal: what the library may do with its public classes that their users may not: make a future, a source or a
-// duplex around the library's own state, reach a link's or a server's core, and decode into an event in place. The public headers
-// name detail::access as a friend and nothing more.
+// duplex around the library's own state, reach a link's or a server's core, and decode into an event in place. The
+// public headers name detail::access as a friend and nothing more.
 #pragma once
 
 #include <memory>

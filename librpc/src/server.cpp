@@ -109,7 +109,7 @@ void server::impl::cancel(const call_key& key, bool lost) {
 server::server(server_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {}
 server::~server() {
   stop();
-  for (auto& [identity, l] : impl_->links) l->detach(*impl_);  // release links claimed by a server never started
+  for (auto& l : impl_->served_links()) l->detach(*impl_);  // release links claimed by a server never started
   release_ipc_files();
 }
 
@@ -165,8 +165,7 @@ std::string server::listen(const link& over) {
   detail::access::core(over)->claim(*impl_);
   {
     std::lock_guard lock(impl_->mu);
-    impl_->links.emplace(detail::access::core(over)->identity(), detail::access::core(over));
-    impl_->add_pipe(*detail::access::core(over));
+    impl_->add_pipe(*detail::access::core(over), detail::access::core(over));
   }
   impl_->listening = true;
   if (impl_->running) detail::access::core(over)->attach(*impl_, impl_->opts.handoff_after);

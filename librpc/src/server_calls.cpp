@@ -511,7 +511,7 @@ void server::impl::defer_now(const call_key& key) {
 }
 
 std::string server::impl::address_of(const std::string& identity) const {
-  if (auto p = pipes.find(identity); p != pipes.end()) return p->second->peer();
+  if (auto p = pipes.find(identity); p != pipes.end()) return p->second.pipe->peer();
   auto a = addresses.find(identity);
   return a == addresses.end() ? std::string() : a->second.address;
 }

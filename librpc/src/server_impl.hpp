@@ -4,9 +4,9 @@
 // carry their events: the ROUTER, and pipes, known only through server_pipe, so a unit test can drive the core
 // with a fake one (tests/rpc/server_core_test.cpp). Sends are queued under the mutex and leave when the step that
 // queued them flush()es, after letting go of it, in the order they were queued: ROUTER sends under router_mu, each
-// pipe's by one thread at a time (whoever flushes first, until its queue is empty). server.cpp has the life cycle and the public API, server_io.cpp the transports and sending,
-// server_calls.cpp the path of a call, server_streams.hpp a streaming handler's sink and progress, and
-// server_builtins.cpp the built-in methods.
+// pipe's by one thread at a time (whoever flushes first, until its queue is empty). server.cpp has the life cycle
+// and the public API, server_io.cpp the transports and sending, server_calls.cpp the path of a call,
+// server_streams.hpp a streaming handler's sink and progress, and server_builtins.cpp the built-in methods.
 #pragma once
 
 #include <atomic>
@@ -167,15 +167,22 @@ struct server::impl final : detail::pipe_server {
   std::unordered_map<detail::call_key, std::string, detail::call_key_hash> deferred_routes;  // channel -> token
   detail::job_store jobs;
   id_generator ids;
-  std::unordered_map<std::string, std::shared_ptr<detail::link_core>> links;  // by identity
-  std::unordered_map<std::string, detail::server_pipe*> pipes;  // every pipe served (the links among them), by identity
-  /// Serves `p` from now on (`mu` held). The pipe outlives its place here: a link is kept in `links`.
-  void add_pipe(detail::server_pipe& p) { pipes.emplace(p.identity(), &p); }
-  /// The links, to act on without `mu` (a link's reader takes its own lock, then `mu`). Takes `mu`.
+  /// A pipe served, and what keeps it alive if it is a link (a test's fake pipe is kept by the test).
+  struct served_pipe {
+    detail::server_pipe* pipe;
+    std::shared_ptr<detail::link_core> link;
+  };
+  std::unordered_map<std::string, served_pipe> pipes;  // by identity
+  /// Serves `p` from now on (`mu` held); `link` if it is one.
+  void add_pipe(detail::server_pipe& p, std::shared_ptr<detail::link_core> link = nullptr) {
+    pipes.emplace(p.identity(), served_pipe{&p, std::move(link)});
+  }
+  /// The links among the pipes, to act on without `mu` (a link's reader takes its own lock, then `mu`). Takes `mu`.
   std::vector<std::shared_ptr<detail::link_core>> served_links() {
     std::lock_guard lock(mu);
     std::vector<std::shared_ptr<detail::link_core>> all;
-    for (auto& [identity, l] : links) all.push_back(l);
+    for (auto& [identity, p] : pipes)
+      if (p.link) all.push_back(p.link);
     return all;
   }
   std::vector<detail::ipc_claim> ipc_files;  // the socket files of our ipc:// endpoints, removed when we stop

@@ -371,7 +371,7 @@ void server::impl::send(const std::string& identity, const event_header& h, std:
                         std::span<const std::byte> args) {
   close_batch();  // what was queued before this leaves before it
   duct::buffer body = encode_event_packed(h, name, args);
-  if (auto p = pipes.find(identity); p != pipes.end()) pipe_out[p->second].events.push_back(std::move(body));
+  if (auto p = pipes.find(identity); p != pipes.end()) pipe_out[p->second.pipe].events.push_back(std::move(body));
   else {
     router_out_bytes += body.size();
     router_out.emplace_back(identity, std::move(body));
@@ -386,7 +386,7 @@ void server::impl::queue_item(const std::string& identity, const message_id& cha
     event_header h{ids.next(), channel};
     h.accepts_stop = stop;
     duct::buffer head = encode_event_packed(h, "STREAM_BATCH", {});
-    batch.emplace(open_batch{identity, channel, p == pipes.end() ? nullptr : p->second, {head.begin(), head.end()},
+    batch.emplace(open_batch{identity, channel, p == pipes.end() ? nullptr : p->second.pipe, {head.begin(), head.end()},
                              head.size() + 1, 0, detail::clock::now()});
     batch->body.push_back(std::byte{0xdd});  // array32: its count is patched in when the batch closes
     batch->body.resize(batch->body.size() + 4);
