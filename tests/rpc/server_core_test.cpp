@@ -125,6 +125,14 @@ struct driven {
     id = h.id;
     return rpc::encode_event(h, method, std::make_tuple(args...));
   }
+  /// Starts until_stopped on the server's threads, arriving now, from a client that takes tokens or not; returns
+  /// when it runs. Returns: when it arrived.
+  steady::time_point start_held(rpc::message_id& call, bool tokens) {
+    const auto t0 = steady::now();
+    feed_at(request(call, "until_stopped", tokens), t0);
+    test::eventually([&] { return started.load() == 1; });
+    return t0;
+  }
   duct::buffer on_channel(const rpc::message_id& channel, std::string_view name) {
     rpc::event_header h{ids.next(), channel};
     return rpc::encode_event(h, name, std::make_tuple());
@@ -185,10 +193,8 @@ TEST_CASE("server core: zerorpc-python's captured conversations, replayed in the
 TEST_CASE("server core: heartbeats go out each period, and a client silent for two stops its handler",
           "[rpc][server_core][heartbeat]") {
   driven d({.heartbeat = 100ms});
-  const auto t0 = steady::now();
   rpc::message_id call;
-  d.feed_at(d.request(call, "until_stopped", false), t0);
-  test::eventually([&] { return d.started.load() == 1; });
+  const auto t0 = d.start_held(call, false);
   d.tick(t0 + 150ms);
   auto sent = d.pipe.take();
   REQUIRE(names(sent) == std::vector<std::string>{"_zpc_hb"});
@@ -207,10 +213,8 @@ TEST_CASE("server core: heartbeats go out each period, and a client silent for t
 TEST_CASE("server core: a call past its budget is deferred with a token, which cancels it",
           "[rpc][server_core][deferred]") {
   driven d({.defer_after = 50ms});
-  const auto t0 = steady::now();
   rpc::message_id call;
-  d.feed_at(d.request(call, "until_stopped", true), t0);
-  test::eventually([&] { return d.started.load() == 1; });
+  const auto t0 = d.start_held(call, true);
   d.tick(t0 + 40ms);
   CHECK(d.pipe.take().empty());
   d.tick(t0 + 60ms);
