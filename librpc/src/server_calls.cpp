@@ -43,8 +43,9 @@ duct::buffer ok_args(const duct::buffer& packed_result) {
   return out;
 }
 
-// Runs a handler into `o`: OK [result], or the ERR its exception makes.
-void execute(const detail::handler& fn, const msgpack::object& args, detail::call_context& ctx, outbound& o) {
+}  // namespace
+
+void detail::execute(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o) {
   try {
     o.packed_args = ok_args(fn(args, ctx));
   } catch (const remote_error& e) {
@@ -58,8 +59,6 @@ void execute(const detail::handler& fn, const msgpack::object& args, detail::cal
     o.packed_args = err_args("UnknownError", "the handler threw something that is not a std::exception");
   }
 }
-
-}  // namespace
 
 // ---- calls --------------------------------------------------------------------------------------------------------------
 
@@ -110,18 +109,36 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     c.ev = std::move(ev);  // not tracked: no channel, no running call
     return;
   }
+  if (const auto* m = quick_method(*ev, table)) {  // the holder runs it, untracked (server_quick.cpp)
+    ++open;
+    detail::quick_call& q = quick_calls.emplace_back();
+    q.identity = identity;
+    q.m = &m->second;
+    q.method = &m->first;
+    q.client = client_of(identity);
+    q.peer = address_of(identity);
+    q.ev = std::move(ev);
+    return;
+  }
+  open_call(identity, table, std::move(ev), now, false);
+}
+
+void server::impl::open_call(const std::string& identity, detail::channel_table& table, std::shared_ptr<event> ev,
+                             detail::clock::time_point now, bool counted) {
   if (table.size() >= opts.per_client.open_calls) {  // answered on its channel, which is never opened
     send(identity, {ids.next(), ev->header.id}, "ERR",
          overloaded(ev->name, "this connection has " + std::to_string(table.size()) + " calls open already").span());
+    if (counted) closed_one();
     return;
   }
   detail::channel* ch = table.open(ev->header.id, now);
   if (!ch) {
     ++dropped;  // a second request with an id already in use
+    if (counted) closed_one();
     return;
   }
   note_deadline(ch->beat.next_deadline());
-  ++open;
+  if (!counted) ++open;
   on_request(identity, std::move(ev));
 }
 
@@ -323,7 +340,7 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
       o.packed_args = err_args("Cancelled", "the call was cancelled before it started");
     } else {
       detail::call_context context{std::move(stop), out.get(), report.get(), input ? &*input : nullptr, std::move(peer)};
-      execute(fn, args, context, o);
+      detail::execute(fn, args, context, o);
     }
     if (in) in->detach();  // before taking the lock: a grant in progress holds the state's callback lock
     if (holding_replies == this && !o.stream) {  // it leaves with the others its thread runs (run_io_calls())
@@ -342,7 +359,7 @@ detail::fair_pool::refusal server::impl::run_handler(const std::string& client, 
     complete(std::move(o));
     g.flush();
   };
-  if (inline_as && opts.handoff_after.count() > 0 &&
+  if (inline_as && opts.handoff_after.count() > 0 && !detail::to_pool &&
       ((io_holder.of == this && role->mine(io_holder.ticket)) || detail::pipe_keeps == this)) {
     io_calls.push_back({client, std::move(job), *inline_as, method, oneway});
     return detail::fair_pool::refusal::none;
@@ -358,7 +375,7 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
   bool need_lock = !on_io;  // off the I/O thread every reply goes through the lock; on it, only a tracked call's
   for (auto& c : calls) {
     detail::call_context context{std::move(c.stop), nullptr};
-    execute(*c.fn, c.ev->args(), context, c.o);
+    detail::execute(*c.fn, c.ev->args(), context, c.o);
     need_lock = need_lock || c.tracked;
   }
   if (on_io) {

@@ -113,6 +113,21 @@ struct io_call {
   bool oneway = false;                 // published: refused, it is dropped and counted
 };
 
+// A plain call to a pool method that the I/O role's holder received and runs itself (server_quick.cpp). It is not
+// tracked (no channel, no running-call entry: nothing could reach it while the holder, the only thread that reads,
+// runs it) unless it outlasts the budget; then on_vacated() tracks it, as if it had been started the long way.
+struct quick_call {
+  std::string identity;
+  std::shared_ptr<event> ev;  // keeps the args alive
+  const method_entry* m = nullptr;
+  const std::string* method = nullptr;  // the bound method's name (methods are fixed once started)
+  std::string client;                   // client_of(identity): whose bounds it counts against
+  std::string peer;                     // address_of(identity), for call_context::peer
+  std::stop_source stop{std::nostopstate};
+  clock::time_point started{};
+  bool tracked = false;  // on_vacated() tracked it while it ran: its outcome goes through complete()
+};
+
 /// The input of a call to a method that reads a chunked request, made without one (a plain call, a submit): empty.
 inline std::shared_ptr<stream_state> empty_input(const std::string& method) {
   auto in = std::make_shared<stream_state>(method, 1);
@@ -126,6 +141,10 @@ duct::buffer pack(const T& value) {
   msgpack::pack(out, value);
   return out.take();
 }
+
+/// Runs a handler into `o`: OK [result], or the ERR its exception makes (server_calls.cpp). Never throws for the
+/// handler: whatever it throws becomes the ERR.
+void execute(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o);
 
 // ERR args: [name, message, traceback]; traceback nil rather than "", which zerorpc's CLI would print as a blank line.
 inline duct::buffer err_args(const std::string& name, const std::string& message) {
@@ -249,6 +268,12 @@ struct server::impl final : detail::pipe_server {
   std::mutex kept_mu;
   std::deque<detail::io_call> kept;
   std::vector<detail::outbound> held;  // the replies of kept calls that ran, to leave together (send_held())
+  // Quick calls (detail::quick_call): those of the round being dispatched (under `mu`), then those waiting for the
+  // holder (under kept_mu, as the ones it runs now and the replies of those it ran, which leave together).
+  std::vector<detail::quick_call> quick_calls;
+  std::deque<detail::quick_call> quick;
+  detail::quick_call* quick_running = nullptr;
+  std::vector<std::pair<std::string, duct::buffer>> quick_held;
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
@@ -336,6 +361,19 @@ struct server::impl final : detail::pipe_server {
   void on_vacated();
   /// Completes the held replies under one lock: they leave together as it is released.
   void send_held();
+  /// Runs the quick calls on this thread while it holds the role. Returns: whether this thread still holds it.
+  bool run_quick_calls(detail::io_role::ticket t);
+  /// Sends the replies of the quick calls that ran (none of the locks held).
+  void send_quick_held();
+  /// The role went vacant: tracks the quick call running, and starts those waiting the long way (`mu` held).
+  void hand_on_quick();
+  /// A new request that may start as a quick call: the pool method it calls, else null (`mu` held).
+  const std::pair<const std::string, detail::method_entry>* quick_method(const event& ev,
+                                                                         detail::channel_table& table) const;
+  /// Opens a new request's channel, counts it among the open calls unless `counted`, and starts it (on_request()).
+  /// Over the client's bound of open calls it is answered with Overloaded instead.
+  void open_call(const std::string& identity, detail::channel_table& table, std::shared_ptr<event> ev,
+                 detail::clock::time_point now, bool counted);
   /// Queues an io_call on the pool after all, answering it with Overloaded (or dropping it) if refused.
   void dispatch(detail::io_call& c);
   /// Runs run_on::receiver calls on this thread (without `mu`). On the I/O thread (`on_io`), the fast path's replies
@@ -397,6 +435,10 @@ extern thread_local io_holding io_holder;
 extern thread_local const server::impl* holding_replies;
 /// The server whose pipe's reader this thread is while that server's on_pipe_event() runs with `keep`.
 extern thread_local const server::impl* pipe_keeps;
+/// The server whose ROUTER events this thread, its role's holder, is dispatching: new calls may be quick calls.
+extern thread_local const server::impl* quick_for;
+/// Set while a quick call that cannot run on the holder is started the long way: it goes to the pool.
+extern thread_local bool to_pool;
 }  // namespace detail
 
 }  // namespace rpc

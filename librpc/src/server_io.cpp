@@ -205,6 +205,12 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   arrived.clear();
   {
     locked g(*this);
+    struct dispatching {  // new calls may be quick calls (server_quick.cpp) while this thread holds the role
+      explicit dispatching(const impl* s) { detail::quick_for = s; }
+      ~dispatching() { detail::quick_for = nullptr; }
+      dispatching(const dispatching&) = delete;
+      dispatching& operator=(const dispatching&) = delete;
+    } scope(opts.handoff_after.count() > 0 && role->mine(t) ? this : nullptr);
     for (auto& [identity, ev, body] : decoded) {
       // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
       // client may choose its routing id, even one a client that left had.
@@ -220,13 +226,15 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
     {
       std::lock_guard k(kept_mu);
       for (auto& c : io_calls) kept.push_back(std::move(c));
+      for (auto& q : quick_calls) quick.push_back(std::move(q));
     }
     io_calls.clear();
+    quick_calls.clear();
     g.flush();  // after kept_mu: flushing takes `mu` again (drain())
   }
   decoded.clear();
   run_inline(calls, true);  // the replies leave together, in one pass over the socket
-  if (!run_io_calls(t)) return false;
+  if (!run_quick_calls(t) || !run_io_calls(t)) return false;
   locked g(*this);
   if (mode == serving_mode::aborting) abort_running();
   const auto now = detail::clock::now();
@@ -290,6 +298,7 @@ void server::impl::send_held() {
 }
 
 void server::impl::on_vacated() {
+  hand_on_quick();
   std::deque<detail::io_call> waiting;
   {
     std::lock_guard k(kept_mu);

@@ -1,0 +1,159 @@
+// rpc::server's quick calls: a plain call to a pool method, received by the I/O role's holder, runs on the holder
+// with none of a tracked call's bookkeeping (no channel, no running-call entry, no job to queue), and its reply
+// leaves with the others of the holder's round. Nothing can reach such a call while it runs: the holder is the only
+// thread that reads. If it outlasts the budget, the monitor hands the role on, and hand_on_quick() tracks it as
+// start_call() would have (channel, running call, deferral deadline, stop state), so the next holder sends its
+// heartbeats, defers or cancels it; the quick calls waiting behind it start the long way, on the pool. The holder
+// and the monitor meet under kept_mu: whoever comes first decides whether the reply leaves the quick way or
+// through complete(). See server_impl.hpp.
+#include "server_impl.hpp"
+
+namespace rpc {
+
+using detail::outbound;
+using detail::serving_mode;
+
+namespace detail {
+thread_local const server::impl* quick_for = nullptr;
+thread_local bool to_pool = false;
+}  // namespace detail
+
+const std::pair<const std::string, detail::method_entry>* server::impl::quick_method(
+    const event& ev, detail::channel_table& table) const {
+  if (detail::quick_for != this || mode != serving_mode::serving) return nullptr;
+  auto it = methods.find(ev.name);  // never a built-in: no bound method's name starts with '_'
+  if (it == methods.end()) return nullptr;
+  const detail::method_entry& m = it->second;
+  if (m.where != run_on::pool || m.streams || m.reads || (m.reports && ev.header.wants_progress)) return nullptr;
+  // Deferred at once, or sooner than the role could pass on: the long way, where its deadline is kept from the start.
+  if (ev.header.accepts_deferred &&
+      (m.policy == defer_policy::always ||
+       (m.policy == defer_policy::after_budget && opts.defer_after <= 2 * opts.handoff_after)))
+    return nullptr;
+  if (table.find(ev.header.id) || table.size() >= opts.per_client.open_calls) return nullptr;
+  return &*it;
+}
+
+namespace {
+// Starts quick call `q` the long way, on the pool (`mu` held): it is among the open calls already.
+void start_long_way(server::impl& s, detail::quick_call& q, detail::clock::time_point now) {
+  struct pooled {  // for this call only, even if it throws
+    pooled() { detail::to_pool = true; }
+    ~pooled() { detail::to_pool = false; }
+    pooled(const pooled&) = delete;
+    pooled& operator=(const pooled&) = delete;
+  } scope;
+  detail::channel_table& table = s.peers.try_emplace(q.identity, s.opts.heartbeat).first->second;
+  s.open_call(q.identity, table, std::move(q.ev), now, true);
+}
+}  // namespace
+
+bool server::impl::run_quick_calls(detail::io_role::ticket t) {
+  for (;;) {
+    detail::quick_call q;
+    {
+      std::lock_guard k(kept_mu);
+      if (quick.empty()) break;
+      q = std::move(quick.front());
+      quick.pop_front();
+    }
+    if (!pool->try_begin(q.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+      locked g(*this);
+      start_long_way(*this, q, detail::clock::now());
+      g.flush();
+      continue;
+    }
+    q.stop = std::stop_source();
+    q.started = detail::clock::now();
+    {
+      std::lock_guard k(kept_mu);
+      quick_running = &q;
+    }
+    role->enter(t);
+    outbound o;
+    o.name = "OK";
+    detail::call_context context{q.stop.get_token(), nullptr, nullptr, nullptr, std::move(q.peer)};
+    detail::execute(q.m->fn, q.ev->args(), context, o);
+    const bool still = role->leave(t);
+    bool tracked = false;
+    {
+      std::lock_guard k(kept_mu);
+      tracked = q.tracked;
+      quick_running = nullptr;
+    }
+    pool->end(q.client);
+    if (tracked || !still) {  // tracked: as any call's; else the ids are the next holder's now, so under `mu`
+      locked g(*this);
+      if (tracked) {
+        o.identity = q.identity;
+        o.channel = q.ev->header.id;
+        complete(std::move(o));
+      } else {
+        send(q.identity, {ids.next(), q.ev->header.id}, o.name, o.packed_args.span());
+        closed_one();
+      }
+      g.flush();
+    } else {
+      duct::buffer body = encode_event_packed({io_ids.next(), q.ev->header.id}, o.name, o.packed_args.span());
+      std::lock_guard k(kept_mu);
+      quick_held.emplace_back(std::move(q.identity), std::move(body));
+    }
+    if (!still) {  // it ran long: the role went on, and the calls waiting behind it to the pool (hand_on_quick())
+      detail::io_holder = {};
+      send_quick_held();
+      return false;
+    }
+  }
+  send_quick_held();
+  return true;
+}
+
+void server::impl::send_quick_held() {
+  thread_local std::vector<std::pair<std::string, duct::buffer>> replies;  // kept for its capacity
+  {
+    std::lock_guard k(kept_mu);
+    if (quick_held.empty()) return;
+    replies.swap(quick_held);
+  }
+  // Closed before the replies leave, as under the lock: whoever has an answer sees its call closed.
+  for (std::size_t i = 0; i < replies.size(); ++i) closed_one();
+  {
+    std::lock_guard socket(router_mu);
+    for (auto& [identity, body] : replies) send_to(identity, body);
+  }
+  replies.clear();
+  io_input = true;  // the sends may have taken the descriptor's edge: the holder reads before it sleeps
+}
+
+void server::impl::hand_on_quick() {
+  std::deque<detail::quick_call> waiting;
+  {
+    locked g(*this);
+    const auto now = detail::clock::now();
+    {
+      std::lock_guard k(kept_mu);
+      waiting.swap(quick);
+      if (detail::quick_call* q = quick_running) {
+        quick_running = nullptr;
+        detail::channel_table& table = peers.try_emplace(q->identity, opts.heartbeat).first->second;
+        // Unless a second request took its id meanwhile: then it ends untracked, as it began.
+        if (detail::channel* ch = table.open(q->ev->header.id, now)) {
+          note_deadline(ch->beat.next_deadline());
+          detail::running_call& call = running_calls[detail::call_key{q->identity, q->ev->header.id}];
+          call.method = *q->method;
+          call.stop = q->stop;
+          if (q->ev->header.accepts_deferred && q->m->policy == defer_policy::after_budget) {
+            call.defer_at = q->started + opts.defer_after;
+            note_deadline(*call.defer_at);
+          }
+          q->tracked = true;
+        }
+      }
+    }
+    for (auto& q : waiting) start_long_way(*this, q, now);
+    g.flush();
+  }
+  send_quick_held();
+}
+
+}  // namespace rpc
