@@ -134,7 +134,8 @@ void server::bind_handler(const std::string& name, detail::handler h, method_opt
       how.arg_names.push_back(std::move(arg));
     }
   impl_->methods.emplace(name, detail::method_entry{std::move(h), std::move(how.doc), std::move(how.arg_names),
-                                                    how.defer, how.where, is.streams, is.reports, is.reads});
+                                                    how.defer, how.where, is.streams, is.reports, is.reads,
+                                                    is.stops, is.peer});
 }
 
 std::string server::listen(std::string_view endpoint) {

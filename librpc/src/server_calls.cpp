@@ -35,28 +35,44 @@ std::string type_name_of(const std::exception& e) {
   return name;
 }
 
-// OK args: [result], the result already packed.
-duct::buffer ok_args(const duct::buffer& packed_result) {
+}  // namespace
+
+duct::buffer detail::ok_args(const duct::buffer& packed_result) {
   duct::buffer out(1 + packed_result.size());
   out.data()[0] = std::byte{0x91};
   std::memcpy(out.data() + 1, packed_result.data(), packed_result.size());
   return out;
 }
 
-}  // namespace
+duct::buffer detail::encode_ok(const event_header& h, std::span<const std::byte> result) {
+  duct::pack_buffer out(128 + h.id.bytes().size() + (h.response_to ? h.response_to->bytes().size() : 0) + result.size());
+  msgpack::packer<duct::pack_buffer> p(out);
+  pack_event_head(p, h, "OK");
+  out.write("\x91", 1);  // [result]
+  out.write(reinterpret_cast<const char*>(result.data()), result.size());
+  return out.take();
+}
 
 void detail::execute(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o) {
+  if (execute_unwrapped(fn, args, ctx, o)) o.packed_args = ok_args(o.packed_args);
+}
+
+bool detail::execute_unwrapped(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o) {
   try {
-    o.packed_args = ok_args(fn(args, ctx));
+    o.packed_args = fn(args, ctx);
+    return true;
   } catch (const remote_error& e) {
     o.name = "ERR";
     o.packed_args = err_args(e.name(), e.message());
+    return false;
   } catch (const std::exception& e) {
     o.name = "ERR";
     o.packed_args = err_args(type_name_of(e), e.what());
+    return false;
   } catch (...) {
     o.name = "ERR";
     o.packed_args = err_args("UnknownError", "the handler threw something that is not a std::exception");
+    return false;
   }
 }
 
@@ -116,7 +132,7 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     q.m = &m->second;
     q.method = &m->first;
     q.client = client_of(identity);
-    q.peer = address_of(identity);
+    if (m->second.peer) q.peer = address_of(identity);
     q.ev = std::move(ev);
     return;
   }
@@ -375,14 +391,18 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
   bool need_lock = !on_io;  // off the I/O thread every reply goes through the lock; on it, only a tracked call's
   for (auto& c : calls) {
     detail::call_context context{std::move(c.stop), nullptr};
-    detail::execute(*c.fn, c.ev->args(), context, c.o);
+    if (on_io && !c.tracked) c.unwrapped = detail::execute_unwrapped(*c.fn, c.ev->args(), context, c.o);
+    else detail::execute(*c.fn, c.ev->args(), context, c.o);
     need_lock = need_lock || c.tracked;
   }
   if (on_io) {
     thread_local std::vector<duct::buffer> bodies;  // kept for its capacity
-    for (auto& c : calls)
-      bodies.push_back(c.tracked ? duct::buffer() : encode_event_packed({io_ids.next(), c.o.channel}, c.o.name,
-                                                                         c.o.packed_args.span()));
+    for (auto& c : calls) {
+      const event_header h{io_ids.next(), c.o.channel};
+      bodies.push_back(c.tracked     ? duct::buffer()
+                       : c.unwrapped ? detail::encode_ok(h, c.o.packed_args.span())
+                                     : encode_event_packed(h, c.o.name, c.o.packed_args.span()));
+    }
     for (auto& c : calls)  // closed before the reply leaves, as under the lock: whoever has it sees the call closed
       if (!c.tracked) closed_one();
     {

@@ -51,6 +51,8 @@ struct method_entry {
   bool streams;
   bool reports;
   bool reads;  // takes rpc::source&: a chunked request
+  bool stops;  // reads ctx.stop (server::shape)
+  bool peer;   // reads ctx.peer (server::shape)
 };
 
 // A call by client identity (a ZeroMQ routing id, or a link's identity) and channel.
@@ -100,6 +102,7 @@ struct inline_call {
   std::stop_token stop;
   outbound o;
   bool tracked = false;  // among the running calls, with a channel; else a plain call on the fast path (on_event())
+  bool unwrapped = false;  // o.packed_args is the bare result (execute_unwrapped()), for encode_ok()
 };
 
 // A call the thread holding the I/O role received and runs itself once it has let go of the lock, if the pool
@@ -145,6 +148,13 @@ duct::buffer pack(const T& value) {
 /// Runs a handler into `o`: OK [result], or the ERR its exception makes (server_calls.cpp). Never throws for the
 /// handler: whatever it throws becomes the ERR.
 void execute(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o);
+/// As execute(), but on success (returns true) o.packed_args is the packed result alone, for encode_ok(); an ERR's
+/// args are whole (returns false).
+bool execute_unwrapped(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o);
+/// OK args: [result], the result already packed.
+duct::buffer ok_args(const duct::buffer& packed_result);
+/// The OK event `h` of a packed result: its args [result], the result copied once.
+duct::buffer encode_ok(const event_header& h, std::span<const std::byte> result);
 
 // ERR args: [name, message, traceback]; traceback nil rather than "", which zerorpc's CLI would print as a blank line.
 inline duct::buffer err_args(const std::string& name, const std::string& message) {
@@ -271,7 +281,8 @@ struct server::impl final : detail::pipe_server {
   // Quick calls (detail::quick_call): those of the round being dispatched (under `mu`), then those waiting for the
   // holder (under kept_mu, as the ones it runs now and the replies of those it ran, which leave together).
   std::vector<detail::quick_call> quick_calls;
-  std::deque<detail::quick_call> quick;
+  std::vector<detail::quick_call> quick;
+  std::size_t quick_next = 0;  // the first in `quick` not yet taken
   detail::quick_call* quick_running = nullptr;
   std::vector<std::pair<std::string, duct::buffer>> quick_held;
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit

@@ -226,7 +226,8 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
     {
       std::lock_guard k(kept_mu);
       for (auto& c : io_calls) kept.push_back(std::move(c));
-      for (auto& q : quick_calls) quick.push_back(std::move(q));
+      if (quick.empty()) quick.swap(quick_calls);  // the usual case: no copying
+      else for (auto& q : quick_calls) quick.push_back(std::move(q));
     }
     io_calls.clear();
     quick_calls.clear();

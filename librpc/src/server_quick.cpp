@@ -53,9 +53,12 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
     detail::quick_call q;
     {
       std::lock_guard k(kept_mu);
-      if (quick.empty()) break;
-      q = std::move(quick.front());
-      quick.pop_front();
+      if (quick_next == quick.size()) {  // all taken: emptied, keeping its capacity
+        quick.clear();
+        quick_next = 0;
+        break;
+      }
+      q = std::move(quick[quick_next++]);
     }
     if (!pool->try_begin(q.client)) {  // others wait their turn, or the bounds are reached: it waits with them
       locked g(*this);
@@ -63,7 +66,7 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
       g.flush();
       continue;
     }
-    q.stop = std::stop_source();
+    if (q.m->stops) q.stop = std::stop_source();  // else it could not tell: no stop state is made for it
     q.started = detail::clock::now();
     {
       std::lock_guard k(kept_mu);
@@ -73,7 +76,7 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
     outbound o;
     o.name = "OK";
     detail::call_context context{q.stop.get_token(), nullptr, nullptr, nullptr, std::move(q.peer)};
-    detail::execute(q.m->fn, q.ev->args(), context, o);
+    const bool ok = detail::execute_unwrapped(q.m->fn, q.ev->args(), context, o);
     const bool still = role->leave(t);
     bool tracked = false;
     {
@@ -83,6 +86,7 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
     }
     pool->end(q.client);
     if (tracked || !still) {  // tracked: as any call's; else the ids are the next holder's now, so under `mu`
+      if (ok) o.packed_args = detail::ok_args(o.packed_args);
       locked g(*this);
       if (tracked) {
         o.identity = q.identity;
@@ -94,7 +98,8 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
       }
       g.flush();
     } else {
-      duct::buffer body = encode_event_packed({io_ids.next(), q.ev->header.id}, o.name, o.packed_args.span());
+      const event_header h{io_ids.next(), q.ev->header.id};
+      duct::buffer body = ok ? detail::encode_ok(h, o.packed_args.span()) : encode_event_packed(h, o.name, o.packed_args.span());
       std::lock_guard k(kept_mu);
       quick_held.emplace_back(std::move(q.identity), std::move(body));
     }
@@ -126,13 +131,16 @@ void server::impl::send_quick_held() {
 }
 
 void server::impl::hand_on_quick() {
-  std::deque<detail::quick_call> waiting;
+  std::vector<detail::quick_call> waiting;
   {
     locked g(*this);
     const auto now = detail::clock::now();
     {
       std::lock_guard k(kept_mu);
-      waiting.swap(quick);
+      waiting.assign(std::make_move_iterator(quick.begin() + static_cast<std::ptrdiff_t>(quick_next)),
+                     std::make_move_iterator(quick.end()));
+      quick.clear();
+      quick_next = 0;
       if (detail::quick_call* q = quick_running) {
         quick_running = nullptr;
         detail::channel_table& table = peers.try_emplace(q->identity, opts.heartbeat).first->second;

@@ -219,3 +219,23 @@ TEST_CASE("handlers: calls that end about when their budget does are each answer
   CHECK(server.dropped_events() == 0);
   server.stop();
 }
+
+TEST_CASE("handlers: a raw handler sees its caller's address where its call arrived, unless its shape says it "
+          "does not read it", "[rpc][handlers]") {
+  rpc::server server;  // the default configuration: these calls run on the thread that received them
+  auto peer_of = [](const msgpack::object&, rpc::detail::call_context& ctx) {
+    duct::pack_buffer out;
+    msgpack::pack(out, ctx.peer);
+    return out.take();
+  };
+  server.bind_raw("who", peer_of, {}, {});
+  server.bind_raw("who_not_read", peer_of, {}, {.peer = false});
+  const std::string endpoint = server.listen("tcp://127.0.0.1:0");
+  server.start();
+  rpc::client c(endpoint);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(c.call_for(5s, "who").as<std::string>() == "127.0.0.1");
+    CHECK(c.call_for(5s, "who_not_read").as<std::string>().empty());
+  }
+  server.stop();
+}

@@ -162,7 +162,10 @@ class server {
   template <class F>
   void bind(std::string name, F f, method_options how) {
     bind_handler(name, detail::make_handler(name, std::move(f)), std::move(how),
-                 {detail::wire_arity<F>(), detail::streams<F>(), detail::reports_progress<F>(), detail::reads_input<F>()});
+                 {detail::wire_arity<F>(), detail::streams<F>(), detail::reports_progress<F>(), detail::reads_input<F>(),
+                  detail::takes_stop_token<F>() || detail::streams<F>() || detail::reports_progress<F>() ||
+                      detail::reads_input<F>(),
+                  false});
   }
   /// What a method takes besides its wire arguments, for bind_raw().
   struct shape {
@@ -170,6 +173,10 @@ class server {
     bool streams = false;   ///< ctx.out is its rpc::sink (its result is ignored)
     bool reports = false;   ///< ctx.report is its rpc::progress, or null when the caller did not ask
     bool reads = false;     ///< ctx.in is its rpc::source: a chunked request (empty for a plain call)
+    /// It reads ctx.stop (or a sink, progress or source, which carry it). A method that does not is spared making
+    /// one when it runs where its call arrived, and cannot be stopped.
+    bool stops = true;
+    bool peer = true;  ///< It reads ctx.peer (else that is left empty, sparing a copy per call).
   };
 
   /// Serves `f` as `name` as it is: `f` gets the call's args array, whatever its length and types, and the call's

@@ -39,7 +39,9 @@ struct call_context {
   progress* report = nullptr;
   source* in = nullptr;
   /// Who called, for logs: the client's address as ZeroMQ reports it ("127.0.0.1" over tcp://, over ipc://
-  /// "localhost:UID:GID:PID" of the client process), "duct:NAME" over a link; empty for a run_on::receiver method.
+  /// "localhost:UID:GID:PID" of the client process), "duct:NAME" over a link. Empty for a run_on::receiver method,
+  /// and for one bound with server::shape::peer false (every bind() but bind_raw()'s, whose handlers cannot see
+  /// it) when its call runs where it arrived.
   std::string peer;
 };
 
@@ -165,7 +167,6 @@ handler make_handler(std::string method, F f) {
     }
     typename drop_front<context_params<F>(), typename traits::args>::type values;
     convert_args(method, args, values, std::make_index_sequence<arity>{});
-    [[maybe_unused]] silent_progress quiet(ctx.stop);  // for a caller that asked for no progress
     auto run = [&] {
       return std::apply(
           [&](auto&&... a) {
@@ -173,7 +174,11 @@ handler make_handler(std::string method, F f) {
             else if constexpr (both) return f(*ctx.in, *ctx.out, std::move(a)...);
             else if constexpr (reading) return f(*ctx.in, std::move(a)...);
             else if constexpr (streaming) return f(*ctx.out, std::move(a)...);
-            else if constexpr (reporting) return f(ctx.report ? *ctx.report : quiet, std::move(a)...);
+            else if constexpr (reporting) {
+              if (ctx.report) return f(*ctx.report, std::move(a)...);
+              silent_progress quiet(ctx.stop);  // for a caller that asked for no progress
+              return f(quiet, std::move(a)...);
+            }
             else return f(std::move(a)...);
           },
           std::move(values));
