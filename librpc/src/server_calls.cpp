@@ -112,27 +112,28 @@ void server::impl::on_event(const std::string& identity, std::shared_ptr<event> 
     on_published(identity, std::move(ev));
     return;
   }
-  if (const detail::method_entry* m = receiver_method(*ev); m && !table.find(ev->header.id)) {
+  const auto* bound = mode == serving_mode::serving ? bound_method(*ev) : nullptr;
+  if (bound && bound->second.where == run_on::receiver && !table.find(ev->header.id)) {
     // The fast path of a plain call to a run_on::receiver method: it is answered before this thread reads again,
     // so nothing could reach it meanwhile (no heartbeat is due, it cannot be cancelled, deferred or streamed) and
     // it needs no channel and no entry among the running calls. It counts as open until it is answered.
     ++open;
     detail::inline_call& c = inline_calls.emplace_back();  // built in place: an outbound is not cheap to move
-    c.fn = &m->fn;
+    c.fn = &bound->second.fn;
     c.o.identity = identity;
     c.o.channel = ev->header.id;
     c.o.name = "OK";
     c.ev = std::move(ev);  // not tracked: no channel, no running call
     return;
   }
-  if (const auto* m = quick_method(*ev, table)) {  // the holder runs it, untracked (server_quick.cpp)
+  if (bound && may_run_quick(*ev, bound->second, table)) {  // the holder runs it, untracked (server_quick.cpp)
     ++open;
     detail::quick_call& q = quick_calls.emplace_back();
     q.identity = identity;
-    q.m = &m->second;
-    q.method = &m->first;
+    q.m = &bound->second;
+    q.method = &bound->first;
     q.client = client_of(identity);
-    if (m->second.peer) q.peer = address_of(identity);
+    if (bound->second.peer) q.peer = address_of(identity);
     q.ev = std::move(ev);
     return;
   }
@@ -428,10 +429,9 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
   calls.clear();
 }
 
-const detail::method_entry* server::impl::receiver_method(const event& ev) const {
-  if (mode != serving_mode::serving) return nullptr;
+const std::pair<const std::string, detail::method_entry>* server::impl::bound_method(const event& ev) const {
   auto m = methods.find(ev.name);  // never a built-in: no bound method's name starts with '_'
-  return m != methods.end() && m->second.where == run_on::receiver ? &m->second : nullptr;
+  return m != methods.end() ? &*m : nullptr;
 }
 
 // A one-way call: run it like any other, unless it cannot be (then it is dropped and counted: nobody waits to hear).

@@ -378,9 +378,8 @@ struct server::impl final : detail::pipe_server {
   void send_quick_held();
   /// The role went vacant: tracks the quick call running, and starts those waiting the long way (`mu` held).
   void hand_on_quick();
-  /// A new request that may start as a quick call: the pool method it calls, else null (`mu` held).
-  const std::pair<const std::string, detail::method_entry>* quick_method(const event& ev,
-                                                                         detail::channel_table& table) const;
+  /// Whether new request `ev`, to method `m`, may start as a quick call (`mu` held; its client's `table`).
+  bool may_run_quick(const event& ev, const detail::method_entry& m, detail::channel_table& table) const;
   /// Opens a new request's channel, counts it among the open calls unless `counted`, and starts it (on_request()).
   /// Over the client's bound of open calls it is answered with Overloaded instead.
   void open_call(const std::string& identity, detail::channel_table& table, std::shared_ptr<event> ev,
@@ -430,8 +429,8 @@ struct server::impl final : detail::pipe_server {
   void complete(detail::outbound o);
   void drop_peer(const std::string& identity);
   void tick(detail::clock::time_point now);
-  /// The run_on::receiver method a new request calls, if it may take the fast path (on_event()); else null.
-  const detail::method_entry* receiver_method(const event& ev) const;
+  /// The bound method (name and entry) a request calls, or null: a built-in, or a name not bound.
+  const std::pair<const std::string, detail::method_entry>* bound_method(const event& ev) const;
   detail::clock::duration next_wait(detail::clock::time_point now);
 };
 

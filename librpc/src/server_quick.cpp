@@ -18,20 +18,15 @@ thread_local const server::impl* quick_for = nullptr;
 thread_local bool to_pool = false;
 }  // namespace detail
 
-const std::pair<const std::string, detail::method_entry>* server::impl::quick_method(
-    const event& ev, detail::channel_table& table) const {
-  if (detail::quick_for != this || mode != serving_mode::serving) return nullptr;
-  auto it = methods.find(ev.name);  // never a built-in: no bound method's name starts with '_'
-  if (it == methods.end()) return nullptr;
-  const detail::method_entry& m = it->second;
-  if (m.where != run_on::pool || m.streams || m.reads || (m.reports && ev.header.wants_progress)) return nullptr;
+bool server::impl::may_run_quick(const event& ev, const detail::method_entry& m, detail::channel_table& table) const {
+  if (detail::quick_for != this) return false;
+  if (m.where != run_on::pool || m.streams || m.reads || (m.reports && ev.header.wants_progress)) return false;
   // Deferred at once, or sooner than the role could pass on: the long way, where its deadline is kept from the start.
   if (ev.header.accepts_deferred &&
       (m.policy == defer_policy::always ||
        (m.policy == defer_policy::after_budget && opts.defer_after <= 2 * opts.handoff_after)))
-    return nullptr;
-  if (table.find(ev.header.id) || table.size() >= opts.per_client.open_calls) return nullptr;
-  return &*it;
+    return false;
+  return !table.find(ev.header.id) && table.size() < opts.per_client.open_calls;
 }
 
 namespace {
