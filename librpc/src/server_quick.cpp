@@ -5,7 +5,10 @@
 // start_call() would have (channel, running call, deferral deadline, stop state), so the next holder sends its
 // heartbeats, defers or cancels it; the quick calls waiting behind it start the long way, on the pool. The holder
 // and the monitor meet under kept_mu: whoever comes first decides whether the reply leaves the quick way or
-// through complete(). See server_impl.hpp.
+// through complete(). What a client sends on a quick call's channel while it runs untracked (it could only be in the
+// same batch: a zerorpc client's first heartbeat comes a whole period after its request) is dropped and counted as
+// for a channel not open, and a second request reusing its id runs as well, answered on the same channel: both
+// touch that client's own call only. See server_impl.hpp.
 #include "server_impl.hpp"
 
 namespace rpc {
