@@ -329,6 +329,20 @@ class rounds_of {
     return {::median(rate_), ::median(p50_), ::median(p99_), ::median(seq_cpu_), ::median(inflight_), ::median(inflight_cpu_)};
   }
 
+  /// Each figure against `base`'s of the same round, the median of those ratios (0 where either has none): a
+  /// drift of the machine's speed between rounds cancels out, as it hits both of a round's cases alike.
+  [[nodiscard]] result ratios_to(const rounds_of& base) const {
+    auto paired = [](const std::vector<double>& a, const std::vector<double>& b) {
+      std::vector<double> r;
+      for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+        if (a[i] > 0 && b[i] > 0) r.push_back(a[i] / b[i]);
+      return ::median(r);
+    };
+    return {paired(rate_, base.rate_),         paired(p50_, base.p50_),
+            paired(p99_, base.p99_),           paired(seq_cpu_, base.seq_cpu_),
+            paired(inflight_, base.inflight_), paired(inflight_cpu_, base.inflight_cpu_)};
+  }
+
  private:
   std::vector<double> rate_, p50_, p99_, seq_cpu_, inflight_, inflight_cpu_;
 };
@@ -342,8 +356,8 @@ struct bench_case {
   rounds_of rounds;
 };
 
-void print_row(const bench_case& c, const result& r, const result& ceiling, nlohmann::json& out) {
-  auto ratio = [](double a, double b) { return b > 0 && a > 0 ? a / b : 0.0; };
+// A row: the case's medians `r`, and its ratios to its ceiling's (rounds_of::ratios_to()).
+void print_row(const bench_case& c, const result& r, const result& vs, nlohmann::json& out) {
   auto num = [](double v, const char* fmt) {
     char buf[32];
     if (v <= 0) return std::string("-");
@@ -354,24 +368,22 @@ void print_row(const bench_case& c, const result& r, const result& ceiling, nloh
   std::printf("%-40s %9s %8s %7s %12s %7s | %6s %6s %6s %6s\n", c.name.c_str(), num(r.calls_per_s, "%.0f").c_str(),
               num(r.p99_us, "%.1f").c_str(), num(r.seq_cpu_us, "%.1f").c_str(),
               num(r.inflight_calls_per_s, "%.0f").c_str(), num(r.inflight_cpu_us, "%.1f").c_str(),
-              x(ratio(r.calls_per_s, ceiling.calls_per_s)).c_str(),
-              x(ratio(r.inflight_calls_per_s, ceiling.inflight_calls_per_s)).c_str(),
-              x(ratio(r.seq_cpu_us, ceiling.seq_cpu_us)).c_str(),
-              x(ratio(r.inflight_cpu_us, ceiling.inflight_cpu_us)).c_str());
+              x(vs.calls_per_s).c_str(), x(vs.inflight_calls_per_s).c_str(), x(vs.seq_cpu_us).c_str(),
+              x(vs.inflight_cpu_us).c_str());
   nlohmann::json row = {{"case", c.name}, {"vs", c.ceiling}};
   if (r.calls_per_s > 0) {
     row["calls_per_s"] = r.calls_per_s;
     row["p50_us"] = r.p50_us;
     row["p99_us"] = r.p99_us;
     row["cpu_us_per_call"] = r.seq_cpu_us;
-    row["calls_per_s_vs"] = ratio(r.calls_per_s, ceiling.calls_per_s);
-    row["cpu_us_per_call_vs"] = ratio(r.seq_cpu_us, ceiling.seq_cpu_us);
+    row["calls_per_s_vs"] = vs.calls_per_s;
+    row["cpu_us_per_call_vs"] = vs.seq_cpu_us;
   }
   if (r.inflight_calls_per_s > 0) {
     row["inflight16_calls_per_s"] = r.inflight_calls_per_s;
     row["inflight16_cpu_us_per_call"] = r.inflight_cpu_us;
-    row["inflight16_calls_per_s_vs"] = ratio(r.inflight_calls_per_s, ceiling.inflight_calls_per_s);
-    row["inflight16_cpu_us_per_call_vs"] = ratio(r.inflight_cpu_us, ceiling.inflight_cpu_us);
+    row["inflight16_calls_per_s_vs"] = vs.inflight_calls_per_s;
+    row["inflight16_cpu_us_per_call_vs"] = vs.inflight_cpu_us;
   }
   out.push_back(row);
 }
@@ -381,11 +393,11 @@ void print_row(const bench_case& c, const result& r, const result& ceiling, nloh
 int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "rpc-bench");
   const bool quick = opts.quick;
-  // Sequential calls take about 100 us each, so five rounds of 5,000; 16 in flight, seven rounds of 30,000 (about
+  // Sequential calls take about 100 us each, so seven rounds of 5,000; 16 in flight, nine rounds of 30,000 (about
   // 0.3 s each on the raw loop): a round of 10,000 in flight lasted 0.1 s, short enough for one hiccup of this VM
   // to move a row by 10% or more.
-  const int n = quick ? 500 : 5000, rounds = quick ? 1 : 5;
-  const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 7;
+  const int n = quick ? 500 : 5000, rounds = quick ? 1 : 7;
+  const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 9;
 
   // The servers stay up for the whole run; every case takes its turn in every round (raw, ours, raw, ours, ...), so
   // that a passing slowdown of the machine hits all alike, and each row reports the median of its rounds, not the
@@ -466,32 +478,37 @@ int main(int argc, char** argv) {
     node->wait();
   }
 
-  std::unordered_map<std::string, result> medians;
-  for (const bench_case& c : cases) medians[c.name] = c.rounds.median();
+  std::unordered_map<std::string, result> medians, ratios;
+  std::unordered_map<std::string, const rounds_of*> by_name;
+  for (const bench_case& c : cases) by_name[c.name] = &c.rounds;
+  for (const bench_case& c : cases) {
+    medians[c.name] = c.rounds.median();
+    ratios[c.name] = c.rounds.ratios_to(*by_name.at(c.ceiling));
+  }
   std::printf("add(1,2); medians of %d rounds (%d of 16 in flight); CPU: microseconds per call, client and server "
               "processes together\n",
               rounds, inflight_rounds);
   std::printf("%-40s %9s %8s %7s %12s %7s | %6s %6s %6s %6s\n", "case", "calls/s", "p99 us", "CPU us", "16 fl calls/s",
               "CPU us", "seq", "16 fl", "CPU", "CPU fl");
   nlohmann::json out = nlohmann::json::array();
-  for (const bench_case& c : cases) print_row(c, medians[c.name], medians[c.ceiling], out);
-  std::printf("(ratios against the raw loop on the same transport; the duct and node rows against ductrpc defaults, ipc)\n");
+  for (const bench_case& c : cases) print_row(c, medians[c.name], ratios[c.name], out);
+  std::printf("(ratios against the raw loop on the same transport, the duct and node rows against ductrpc defaults, ipc:\n"
+              " each the median of the rounds' ratios, a case against its baseline of the same round)\n");
   const double hog = median(hog_ratio);
   // The targets of the default configuration, each against its baseline of this run.
-  const result &rip = medians[raw_ipc_name], &rtc = medians[raw_tcp_name], &oip = medians[ours_ipc_name],
-               &otc = medians["ductrpc defaults, tcp"], &dct = medians["ductrpc over a duct (forked worker)"];
+  const result &oip = ratios[ours_ipc_name], &otc = ratios["ductrpc defaults, tcp"],
+               &dct = ratios["ductrpc over a duct (forked worker)"];
   std::printf("\ntargets (default configuration; ipc, tcp):\n"
               "  calls/s >= 0.9x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
               "  CPU per call <= 1.3x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
               "  over a duct >= 3x our ZeroMQ sequential rate: %.2fx\n",
-              oip.calls_per_s / rip.calls_per_s, otc.calls_per_s / rtc.calls_per_s,
-              oip.inflight_calls_per_s / rip.inflight_calls_per_s, otc.inflight_calls_per_s / rtc.inflight_calls_per_s,
-              oip.seq_cpu_us / rip.seq_cpu_us, otc.seq_cpu_us / rtc.seq_cpu_us, oip.inflight_cpu_us / rip.inflight_cpu_us,
-              otc.inflight_cpu_us / rtc.inflight_cpu_us, dct.calls_per_s / oip.calls_per_s);
-  if (node) {
-    const result& nd = medians["ductrpc client, zerorpc-node server"];
+              oip.calls_per_s, otc.calls_per_s, oip.inflight_calls_per_s, otc.inflight_calls_per_s, oip.seq_cpu_us,
+              otc.seq_cpu_us, oip.inflight_cpu_us, otc.inflight_cpu_us, dct.calls_per_s);
+  if (node) {  // the row is node against ours: the target is its inverse
+    const result& nd = ratios["ductrpc client, zerorpc-node server"];
+    auto inverse = [](double v) { return v > 0 ? 1 / v : 0.0; };
     std::printf("  ours vs a warm zerorpc-node server (our client): sequential %.2fx (>= 1.3x), 16 in flight %.2fx (>= 3x)\n",
-                oip.calls_per_s / nd.calls_per_s, oip.inflight_calls_per_s / nd.inflight_calls_per_s);
+                inverse(nd.calls_per_s), inverse(nd.inflight_calls_per_s));
   }
   std::printf("  hog: add's p99 %.0f us while another client spins a handler for 300 ms calls, %.0f us without: %.2fx "
               "(<= 2x; median of %d paired rounds)\n",

@@ -28,12 +28,12 @@ call_table::stream_request call_table::open_stream(std::string_view method, std:
   const heartbeat beat(spec.heartbeat, now);
   open_call c{std::move(spec), beat};
   c.progress = kind.progress;
-  c.stream = std::make_shared<stream_state>(c.spec.where, kind.window, kind.window_bytes);
+  c.stream = std::make_shared<stream_state>(c.spec.where(), kind.window, kind.window_bytes);
   if (kind.chunked) {
     h.accepts_stop = true;  // we understand _ductrpc_stop: the server may stop our input's producer
     h.oneway = kind.oneway;  // a chunked publish: the server closes the call once its input has ended
     c.oneway = kind.oneway;
-    c.upload = std::make_shared<upload_state>(c.spec.where);
+    c.upload = std::make_shared<upload_state>(c.spec.where());
   }
   h.id = ids_.next();
   stream_request r{h.id, {}, {c.upload, c.stream}};
@@ -75,7 +75,7 @@ void call_table::stop(const message_id& id, effects& out) {
   const auto act = it->second.stops.drop(server_stops_);
   if (act == stream_stop::action::keep) return;  // until its first event says whether the server understands
   if (act == stream_stop::action::stop) out.sends.push_back(stop_event(ids_.next(), id));
-  if (it->second.upload) it->second.upload->close(call_cancelled(it->second.spec.where));
+  if (it->second.upload) it->second.upload->close(call_cancelled(it->second.spec.where()));
   forget(it);
 }
 
@@ -95,7 +95,7 @@ void call_table::on_reply(table::iterator c, event& ev, clock::time_point now, e
   std::string token;  // set when the call goes on waiting for a deferred outcome
   try {
     duct::value result;
-    switch (settle(ev, call.spec.where, result, token)) {
+    switch (settle(ev, {call.spec.endpoint, call.spec.method}, result, token)) {
       case reply::alive: return;
       case reply::result:
         out.settles.push_back({std::move(call.result), std::move(result), nullptr});
@@ -127,7 +127,7 @@ void call_table::on_stream_event(table::iterator c, event& ev, effects& out) {
   const auto act = call.stops.arrived(ev);
   if (act != stream_stop::action::keep) {  // the consumer dropped it before this first event
     if (act == stream_stop::action::stop) out.sends.push_back(stop_event(ids_.next(), c->first));
-    if (call.upload) call.upload->close(call_cancelled(call.spec.where));
+    if (call.upload) call.upload->close(call_cancelled(call.spec.where()));
     forget(c);
     return;
   }
@@ -143,7 +143,7 @@ void call_table::wait_on_token(open_call c, const std::string& token, clock::tim
   if (c.spec.deadline && now >= *c.spec.deadline) {
     out.sends.push_back(cancel_event(ids_.next(), token));
     out.settles.push_back(
-        {std::move(c.result), {}, std::make_exception_ptr(timeout_error(no_result_within(c.spec.where, c.spec.limit)))});
+        {std::move(c.result), {}, std::make_exception_ptr(timeout_error(no_result_within(c.spec.where(), c.spec.limit)))});
     return;
   }
   message_id id = ids_.next();
@@ -160,12 +160,12 @@ clock::time_point call_table::tick(clock::time_point now, effects& out) {
   for (auto& [id, c] : calls_) {
     if (c.spec.deadline && now >= *c.spec.deadline) {
       if (!c.token.empty()) out.sends.push_back(cancel_event(ids_.next(), c.token));  // not left running
-      failed.emplace_back(id, std::make_exception_ptr(timeout_error(no_result_within(c.spec.where, c.spec.limit))));
+      failed.emplace_back(id, std::make_exception_ptr(timeout_error(no_result_within(c.spec.where(), c.spec.limit))));
       continue;
     }
     if (c.beat.lost(now)) {
       failed.emplace_back(id, std::make_exception_ptr(lost_remote_error(
-                                  c.spec.where + ": lost remote after " + std::to_string(2 * c.spec.heartbeat.count()) +
+                                  c.spec.where() + ": lost remote after " + std::to_string(2 * c.spec.heartbeat.count()) +
                                   " ms without a heartbeat")));
       continue;
     }
@@ -201,13 +201,14 @@ void call_table::fail_owner(const void* owner, const std::function<std::exceptio
                             effects& out) {
   for (auto it = calls_.begin(); it != calls_.end();) {
     auto here = it++;  // end() erases `here` only
-    if (!owner || here->second.spec.owner == owner) end(here, why(here->second.spec.where), out);
+    if (!owner || here->second.spec.owner == owner) end(here, why(here->second.spec.where()), out);
   }
 }
 
-const std::string* call_table::where(const message_id& id) const {
+std::optional<std::string> call_table::where(const message_id& id) const {
   auto it = calls_.find(id);
-  return it == calls_.end() ? nullptr : &it->second.spec.where;
+  if (it == calls_.end()) return std::nullopt;
+  return it->second.spec.where();
 }
 
 void call_table::end(table::iterator c, std::exception_ptr e, effects& out) {

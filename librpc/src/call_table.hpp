@@ -34,7 +34,11 @@ namespace rpc::detail {
 /// One call as its client asks for it.
 struct call_spec {
   const void* owner = nullptr;  ///< who made it (clients sharing a link): fail_owner() fails its calls
-  std::string where;            ///< "endpoint: method", the start of its error messages
+  /// Whom it calls: the caller's endpoint (a string of the client's, which outlives the call) and the method. An
+  /// error message starts with where(), made only then: most calls never need it.
+  std::string_view endpoint;
+  std::string method;
+  [[nodiscard]] std::string where() const { return std::string(endpoint) + ": " + method; }
   std::optional<clock::time_point> deadline;  ///< its time limit, if any
   std::chrono::milliseconds limit{0};         ///< that limit's length, for the timeout's message
   std::chrono::milliseconds heartbeat{5000};  ///< its channel's heartbeat period
@@ -118,7 +122,7 @@ class call_table {
                   effects& out);
 
   /// "endpoint: method" of open call `id`, or null if it has ended.
-  [[nodiscard]] const std::string* where(const message_id& id) const;
+  [[nodiscard]] std::optional<std::string> where(const message_id& id) const;
   [[nodiscard]] bool empty() const noexcept { return calls_.empty(); }
   [[nodiscard]] std::size_t size() const noexcept { return calls_.size(); }
   /// Open calls whose events go to a consumer who needs them promptly (streams, progress, chunked).

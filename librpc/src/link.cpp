@@ -155,7 +155,7 @@ std::shared_ptr<call_state> link_core::start_call(std::string_view method, std::
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) throw closed_error(spec.where + ": the link was closed");
+    if (stopping_) throw closed_error(spec.where() + ": the link was closed");
     if (with_reader) ensure_reader();
     const auto now = clock::now();
     auto due = now + spec.heartbeat;
@@ -181,7 +181,7 @@ chunked_halves link_core::start_stream(std::string_view method, std::span<const 
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) throw closed_error(spec.where + ": the link was closed");
+    if (stopping_) throw closed_error(spec.where() + ": the link was closed");
     ensure_reader();
     const auto now = clock::now();
     wake = now + spec.heartbeat < reader_wakes_at_;
@@ -222,7 +222,7 @@ void link_core::send_request(const message_id& id, const duct::buffer& body) noe
     effects fx;
     {
       std::lock_guard lock(mu_);
-      if (const std::string* where = calls_.where(id))
+      if (const auto where = calls_.where(id))
         calls_.fail(id, std::make_exception_ptr(lost_remote_error(*where + ": cannot send: " + e.what())), fx);
     }
     outbox none;
@@ -253,7 +253,7 @@ bool link_core::send_chunk(const message_id& id, std::string_view name, std::spa
     effects fx;
     {
       std::lock_guard lock(mu_);
-      const std::string* where = calls_.where(id);
+      const auto where = calls_.where(id);
       why = std::make_exception_ptr(
           lost_remote_error((where ? *where : "duct:" + name_) + ": cannot send " + std::string(name) + ": " + e.what()));
       calls_.fail(id, why, fx);
@@ -515,7 +515,8 @@ struct link_client final : client::impl {
   detail::call_spec spec(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
     detail::call_spec s;
     s.owner = this;
-    s.where = endpoint + ": " + std::string(method);
+    s.endpoint = endpoint;
+    s.method = method;
     s.heartbeat = opts.heartbeat;
     if ((limit = limit_of(limit))) {
       s.limit = *limit;

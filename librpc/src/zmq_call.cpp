@@ -44,8 +44,8 @@ duct::value zmq_client::collect(const std::string& token, std::optional<detail::
 duct::value zmq_client::call(std::string_view method, const duct::buffer& packed_args,
                              std::optional<std::chrono::milliseconds> limit) {
   limit = limit_of(limit);
-  const std::string where = endpoint + ": " + std::string(method);
-  if (!running) throw closed_error(where + ": the client is closing");
+  auto where = [&] { return endpoint + ": " + std::string(method); };  // for an error message: made only then
+  if (!running) throw closed_error(where() + ": the client is closing");
   check_size(method, packed_args.size());
   direct_socket& mine = my_socket();
   const message_id id = mine.ids.next();
@@ -54,7 +54,7 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
   if (limit) deadline = now + *limit;
   detail::heartbeat beat(opts.heartbeat, now);
   auto refused_here = [&] {
-    return connection_error(where, mine.watch->failure().value_or("no connection to the server is ready"));
+    return connection_error(where(), mine.watch->failure().value_or("no connection to the server is ready"));
   };
   // The thread's socket was refused before (see send_async()): this call would wait for ever.
   if (mine.watch->failure()) throw refused_here();
@@ -62,7 +62,7 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
     if (!send_body(mine.socket, encode_event_packed(detail::request_header(id), method, packed_args.span())))
       throw refused_here();
   } catch (const zmq::error_t& e) {
-    throw error(where + ": " + e.what());
+    throw error(where() + ": " + e.what());
   }
   std::vector<zmq::message_t> frames;
   // It reads before it sleeps, and sleeps on the socket's descriptor only once a read has found nothing: ZeroMQ
@@ -74,7 +74,7 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
       if (deadline) until = std::min(until, *deadline);
       pollfd fds[] = {{mine.fd, POLLIN, 0}, {closing_signal.fd(), POLLIN, 0}, {mine.watch->fd(), POLLIN, 0}};
       detail::poll_fds(fds, 3, detail::ms_until(until, now));
-      if (fds[1].revents & POLLIN) throw closed_error(where + ": the client was closed");
+      if (fds[1].revents & POLLIN) throw closed_error(where() + ": the client was closed");
       if ((fds[2].revents & POLLIN) && mine.watch->read()) throw refused_here();
     }
     while (detail::try_recv(mine.socket, frames)) {
@@ -87,16 +87,16 @@ duct::value zmq_client::call(std::string_view method, const duct::buffer& packed
         send_body(mine.socket, detail::stop_event(mine.ids.next(), id));
       duct::value result;
       std::string token;
-      switch (detail::settle(*ev, where, result, token)) {
+      switch (detail::settle(*ev, {endpoint, method}, result, token)) {
         case reply::alive: break;
         case reply::result: return result;
-        case reply::deferred: return collect(token, deadline, where, limit);
+        case reply::deferred: return collect(token, deadline, where(), limit);
       }
     }
     now = detail::clock::now();
-    if (deadline && now >= *deadline) throw timeout_error(detail::no_result_within(where, *limit));
+    if (deadline && now >= *deadline) throw timeout_error(detail::no_result_within(where(), *limit));
     if (beat.lost(now))
-      throw lost_remote_error(where + ": lost remote after " + std::to_string(2 * opts.heartbeat.count()) +
+      throw lost_remote_error(where() + ": lost remote after " + std::to_string(2 * opts.heartbeat.count()) +
                               " ms without a heartbeat");
     if (beat.send_due(now)) {
       send_body(mine.socket, encode_event_packed({mine.ids.next(), id}, "_zpc_hb", detail::heartbeat_args().span()));

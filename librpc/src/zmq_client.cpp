@@ -134,16 +134,19 @@ bool zmq_client::send_chunk(const message_id& id, std::string_view name, std::sp
   std::optional<duct::buffer> body;
   {
     std::lock_guard lock(mu);
-    const std::string* where = calls.where(id);
-    if (!where) return false;  // it ended meanwhile: its upload_state was closed first
-    if (over_size(args.size())) throw too_big(*where, args.size());
+    if (over_size(args.size())) {
+      const auto where = calls.where(id);
+      if (!where) return false;  // it ended meanwhile: its upload_state was closed first
+      throw too_big(*where, args.size());
+    }
     body = calls.chunk(id, name, args);
+    if (!body) return false;  // as above
   }
   try {
     send_async(*body);
   } catch (const error& e) {
     std::unique_lock lock(mu);
-    const std::string* where = calls.where(id);
+    const auto where = calls.where(id);
     auto why = std::make_exception_ptr(
         lost_remote_error((where ? *where : endpoint) + ": cannot send " + std::string(name) + ": " + e.what()));
     fail(id, why);
@@ -227,7 +230,8 @@ void zmq_client::fail(const message_id& id, std::exception_ptr e) {
 
 detail::call_spec zmq_client::spec(std::string_view method, std::optional<std::chrono::milliseconds> limit) const {
   detail::call_spec s;
-  s.where = endpoint + ": " + std::string(method);
+  s.endpoint = endpoint;
+  s.method = method;
   s.heartbeat = opts.heartbeat;
   if (limit) {
     s.deadline = detail::clock::now() + *limit;
@@ -275,7 +279,7 @@ future zmq_client::start(std::string_view method, const duct::buffer& packed_arg
   {
     // Registered before it is sent, so that the I/O thread knows the reply when it comes.
     std::lock_guard lock(mu);
-    if (closing) throw closed_error(s.where + ": the client is closing");
+    if (closing) throw closed_error(s.where() + ": the client is closing");
     const auto now = detail::clock::now();
     wake_io = now + opts.heartbeat < io_wakes_at || (s.deadline && *s.deadline < io_wakes_at);
     r = calls.open(method, packed_args.span(), std::move(s), std::move(result), now);

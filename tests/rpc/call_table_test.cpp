@@ -24,15 +24,18 @@ namespace {
 
 const steady::time_point t0 = steady::time_point() + 1000h;  // any instant: the table reads no clock
 
-call_spec named(std::string where, std::chrono::milliseconds heartbeat = 100ms) {
+// A call to "ENDPOINT: METHOD" (a string literal: the spec keeps a view of its endpoint, as of a client's).
+call_spec named(std::string_view where, std::chrono::milliseconds heartbeat = 100ms) {
   call_spec s;
-  s.where = std::move(where);
+  const std::size_t at = where.rfind(": ");
+  s.endpoint = where.substr(0, at);
+  s.method = where.substr(at + 2);
   s.heartbeat = heartbeat;
   return s;
 }
 
-call_spec limited(std::string where, std::chrono::milliseconds limit) {
-  call_spec s = named(std::move(where));
+call_spec limited(std::string_view where, std::chrono::milliseconds limit) {
+  call_spec s = named(where);
   s.deadline = t0 + limit;
   s.limit = limit;
   return s;

@@ -278,7 +278,8 @@ TEST_CASE("server core: a chunked call from the client's call table: its input m
   std::mutex calls_mu;  // the table is not thread-safe: the writer's thread and this one share it
   rpc::detail::call_table calls;
   rpc::detail::call_spec spec;
-  spec.where = "fake: sum";
+  spec.endpoint = "fake";
+  spec.method = "sum";
   rpc::detail::stream_spec kind;
   kind.chunked = true;
   duct::pack_buffer base;
