@@ -467,9 +467,8 @@ void zmq_client::fail_all(const std::string& reason) {
 void zmq_client::on_reply(const zmq::message_t& body, detail::clock::time_point now) {
   std::optional<event> ev = decode_reply(body);
   if (!ev) return;
-  detail::effects fx;
-  calls.on_event(*ev, now, fx);  // false: a late reply to a call that has ended, dropped
-  absorb(fx);
+  calls.on_event(*ev, now, replied);  // false: a late reply to a call that has ended, dropped
+  absorb(replied);  // which empties it
 }
 
 }  // namespace detail

@@ -101,6 +101,7 @@ struct zmq_client final : client::impl, detail::reply_reader {
   bool closing = false;
   detail::call_table calls;  // the calls on the shared DEALER (blocking ones run apart: call())
   std::vector<detail::settlement> done;  // settled after `mu` is released (release())
+  detail::effects replied;  // on_reply()'s, kept for the capacity of its vectors: an allocation per reply otherwise
   int followers = 0;          // threads waiting on a future while another leads
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();
 
