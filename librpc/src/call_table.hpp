@@ -121,7 +121,7 @@ class call_table {
   void fail_owner(const void* owner, const std::function<std::exception_ptr(const std::string& where)>& why,
                   effects& out);
 
-  /// "endpoint: method" of open call `id`, or null if it has ended.
+  /// "endpoint: method" of open call `id`, or nothing if it has ended.
   [[nodiscard]] std::optional<std::string> where(const message_id& id) const;
   [[nodiscard]] bool empty() const noexcept { return calls_.empty(); }
   [[nodiscard]] std::size_t size() const noexcept { return calls_.size(); }
