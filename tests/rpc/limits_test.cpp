@@ -116,6 +116,30 @@ TEST_CASE("limits: the calls open on one connection are bounded", "[rpc][limits]
   for (auto& f : held) CHECK(f.get().as<int>() == 0);
 }
 
+TEST_CASE("limits: a burst of blocking calls arriving together is held to the connection's bound as well",
+          "[rpc][limits]") {
+  // The server's receiving thread runs the first call of a batch itself, untracked, and starts the others the long
+  // way only when that one blocks: the bound must hold for the whole batch all the same.
+  blocking_service s({.per_client = {.queued = 100, .open_calls = 5}});
+  rpc::client hog(s.endpoint), other(s.endpoint);
+  std::vector<rpc::future> burst;
+  for (int i = 0; i < 50; ++i) burst.push_back(hog.async_call_for(10s, "block"));
+  int overloaded = 0;
+  for (int i = 5; i < 50; ++i) {  // the first five sent are the ones that fit, in the order they arrive
+    try {
+      burst[static_cast<std::size_t>(i)].get();
+    } catch (const rpc::overloaded_error&) {
+      ++overloaded;
+    }
+  }
+  CHECK(overloaded == 45);
+  CHECK(s.server.open_channels() == 5);
+  CHECK(other.call_for(10s, "add", 1, 2).as<int>() == 3);
+  s.release.set_value();
+  for (int i = 0; i < 5; ++i) CHECK(burst[static_cast<std::size_t>(i)].get().as<int>() == 0);
+  eventually([&] { return s.server.open_channels() == 0; });
+}
+
 TEST_CASE("limits: kept outcomes are bounded per client without evicting what others have not fetched",
           "[rpc][limits][deferred]") {
   blocking_service s({.max_jobs = 6, .per_client = {.jobs = 4, .kept_bytes = 1 << 20}});
