@@ -78,7 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (op % 6) {
       case 0: {  // open a call
         rpc::detail::call_spec spec;
-        spec.where = "fuzz: m";
+        spec.endpoint = "fuzz";
+        spec.method = "m";
         spec.heartbeat = std::chrono::milliseconds(100 + s.next());
         if (op & 0x10) {
           spec.limit = std::chrono::milliseconds(s.next() * 10);
