@@ -320,11 +320,8 @@ void server::impl::start_call(const std::string& identity, std::shared_ptr<event
   std::shared_ptr<detail::server_progress> report;
   if (m.reports && ev->header.wants_progress)
     report = std::make_shared<detail::server_progress>(*this, identity, ev->header.id, call.stop.get_token());
-  if (ev->header.accepts_deferred && m.policy != defer_policy::immediate && !report && !chunked) {
-    call.defer_at = detail::clock::now();
-    if (m.policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
-    note_deadline(*call.defer_at);
-  }
+  if (ev->header.accepts_deferred && m.policy != defer_policy::immediate && !report && !chunked)
+    schedule_deferral(call, m.policy, detail::clock::now());
   const bool at_once = call.defer_at && m.policy == defer_policy::always;
   std::stop_token stop = call.stop.get_token();
   // Run where it arrived unless it waits for chunks, which only this thread could bring it.

@@ -355,6 +355,13 @@ struct server::impl final : detail::pipe_server {
   void cancel(const detail::call_key& key, bool lost = false);
   void abort_running();
   void defer(const detail::call_key& key, detail::running_call& call);
+  /// Running call `call`, begun at `begun`, is answered with a token at once (defer_policy::always) or once
+  /// defer_after has passed (after_budget): its deadline is set and noted.
+  void schedule_deferral(detail::running_call& call, defer_policy policy, detail::clock::time_point begun) {
+    call.defer_at = begun;
+    if (policy == defer_policy::after_budget) *call.defer_at += opts.defer_after;
+    note_deadline(*call.defer_at);
+  }
   void defer_now(const detail::call_key& key);
   /// Queues a handler on the pool for `client` (see client_of()), or, with `inline_as` (the call's key) when this
   /// thread holds the I/O role or reads a pipe for which it keeps calls (detail::pipe_keeps), and the budget
@@ -450,6 +457,20 @@ extern thread_local const server::impl* pipe_keeps;
 extern thread_local const server::impl* quick_for;
 /// Set while a quick call that cannot run on the holder is started the long way: it goes to the pool.
 extern thread_local bool to_pool;
+
+/// Sets one of the thread's marks above for a scope, even one left by an exception, and puts back what was there.
+template <class T>
+class marked {
+ public:
+  marked(T& mark, T value) : mark_(mark), was_(mark) { mark_ = value; }
+  ~marked() { mark_ = was_; }
+  marked(const marked&) = delete;
+  marked& operator=(const marked&) = delete;
+
+ private:
+  T& mark_;
+  T was_;
+};
 }  // namespace detail
 
 }  // namespace rpc

@@ -205,12 +205,9 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   arrived.clear();
   {
     locked g(*this);
-    struct dispatching {  // new calls may be quick calls (server_quick.cpp) while this thread holds the role
-      explicit dispatching(const impl* s) { detail::quick_for = s; }
-      ~dispatching() { detail::quick_for = nullptr; }
-      dispatching(const dispatching&) = delete;
-      dispatching& operator=(const dispatching&) = delete;
-    } scope(opts.handoff_after.count() > 0 && role->mine(t) ? this : nullptr);
+    // New calls may be quick calls (server_quick.cpp) while this thread holds the role.
+    const detail::marked<const impl*> dispatching(detail::quick_for,
+                                                  opts.handoff_after.count() > 0 && role->mine(t) ? this : nullptr);
     for (auto& [identity, ev, body] : decoded) {
       // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
       // client may choose its routing id, even one a client that left had.
@@ -335,12 +332,7 @@ thread_local std::vector<detail::io_call> pipe_kept;
 
 void server::impl::on_pipe_event(detail::server_pipe& from, std::shared_ptr<event> ev, bool keep) {
   locked g(*this);
-  struct keeping {  // for this event only, even if on_event() throws
-    explicit keeping(const impl* s) { detail::pipe_keeps = s; }
-    ~keeping() { detail::pipe_keeps = nullptr; }
-    keeping(const keeping&) = delete;
-    keeping& operator=(const keeping&) = delete;
-  } scope(keep ? this : nullptr);
+  const detail::marked<const impl*> keeping(detail::pipe_keeps, keep ? this : nullptr);  // for this event only
   on_event(from.identity(), std::move(ev), detail::clock::now());
   for (auto& c : inline_calls) pipe_inline.push_back(std::move(c));
   inline_calls.clear();

@@ -35,12 +35,7 @@ bool server::impl::may_run_quick(const event& ev, const detail::method_entry& m,
 namespace {
 // Starts quick call `q` the long way, on the pool (`mu` held): it is among the open calls already.
 void start_long_way(server::impl& s, detail::quick_call& q, detail::clock::time_point now) {
-  struct pooled {  // for this call only, even if it throws
-    pooled() { detail::to_pool = true; }
-    ~pooled() { detail::to_pool = false; }
-    pooled(const pooled&) = delete;
-    pooled& operator=(const pooled&) = delete;
-  } scope;
+  const detail::marked<bool> pooled(detail::to_pool, true);
   detail::channel_table& table = s.peers.try_emplace(q.identity, s.opts.heartbeat).first->second;
   s.open_call(q.identity, table, std::move(q.ev), now, true);
 }
@@ -148,10 +143,9 @@ void server::impl::hand_on_quick() {
           detail::running_call& call = running_calls[detail::call_key{q->identity, q->ev->header.id}];
           call.method = *q->method;
           call.stop = q->stop;
-          if (q->ev->header.accepts_deferred && q->m->policy == defer_policy::after_budget) {
-            call.defer_at = q->started + opts.defer_after;
-            note_deadline(*call.defer_at);
-          }
+          // As start_call() would have (never `always` here: may_run_quick() sends those the long way).
+          if (q->ev->header.accepts_deferred && q->m->policy != defer_policy::immediate)
+            schedule_deferral(call, q->m->policy, q->started);
           q->tracked = true;
         }
       }
