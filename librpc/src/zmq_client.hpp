@@ -50,7 +50,12 @@ struct direct_socket {
   std::unique_ptr<detail::handshake_watch> watch;
   int fd;  // its ZMQ_FD
   id_generator ids;
+  int recv_timeout = -1;  // its ZMQ_RCVTIMEO, as call() last set it
 };
+
+/// How long a blocking call waits inside ZeroMQ's own receive before it waits on its socket's descriptor, where
+/// it also sees the client closing and a refused handshake (zmq_call.cpp).
+inline constexpr std::chrono::milliseconds first_wait{10};
 
 struct zmq_client final : client::impl, detail::reply_reader {
   /// `on_up`, if given, runs on the I/O thread whenever `up` changes.

@@ -55,6 +55,13 @@ bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
   });
 }
 
+bool recv_within(zmq::socket_t& socket, std::vector<zmq::message_t>& frames) {
+  return retry_eintr([&] {
+    frames.clear();
+    return zmq::recv_multipart(socket, std::back_inserter(frames)).has_value();
+  });
+}
+
 std::string peer_address(const zmq::message_t& message) noexcept {
   try {
     const char* address = zmq_msg_gets(message.handle(), "Peer-Address");

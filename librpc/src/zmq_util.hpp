@@ -62,4 +62,9 @@ bool has_input(zmq::socket_t& socket);
 /// there (ZeroMQ then signals the socket's descriptor when something comes).
 bool try_recv(zmq::socket_t& socket, std::vector<zmq::message_t>& frames);
 
+/// recv_multipart, waiting up to the socket's ZMQ_RCVTIMEO (a wait a signal interrupts starts again). Unlike a
+/// wait on ZMQ_FD, it needs no read that finds nothing first: ZeroMQ looks at its pipes before it sleeps.
+/// Returns: false if nothing came within the wait.
+bool recv_within(zmq::socket_t& socket, std::vector<zmq::message_t>& frames);
+
 }  // namespace rpc::detail
