@@ -51,21 +51,21 @@ fair_pool::refusal fair_pool::submit(const std::string& client, std::function<vo
   return refusal::none;
 }
 
-bool fair_pool::try_begin(const std::string& client) {
+fair_pool::counted fair_pool::try_begin(const std::string& client) {
   std::lock_guard lock(mu_);
-  if (stopping_ || !turns_.empty() || running_ >= limits_.threads) return false;
+  if (stopping_ || !turns_.empty() || running_ >= limits_.threads) return {};
   client_queue& c = clients_[client];
-  if (c.running >= limits_.per_client_running) return false;
+  if (c.running >= limits_.per_client_running) return {};
   ++c.running;
   ++running_;
-  return true;
+  return counted(&c);
 }
 
-void fair_pool::end(const std::string& client) {
+void fair_pool::end(counted call) {
   bool wake;
   {
     std::lock_guard lock(mu_);
-    ended(clients_[client]);
+    ended(*call.c_);
     wake = job_ready();
   }
   if (wake) ready_.notify_one();

@@ -26,6 +26,8 @@
 namespace rpc::detail {
 
 class fair_pool {
+  struct client_queue;
+
  public:
   struct limits {
     std::size_t threads = 4;
@@ -48,12 +50,23 @@ class fair_pool {
   void stop();
   /// Queues `job` for `client`. Returns: refusal::none, or which bound refused it (the job is dropped then).
   refusal submit(const std::string& client, std::function<void()> job);
+  /// A call try_begin() counted as running: true if it did. end() takes it back without looking its client up.
+  class counted {
+   public:
+    counted() = default;
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+   private:
+    friend class fair_pool;
+    explicit counted(client_queue* c) : c_(c) {}
+    client_queue* c_ = nullptr;
+  };
   /// Counts a call of `client` as running on the caller's own thread, if one may start now: no other call is
   /// waiting its turn, fewer than `threads` run, and the client runs fewer than its bound. Returns: whether it was
   /// counted (then end() must follow), else the call should be submit()ted.
-  [[nodiscard]] bool try_begin(const std::string& client);
+  [[nodiscard]] counted try_begin(const std::string& client);
   /// A call counted by try_begin() has ended.
-  void end(const std::string& client);
+  void end(counted call);
   /// The I/O role fell vacant: a free thread runs `lead`.
   void vacate();
   /// Another role fell vacant (a duct's reader runs a long call): a free thread runs `job`, before any queued
@@ -65,6 +78,8 @@ class fair_pool {
   [[nodiscard]] const limits& bounds() const noexcept { return limits_; }
 
  private:
+  // A `counted` points at its client's entry: entries stay put (node-based map) and are not swept while a call of
+  // theirs runs.
   struct client_queue {
     std::deque<std::function<void()>> jobs;
     std::size_t running = 0;

@@ -101,7 +101,7 @@ bool server::impl::receive_brokers(std::vector<std::pair<std::string, zmq::messa
   return full;
 }
 
-bool server::impl::send_via_broker(const std::string& identity, const duct::buffer& body) {
+bool server::impl::send_via_broker(const std::string& identity, std::span<const std::byte> body) {
   auto b = broker_of(identity);
   if (!b) return false;
   if (b->first >= brokers.size()) {

@@ -44,13 +44,14 @@ duct::buffer detail::ok_args(const duct::buffer& packed_result) {
   return out;
 }
 
-duct::buffer detail::encode_ok(const event_header& h, std::span<const std::byte> result) {
-  duct::pack_buffer out(128 + h.id.bytes().size() + (h.response_to ? h.response_to->bytes().size() : 0) + result.size());
-  msgpack::packer<duct::pack_buffer> p(out);
-  pack_event_head(p, h, "OK");
-  out.write("\x91", 1);  // [result]
-  out.write(reinterpret_cast<const char*>(result.data()), result.size());
-  return out.take();
+void detail::reply_batch::add(std::string identity, const event_header& h, bool ok, std::string_view name,
+                              std::span<const std::byte> args) {
+  const std::size_t at = bytes_.size();
+  msgpack::packer<duct::pack_buffer> p(bytes_);
+  pack_event_head(p, h, ok ? "OK" : name);
+  if (ok) bytes_.write("\x91", 1);  // [result]
+  bytes_.write(reinterpret_cast<const char*>(args.data()), args.size());
+  to_.push_back({std::move(identity), at, bytes_.size() - at});
 }
 
 void detail::execute(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o) {
@@ -394,21 +395,17 @@ void server::impl::run_inline(std::vector<detail::inline_call>& calls, bool on_i
     need_lock = need_lock || c.tracked;
   }
   if (on_io) {
-    thread_local std::vector<duct::buffer> bodies;  // kept for its capacity
-    for (auto& c : calls) {
-      const event_header h{io_ids.next(), c.o.channel};
-      bodies.push_back(c.tracked     ? duct::buffer()
-                       : c.unwrapped ? detail::encode_ok(h, c.o.packed_args.span())
-                                     : encode_event_packed(h, c.o.name, c.o.packed_args.span()));
-    }
-    for (auto& c : calls)  // closed before the reply leaves, as under the lock: whoever has it sees the call closed
-      if (!c.tracked) closed_one();
+    thread_local detail::reply_batch replies;  // kept for its capacity
+    for (auto& c : calls)
+      if (!c.tracked)
+        replies.add(c.o.identity, {io_ids.next(), c.o.channel}, c.unwrapped, c.o.name, c.o.packed_args.span());
+    // Closed before the replies leave, as under the lock: whoever has one sees its call closed.
+    for (std::size_t i = 0; i < replies.size(); ++i) closed_one();
     {
       std::lock_guard socket(router_mu);
-      for (std::size_t i = 0; i < calls.size(); ++i)
-        if (!calls[i].tracked) send_to(calls[i].o.identity, bodies[i]);
+      replies.each([&](const std::string& identity, std::span<const std::byte> body) { send_to(identity, body); });
     }
-    bodies.clear();
+    replies.clear();
     io_input = true;  // the sends may have taken the descriptor's edge: read before sleeping
   }
   if (need_lock) {

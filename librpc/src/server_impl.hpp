@@ -103,7 +103,7 @@ struct inline_call {
   std::stop_token stop;
   outbound o;
   bool tracked = false;  // among the running calls, with a channel; else a plain call on the fast path (on_event())
-  bool unwrapped = false;  // o.packed_args is the bare result (execute_unwrapped()), for encode_ok()
+  bool unwrapped = false;  // o.packed_args is the bare result (execute_unwrapped()), for reply_batch::add()
 };
 
 // A call the thread holding the I/O role received and runs itself once it has let go of the lock, if the pool
@@ -149,13 +149,41 @@ duct::buffer pack(const T& value) {
 /// Runs a handler into `o`: OK [result], or the ERR its exception makes (server_calls.cpp). Never throws for the
 /// handler: whatever it throws becomes the ERR.
 void execute(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o);
-/// As execute(), but on success (returns true) o.packed_args is the packed result alone, for encode_ok(); an ERR's
+/// As execute(), but on success (returns true) o.packed_args is the packed result alone, for reply_batch; an ERR's
 /// args are whole (returns false).
 bool execute_unwrapped(const handler& fn, const msgpack::object& args, call_context& ctx, outbound& o);
 /// OK args: [result], the result already packed.
 duct::buffer ok_args(const duct::buffer& packed_result);
-/// The OK event `h` of a packed result: its args [result], the result copied once.
-duct::buffer encode_ok(const event_header& h, std::span<const std::byte> result);
+
+/// Replies a thread encodes to send together, their bodies back to back in one buffer that keeps its capacity:
+/// a buffer per reply cost a malloc and a free that missed glibc's per-thread cache once a batch held more than
+/// seven of them.
+class reply_batch {
+ public:
+  /// Adds event `h` for `identity`: OK [result] if `ok` (`args` is the packed result alone), else `name` with
+  /// `args` whole.
+  void add(std::string identity, const event_header& h, bool ok, std::string_view name, std::span<const std::byte> args);
+  [[nodiscard]] bool empty() const noexcept { return to_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return to_.size(); }
+  /// Calls `send(identity, body)` for each reply, in the order they were added.
+  template <class F>
+  void each(F&& send) const {
+    for (const auto& [identity, at, n] : to_)
+      send(identity, std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes_.data()) + at, n));
+  }
+  void clear() noexcept {
+    bytes_.clear();
+    to_.clear();
+  }
+
+ private:
+  struct entry {
+    std::string identity;
+    std::size_t at, size;
+  };
+  duct::pack_buffer bytes_{1024};
+  std::vector<entry> to_;
+};
 
 // ERR args: [name, message, traceback]; traceback nil rather than "", which zerorpc's CLI would print as a blank line.
 inline duct::buffer err_args(const std::string& name, const std::string& message) {
@@ -239,7 +267,7 @@ struct server::impl final : detail::pipe_server {
   /// is answered with READY here. Returns: whether a batch was full (more may wait).
   bool receive_brokers(std::vector<std::pair<std::string, zmq::message_t>>& arrived, std::vector<zmq::message_t>& frames);
   /// Sends an event to a broker's client (router_mu held). Returns: false if `identity` is not a broker's client.
-  bool send_via_broker(const std::string& identity, const duct::buffer& body);
+  bool send_via_broker(const std::string& identity, std::span<const std::byte> body);
   /// Whether any broker's socket has input waiting (router_mu held).
   bool brokers_have_input();
   /// The methods as _zerorpc_inspect's "methods" map (methods are fixed once started).
@@ -285,7 +313,7 @@ struct server::impl final : detail::pipe_server {
   std::vector<detail::quick_call> quick;
   std::size_t quick_next = 0;  // the first in `quick` not yet taken
   detail::quick_call* quick_running = nullptr;
-  std::vector<std::pair<std::string, duct::buffer>> quick_held;
+  detail::reply_batch quick_held;
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
@@ -429,7 +457,7 @@ struct server::impl final : detail::pipe_server {
   /// taken the edge of the I/O thread's descriptor for; without, false.
   bool send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask);
   /// Sends one event to a ZeroMQ client (router_mu held); a refusal is counted as a drop.
-  void send_to(const std::string& identity, const duct::buffer& body);
+  void send_to(const std::string& identity, std::span<const std::byte> body);
   /// Ends the call on `channel` with the event `name`. `announce_stop`: the reply tells our client that this server
   /// understands _ductrpc_stop (never said to a plain zerorpc client).
   void finish(const std::string& identity, const message_id& channel, std::string_view name, const duct::buffer& args,

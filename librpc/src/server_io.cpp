@@ -109,7 +109,7 @@ void server::impl::drain(detail::server_pipe& p) {
   }
 }
 
-void server::impl::send_to(const std::string& identity, const duct::buffer& body) {
+void server::impl::send_to(const std::string& identity, std::span<const std::byte> body) {
   if (!brokers.empty() && send_via_broker(identity, body)) return;
   try {
     detail::send_part(router, zmq::buffer(identity), zmq::send_flags::sndmore);
@@ -121,7 +121,7 @@ void server::impl::send_to(const std::string& identity, const duct::buffer& body
 }
 
 bool server::impl::send_router(std::vector<std::pair<std::string, duct::buffer>>& sends, bool ask) {
-  for (auto& [identity, body] : sends) send_to(identity, body);
+  for (auto& [identity, body] : sends) send_to(identity, body.span());
   sends.clear();
   return ask && (detail::has_input(router) || (!brokers.empty() && brokers_have_input()));
 }
@@ -218,16 +218,22 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
     // New calls may be quick calls (server_quick.cpp) while this thread holds the role.
     const detail::marked<const impl*> dispatching(detail::quick_for,
                                                   opts.handoff_after.count() > 0 && role->mine(t) ? this : nullptr);
+    const auto now = detail::clock::now();  // the round's events arrived together
+    const std::string* last = nullptr;
     for (auto& [identity, ev, body] : decoded) {
-      // Read once per peer; with CURVE on every message, since the key decides whose jobs a request reaches and a
-      // client may choose its routing id, even one a client that left had.
-      if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap) {
-        if (auto b = brokers.empty() ? std::nullopt : broker_of(identity))  // the broker vouches for its client's key
-          a->second = {"via rpc-broker " + brokers[b->first].endpoint, std::string(detail::client_key(b->second))};
-        else
-          a->second = {detail::peer_address(body), detail::peer_key(body)};
+      // Read once per peer (and not looked up again for the next event of a batch from the same one); with CURVE
+      // on every message, since the key decides whose jobs a request reaches and a client may choose its routing
+      // id, even one a client that left had.
+      if (zap || !last || *last != identity) {
+        if (auto [a, fresh] = addresses.try_emplace(identity); fresh || zap) {
+          if (auto b = brokers.empty() ? std::nullopt : broker_of(identity))  // the broker vouches for its client's key
+            a->second = {"via rpc-broker " + brokers[b->first].endpoint, std::string(detail::client_key(b->second))};
+          else
+            a->second = {detail::peer_address(body), detail::peer_key(body)};
+        }
       }
-      on_event(identity, std::move(ev), detail::clock::now());
+      last = &identity;
+      on_event(identity, std::move(ev), now);
     }
     calls.swap(inline_calls);
     {
@@ -270,7 +276,8 @@ bool server::impl::run_io_calls(detail::io_role::ticket t) {
       c = std::move(kept.front());
       kept.pop_front();
     }
-    if (!pool->try_begin(c.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+    const auto counted = pool->try_begin(c.client);
+    if (!counted) {  // others wait their turn, or the bounds are reached: it waits with them
       dispatch(c);
       continue;
     }
@@ -279,7 +286,7 @@ bool server::impl::run_io_calls(detail::io_role::ticket t) {
     c.job();
     holding_replies = nullptr;
     c.job = nullptr;  // its captures go now, as a pool thread's would
-    pool->end(c.client);
+    pool->end(counted);
     if (!role->leave(t)) {  // it ran long: the role, and the calls kept behind it (on_vacated()), went on
       io_holder = {};       // this thread is a pool thread again
       send_held();          // its own reply, held after the monitor sent the others
@@ -359,14 +366,15 @@ void server::impl::run_pipe_calls(detail::server_pipe& from) {
   mine.swap(pipe_kept);
   run_inline(calls, false);
   for (auto& c : mine) {
-    if (!pool->try_begin(c.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+    const auto counted = pool->try_begin(c.client);
+    if (!counted) {  // others wait their turn, or the bounds are reached: it waits with them
       dispatch(c);
       continue;
     }
     from.lend();
     c.job();
     c.job = nullptr;  // its captures go now, as a pool thread's would
-    pool->end(c.client);
+    pool->end(counted);
     from.reclaim();
   }
 }

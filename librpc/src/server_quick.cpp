@@ -53,7 +53,8 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
       }
       q = std::move(quick[quick_next++]);
     }
-    if (!pool->try_begin(q.client)) {  // others wait their turn, or the bounds are reached: it waits with them
+    const auto counted = pool->try_begin(q.client);
+    if (!counted) {  // others wait their turn, or the bounds are reached: it waits with them
       locked g(*this);
       start_long_way(*this, q, detail::clock::now());
       g.flush();
@@ -70,54 +71,56 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
     o.name = "OK";
     detail::call_context context{q.stop.get_token(), nullptr, nullptr, nullptr, std::move(q.peer)};
     const bool ok = detail::execute_unwrapped(q.m->fn, q.ev->args(), context, o);
-    const bool still = role->leave(t);
+    if (role->leave(t)) {  // it ended within the budget: nothing else knew of it (hand_on_quick() did not run)
+      {
+        std::lock_guard k(kept_mu);
+        quick_running = nullptr;
+        quick_held.add(std::move(q.identity), {io_ids.next(), q.ev->header.id}, ok, o.name, o.packed_args.span());
+      }
+      pool->end(counted);
+      continue;
+    }
+    // It ran long: the role went on, and the calls waiting behind it to the pool (hand_on_quick()).
     bool tracked = false;
     {
       std::lock_guard k(kept_mu);
       tracked = q.tracked;
       quick_running = nullptr;
     }
-    pool->end(q.client);
-    if (tracked || !still) {  // tracked: as any call's; else the ids are the next holder's now, so under `mu`
-      if (ok) o.packed_args = detail::ok_args(o.packed_args);
+    pool->end(counted);
+    if (ok) o.packed_args = detail::ok_args(o.packed_args);
+    {
       locked g(*this);
-      if (tracked) {
+      if (tracked) {  // as any call's
         o.identity = q.identity;
         o.channel = q.ev->header.id;
         complete(std::move(o));
-      } else {
+      } else {  // the ids are the next holder's now, so under `mu`
         send(q.identity, {ids.next(), q.ev->header.id}, o.name, o.packed_args.span());
         closed_one();
       }
       g.flush();
-    } else {
-      const event_header h{io_ids.next(), q.ev->header.id};
-      duct::buffer body = ok ? detail::encode_ok(h, o.packed_args.span()) : encode_event_packed(h, o.name, o.packed_args.span());
-      std::lock_guard k(kept_mu);
-      quick_held.emplace_back(std::move(q.identity), std::move(body));
     }
-    if (!still) {  // it ran long: the role went on, and the calls waiting behind it to the pool (hand_on_quick())
-      detail::io_holder = {};
-      send_quick_held();
-      return false;
-    }
+    detail::io_holder = {};
+    send_quick_held();
+    return false;
   }
   send_quick_held();
   return true;
 }
 
 void server::impl::send_quick_held() {
-  thread_local std::vector<std::pair<std::string, duct::buffer>> replies;  // kept for its capacity
+  thread_local detail::reply_batch replies;  // kept for its capacity, swapped with quick_held's
   {
     std::lock_guard k(kept_mu);
     if (quick_held.empty()) return;
-    replies.swap(quick_held);
+    std::swap(replies, quick_held);
   }
   // Closed before the replies leave, as under the lock: whoever has an answer sees its call closed.
   for (std::size_t i = 0; i < replies.size(); ++i) closed_one();
   {
     std::lock_guard socket(router_mu);
-    for (auto& [identity, body] : replies) send_to(identity, body);
+    replies.each([&](const std::string& identity, std::span<const std::byte> body) { send_to(identity, body); });
   }
   replies.clear();
   io_input = true;  // the sends may have taken the descriptor's edge: the holder reads before it sleeps
