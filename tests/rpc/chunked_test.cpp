@@ -264,6 +264,9 @@ TEST_CASE("chunked requests: a connection lost mid-input ends the call with lost
     chunked s(true);
     rpc::duplex call = s.client->chunked_call("watch");
     call.write(1);
+    // Running, not waiting for a thread: a call whose client is lost before it starts never runs (its handler
+    // would never see the loss), which a loaded machine made happen here.
+    test::eventually([&] { return s.watching.load() == 1; });
     s.client_end->close();
     test::eventually([&] { return s.lost.load() == 1; });
     CHECK(s.cancelled.load() == 0);
