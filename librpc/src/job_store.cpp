@@ -135,11 +135,16 @@ std::vector<std::pair<job*, job_waiter>> job_store::overdue_waiters(clock::time_
   return out;
 }
 
-std::optional<clock::time_point> job_store::next_deadline() const noexcept {
+std::optional<clock::time_point> job_store::next_deadline(std::optional<clock::duration> keep) const noexcept {
   std::optional<clock::time_point> earliest;
-  for (const auto& [token, j] : jobs_)
-    for (const auto& w : j.waiters)
-      if (!earliest || w.deadline < *earliest) earliest = w.deadline;
+  auto consider = [&](clock::time_point t) {
+    if (!earliest || t < *earliest) earliest = t;
+  };
+  for (const auto& [token, j] : jobs_) {
+    for (const auto& w : j.waiters) consider(w.deadline);
+    // expire() drops a job once strictly more than `keep` has passed
+    if (keep && j.state != job_state::running) consider(j.finished + *keep + clock::duration(1));
+  }
   return earliest;
 }
 

@@ -85,8 +85,9 @@ class job_store {
   std::vector<job*> all();
   /// The waiters whose limit has passed, removed from their jobs, with the job they waited for.
   std::vector<std::pair<job*, job_waiter>> overdue_waiters(clock::time_point now);
-  /// When the earliest waiter's limit passes, if any.
-  [[nodiscard]] std::optional<clock::time_point> next_deadline() const noexcept;
+  /// When the earliest waiter's limit passes or, with `keep`, the earliest finished job expires (expire()), if any.
+  [[nodiscard]] std::optional<clock::time_point> next_deadline(
+      std::optional<clock::duration> keep = std::nullopt) const noexcept;
 
  private:
   struct usage {

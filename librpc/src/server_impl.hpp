@@ -317,7 +317,8 @@ struct server::impl final : detail::pipe_server {
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
-  bool wake_io = false;  // a deadline earlier than io_wakes_at appeared
+  bool wake_io = false;  // a deadline earlier than io_wakes_at appeared: the I/O thread must be woken (flush())
+  bool deadline_noted = false;  // such a deadline appeared since next_wait(): the round must tick
   bool router_io_asked = false;  // the I/O thread was woken to send router_out
   std::size_t router_out_bytes = 0;
   /// Stream items for one channel (of a ZeroMQ client, or of a pipe's), queued after everything in router_out and
@@ -375,7 +376,7 @@ struct server::impl final : detail::pipe_server {
 
   // The rest runs with `mu` held.
   void note_deadline(detail::clock::time_point t) {
-    if (t < io_wakes_at) wake_io = true;
+    if (t < io_wakes_at) wake_io = deadline_noted = true;
   }
   void closed_one();
   void collected_one(detail::job& j);

@@ -133,11 +133,12 @@ detail::clock::duration server::impl::next_wait(detail::clock::time_point now) {
   if (batch) next = std::min(next, batch->opened + batch_delay);
   for (auto& [identity, table] : peers)
     if (auto d = table.next_deadline()) next = std::min(next, *d);
-  if (auto d = jobs.next_deadline()) next = std::min(next, *d);
+  if (auto d = jobs.next_deadline(opts.keep_results)) next = std::min(next, *d);
   if (!brokers.empty()) next = std::min(next, next_beat);
   for (const auto& [key, call] : running_calls)
     if (call.defer_at) next = std::min(next, *call.defer_at);
   io_wakes_at = next;
+  deadline_noted = false;
   return std::max(next - now, detail::clock::duration(0));
 }
 
@@ -252,10 +253,18 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   locked g(*this);
   if (mode == serving_mode::aborting) abort_running();
   const auto now = detail::clock::now();
-  tick(now);
   const bool beat = !brokers.empty() && now >= next_beat;
   if (beat) next_beat = now + opts.heartbeat;
-  wait = next_wait(now);
+  // tick() and next_wait() go over every open channel. Nothing is due before io_wakes_at unless a deadline was
+  // noted since (every path that sets one notes it: the holder could not sleep right otherwise), or a batch of
+  // stream items waits: else the round skips both, which a round per call (a client calling one at a time) would
+  // pay for over every open channel of every client.
+  if (now >= io_wakes_at || deadline_noted || batch) {
+    tick(now);
+    wait = next_wait(now);
+  } else {
+    wait = io_wakes_at - now;
+  }
   g.flush();  // what this round and other threads queued goes before the next sleep
   if (beat) {
     std::lock_guard lock(router_mu);

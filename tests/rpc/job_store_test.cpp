@@ -132,6 +132,10 @@ TEST_CASE("job store: finished jobs expire after the keep time - running ones ne
   REQUIRE(finish(s, unfetched, 10, t0));
   fetched.collected = true;
   const std::string running_token = running.token;
+  // The server sleeps until the first of them expires (a running job never does); waiters alone without `keep`.
+  CHECK(s.next_deadline(300s) == t0 + 300s + steady::duration(1));
+  CHECK_FALSE(s.next_deadline());
+  CHECK(s.expire(t0 + 300s, 300s) == 0);  // kept for 300 s, not a moment less
   CHECK(s.expire(t0 + 299s, 300s) == 0);
   CHECK(s.size() == 3);
   CHECK(s.expire(t0 + 301s, 300s) == 1);  // two go; one of them had never been fetched
