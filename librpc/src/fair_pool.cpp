@@ -92,6 +92,11 @@ void fair_pool::vacate(std::function<void()> job) {
   ready_.notify_all();
 }
 
+bool fair_pool::idle() {
+  std::lock_guard lock(mu_);
+  return running_ == 0 && queued_ == 0 && vacant_.empty();
+}
+
 void fair_pool::sweep() {
   std::lock_guard lock(mu_);
   std::erase_if(clients_, [](const auto& c) { return c.second.jobs.empty() && c.second.running == 0; });

@@ -75,6 +75,8 @@ class fair_pool {
   /// Forgets clients with nothing queued or running (their entries are kept between calls, to save an allocation
   /// per call of a client that calls one at a time).
   void sweep();
+  /// Whether nothing runs (on the pool's threads or counted by try_begin()), waits, or waits for a thread to take it.
+  [[nodiscard]] bool idle();
   [[nodiscard]] const limits& bounds() const noexcept { return limits_; }
 
  private:

@@ -210,6 +210,18 @@ struct server::impl final : detail::pipe_server {
   // role's holder (or its lender), taken by the holder before it sleeps.
   std::atomic<bool> io_input{false};
   id_generator io_ids;    // the role's own: ids of the replies its holder sends itself (run_inline())
+  // Whether nothing runs but what the role's holder runs itself (no handler on the pool, no tracked call, no duct,
+  // no broker, nothing queued to send): then no other thread wants the ROUTER, and the holder waits inside
+  // ZeroMQ's own receive rather than on the socket's descriptor (round()). Set by the holder at the end of each
+  // round, under `mu`; read by it at the start of the next.
+  std::atomic<bool> quiet{false};
+  // Whether the holder's last wait inside ZeroMQ's receive ran out with nothing: then the server is idle, not
+  // quiet, and the holder sleeps on the descriptor until the next event (an idle server wakes for nothing).
+  std::atomic<bool> quiet_missed{false};
+  int router_timeout = -1;  // the ROUTER's ZMQ_RCVTIMEO, as round() last set it (router_mu)
+  /// How long the holder waits inside ZeroMQ's receive at most: what stop(), shutdown() and a deadline noted by
+  /// another thread may wait for it.
+  static constexpr std::chrono::milliseconds quiet_wait{10};
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<std::size_t> open{0};
