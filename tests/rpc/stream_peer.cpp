@@ -1,7 +1,8 @@
 // rpc-stream-peer: the two sides of the stream memory test, each in a fresh process so that its resident memory is
 // its own.
 //   rpc-stream-peer serve ENDPOINT RSS_FILE   serve chunks(count, size) for one call, then write the peak resident
-//                                             memory (KiB) to RSS_FILE and exit
+//                                             memory (KiB) to RSS_FILE and exit; started by duct::spawn(), it also
+//                                             exits (status 3) if its duct closes first
 //   rpc-stream-peer take-one ENDPOINT HEARTBEAT_MS
 //                                             open the stream "endless", take its first item, print "taken", then
 //                                             wait to be killed (the SIGKILLed-client test)
@@ -14,6 +15,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -50,7 +52,17 @@ int serve(const std::string& endpoint, const std::string& rss_file) {
   });
   s.listen(endpoint);
   s.start();
-  finished.get_future().wait();
+  // The test that started this peer may end before the call comes (a failed check, an abort): its end of the duct
+  // then closes, and the peer goes too rather than wait for a call that will never come.
+  duct::connection parent = duct::from_env();
+  auto done = finished.get_future();
+  while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    if (parent.poll(std::chrono::milliseconds(100))) {
+      std::fprintf(stderr, "rpc-stream-peer: the test that started it has gone (its duct, %s, closed)\n",
+                   parent.name().c_str());
+      return 3;
+    }
+  }
   s.shutdown(rpc::shutdown_mode::drain, std::chrono::seconds(30));
   std::ofstream(rss_file) << peak_kib() << "\n";
   return 0;
