@@ -10,11 +10,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <sstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,9 +31,6 @@ namespace {
 
 constexpr auto period = 100ms;  // heartbeats every 100 ms: a call is lost after two silent periods
 
-// add(a, b); nap(ms), asleep; spin(ms), busy the whole time; and held_service's until_stopped(). The long ones stay
-// open calls, heartbeating, however long they run (defer_policy::immediate): a deferred call would turn into a job,
-// which outlives its client.
 // Each thread of this process (by id, "id name") and how often it has slept and woken: the voluntary context
 // switches in /proc/self/task/*/status.
 std::map<std::string, long> wake_ups() {
@@ -54,6 +51,9 @@ std::map<std::string, long> wake_ups() {
   return out;
 }
 
+// add(a, b); nap(ms), asleep; spin(ms), busy the whole time; and held_service's until_stopped(). The long ones stay
+// open calls, heartbeating, however long they run (defer_policy::immediate): a deferred call would turn into a job,
+// which outlives its client.
 struct hogged {
   rpc::server server;
   std::string endpoint;

@@ -1,8 +1,8 @@
 // rpc-stream-peer: the two sides of the stream memory test, each in a fresh process so that its resident memory is
 // its own.
 //   rpc-stream-peer serve ENDPOINT RSS_FILE   serve chunks(count, size) for one call, then write the peak resident
-//                                             memory (KiB) to RSS_FILE and exit; started by duct::spawn(), it also
-//                                             exits (status 3) if its duct closes first
+//                                             memory (KiB) to RSS_FILE and exit; started by duct::spawn() (it
+//                                             needs DUCT_FD), it exits (status 3) if its duct closes first
 //   rpc-stream-peer take-one ENDPOINT HEARTBEAT_MS
 //                                             open the stream "endless", take its first item, print "taken", then
 //                                             wait to be killed (the SIGKILLed-client test)
