@@ -34,6 +34,7 @@
 #include <rpc/server.hpp>
 
 #include "common.hpp"
+#include "raw_codec.hpp"
 
 namespace {
 
@@ -84,10 +85,11 @@ void serve_bare(const std::string& endpoint, Ready ready) {
   for (;;) {
     frames.clear();
     if (!zmq::recv_multipart(router, std::back_inserter(frames)) || frames.size() < 2) continue;
-    rpc::event e = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    raw::event e = raw::decode(frames.back());
     if (e.name != "add") continue;  // a heartbeat
-    const int sum = e.args().via.array.ptr[0].as<int>() + e.args().via.array.ptr[1].as<int>();
-    duct::buffer reply = rpc::encode_event({ids.next(), e.header.id}, "OK", std::make_tuple(sum));
+    const int sum = e.args->via.array.ptr[0].as<int>() + e.args->via.array.ptr[1].as<int>();
+    const rpc::message_id id = ids.next();
+    msgpack::sbuffer reply = raw::encode({id.bytes()}, e.message_id, "OK", std::make_tuple(sum));
     for (std::size_t i = 0; i + 1 < frames.size(); ++i) router.send(frames[i], zmq::send_flags::sndmore);
     router.send(zmq::buffer(reply.data(), reply.size()));
   }

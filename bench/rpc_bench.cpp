@@ -42,6 +42,7 @@
 #include <zmq_addon.hpp>
 
 #include "common.hpp"
+#include "raw_codec.hpp"
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
@@ -75,10 +76,11 @@ void serve_raw(const std::string& endpoint, Ready ready) {
   for (;;) {
     frames.clear();
     if (!zmq::recv_multipart(router, std::back_inserter(frames))) continue;
-    rpc::event e = rpc::decode_event(std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
+    raw::event e = raw::decode(frames.back());
     if (e.name != "add") continue;  // a heartbeat: this loop answers add alone
-    int sum = e.args().via.array.ptr[0].as<int>() + e.args().via.array.ptr[1].as<int>();
-    duct::buffer reply = rpc::encode_event({ids.next(), e.header.id}, "OK", std::make_tuple(sum));
+    int sum = e.args->via.array.ptr[0].as<int>() + e.args->via.array.ptr[1].as<int>();
+    const rpc::message_id id = ids.next();
+    msgpack::sbuffer reply = raw::encode({id.bytes()}, e.message_id, "OK", std::make_tuple(sum));
     router.send(frames[0], zmq::send_flags::sndmore);
     router.send(zmq::message_t(), zmq::send_flags::sndmore);
     router.send(zmq::buffer(reply.data(), reply.size()));
@@ -104,17 +106,17 @@ result run_raw_client(const served& server, int n, int inflight_n) {
   rpc::id_generator ids;
   std::vector<zmq::message_t> frames;
   auto send = [&] {
-    duct::buffer req = rpc::encode_event({ids.next()}, "add", std::make_tuple(1, 2));
+    const rpc::message_id id = ids.next();
+    msgpack::sbuffer req = raw::encode({id.bytes()}, {}, "add", std::make_tuple(1, 2));
     dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
     dealer.send(zmq::buffer(req.data(), req.size()));
   };
   auto receive = [&] {  // every reply is read as a client must, to learn which call it answers and its result
     frames.clear();
     (void)zmq::recv_multipart(dealer, std::back_inserter(frames));
-    rpc::event reply = rpc::decode_event(
-        std::as_bytes(std::span(static_cast<const char*>(frames.back().data()), frames.back().size())));
-    const msgpack::object& args = reply.args();
-    if (!reply.header.response_to || args.type != msgpack::type::ARRAY || args.via.array.size != 1 ||
+    raw::event reply = raw::decode(frames.back());
+    const msgpack::object& args = *reply.args;
+    if (reply.response_to.bytes.empty() || args.type != msgpack::type::ARRAY || args.via.array.size != 1 ||
         args.via.array.ptr[0].as<int>() != 3)
       throw std::runtime_error("raw client: not a reply of add(1, 2)");
   };
