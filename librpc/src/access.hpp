@@ -26,15 +26,20 @@ struct access {
   }
   static const std::shared_ptr<link_core>& core(const rpc::link& l) noexcept { return l.core_; }
   static rpc::server::impl& core(rpc::server& s) noexcept { return *s.impl_; }
-  /// Sets a decoded event's body and its args, which point into the body's zone.
-  static void set_body(rpc::event& e, duct::value body, const msgpack::object* args) noexcept {
-    e.args_ = args;
-    e.body_ = std::move(body);
-  }
+  /// Sets a decoded event's args.
+  static void set_args(rpc::event& e, duct::value args) noexcept { e.args_ = std::move(args); }
 };
 
 /// decode_event(), into `fresh`, a default-constructed event, where the caller wants it (in a shared_ptr's block, in
 /// an optional) rather than moved there: an event is large. Throws: as decode_event(); `fresh` is then unspecified.
 void decode_event_into(std::span<const std::byte> body, rpc::event& fresh, const duct::decode_limits& limits = {});
+
+// decode_event_into() is these two (event.cpp), each tested against the other:
+/// The quick decoder, for events of the usual shape: [header, name, args] with a header of scalars (ids, the
+/// version, flags). Returns: false, with `fresh` left unspecified, for a body of any other shape or not well-formed;
+/// it accepts nothing the reference refuses and decodes what it accepts as the reference does.
+bool decode_event_quickly(std::span<const std::byte> body, rpc::event& fresh, const duct::decode_limits& limits = {});
+/// The reference decoder: any body, read whole into msgpack objects and then taken apart. Throws: as decode_event().
+void decode_event_checked(std::span<const std::byte> body, rpc::event& fresh, const duct::decode_limits& limits = {});
 
 }  // namespace rpc::detail

@@ -47,8 +47,7 @@ duct::buffer detail::ok_args(const duct::buffer& packed_result) {
 void detail::reply_batch::add(std::string identity, const event_header& h, bool ok, std::string_view name,
                               std::span<const std::byte> args) {
   const std::size_t at = bytes_.size();
-  msgpack::packer<duct::pack_buffer> p(bytes_);
-  pack_event_head(p, h, ok ? "OK" : name);
+  pack_event_head(bytes_, h, ok ? "OK" : name);
   if (ok) bytes_.write("\x91", 1);  // [result]
   bytes_.write(reinterpret_cast<const char*>(args.data()), args.size());
   to_.push_back({std::move(identity), at, bytes_.size() - at});

@@ -1,5 +1,6 @@
 // Fuzz target: the zerorpc event decoder, which sees every message a server or client receives. A body is refused
-// with protocol_error or decoded; a decoded event encodes again and decodes to the same name, ids and version.
+// with protocol_error or decoded; a decoded event encodes again and decodes to the same name, ids and version. The
+// quick decoder (the usual shapes, read in place) accepts nothing the reference refuses and agrees with it on the rest.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -7,8 +8,33 @@
 
 #include <rpc/event.hpp>
 
+#include "access.hpp"
+
+namespace {
+
+bool same_event(const rpc::event& a, const rpc::event& b) {
+  const auto& x = a.header;
+  const auto& y = b.header;
+  return x.id == y.id && x.response_to == y.response_to && x.version == y.version &&
+         x.accepts_deferred == y.accepts_deferred && x.accepts_stop == y.accepts_stop &&
+         x.wants_progress == y.wants_progress && x.oneway == y.oneway && x.accepts_batches == y.accepts_batches &&
+         a.name == b.name && a.args() == b.args() && a.wire_size == b.wire_size;
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
+  rpc::event quick;
+  if (rpc::detail::decode_event_quickly(bytes, quick)) {
+    rpc::event reference;
+    try {
+      rpc::detail::decode_event_checked(bytes, reference);
+    } catch (const rpc::error&) {
+      std::abort();  // the quick decoder took what the reference refuses
+    }
+    if (!same_event(quick, reference)) std::abort();
+  }
   rpc::event e;
   try {
     e = rpc::decode_event(bytes);

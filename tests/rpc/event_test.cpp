@@ -1,8 +1,11 @@
 // The zerorpc event codec against every body captured from zerorpc-python and zerorpc-node.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+
 #include <rpc/event.hpp>
 
+#include "access.hpp"
 #include "support.hpp"
 
 namespace {
@@ -167,4 +170,127 @@ TEST_CASE("unknown header keys are ignored and args may be any value", "[rpc][ev
   CHECK(e.name == "STREAM");
   CHECK(e.args().type == msgpack::type::POSITIVE_INTEGER);
   CHECK(e.channel() == rpc::message_id("x", false));
+}
+
+namespace {
+
+bool same_event(const rpc::event& a, const rpc::event& b) {
+  const auto& x = a.header;
+  const auto& y = b.header;
+  return x.id == y.id && x.response_to == y.response_to && x.version == y.version &&
+         x.accepts_deferred == y.accepts_deferred && x.accepts_stop == y.accepts_stop &&
+         x.wants_progress == y.wants_progress && x.oneway == y.oneway && x.accepts_batches == y.accepts_batches &&
+         a.name == b.name && a.args() == b.args() && a.wire_size == b.wire_size;
+}
+
+// Whether the quick decoder and the reference agree on `body`: what the quick one accepts, the reference decodes to
+// the same event. Returns: whether the quick one accepted it.
+bool decoders_agree(std::span<const std::byte> body, const duct::decode_limits& limits = {}) {
+  rpc::event quick;
+  if (!rpc::detail::decode_event_quickly(body, quick, limits)) return false;
+  rpc::event checked;
+  REQUIRE_NOTHROW(rpc::detail::decode_event_checked(body, checked, limits));
+  CHECK(same_event(quick, checked));
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("the quick decoder takes every captured body and decodes it as the reference does", "[rpc][event][vectors]") {
+  for (const auto& line : all_captured_events()) {
+    CAPTURE(line["case"].get<std::string>(), line["seq"].get<int>(), line.value("peers", ""));
+    CHECK(decoders_agree(test::unhex(line["frames_hex"][1].get<std::string>()).span()));
+  }
+  // Our own requests and replies, with every header flag we send.
+  rpc::event_header h{rpc::message_id("abc", true), rpc::message_id("channel", false)};
+  h.accepts_deferred = h.accepts_stop = h.wants_progress = h.oneway = h.accepts_batches = true;
+  h.version = 1000;
+  CHECK(decoders_agree(rpc::encode_event(h, "name", std::make_tuple(1, "two", std::vector<int>{3})).span()));
+}
+
+TEST_CASE("the quick decoder accepts nothing the reference refuses, whatever the bytes", "[rpc][event][limits]") {
+  // Every captured body, and bodies with each byte replaced, and cut short at every length, under several depth
+  // limits: wherever the quick decoder accepts, the reference decodes the same event.
+  std::vector<duct::buffer> bodies;
+  for (const auto& line : all_captured_events()) bodies.push_back(test::unhex(line["frames_hex"][1].get<std::string>()));
+  bodies.push_back(test::unhex("9383aa6d6573736167655f6964a178a17603a27a7a9101a3616464c0"));  // a list in the header
+  int accepted = 0, tried = 0;
+  for (const duct::buffer& body : bodies) {
+    std::vector<std::byte> b(body.span().begin(), body.span().end());
+    for (std::size_t max_depth : {1, 2, 3, 256}) {
+      const duct::decode_limits limits{max_depth};
+      for (std::size_t n = 0; n <= b.size(); ++n) accepted += decoders_agree(std::span(b.data(), n), limits) ? 1 : 0;
+    }
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      const std::byte was = b[i];
+      for (unsigned with : {0x00u, 0x01u, 0x7fu, 0x80u, 0x90u, 0x91u, 0xa0u, 0xa1u, 0xc0u, 0xc1u, 0xc3u, 0xc4u, 0xccu,
+                            0xcdu, 0xd0u, 0xd9u, 0xdcu, 0xdeu, 0xffu, std::to_integer<unsigned>(was) + 1}) {
+        b[i] = static_cast<std::byte>(with);
+        accepted += decoders_agree(b) ? 1 : 0;
+        ++tried;
+      }
+      b[i] = was;
+    }
+  }
+  CHECK(accepted > 0);
+  CHECK(accepted < tried);  // most changes break the body; those the quick decoder takes, the reference took
+}
+
+TEST_CASE("bodies of unusual shape still decode, through the reference", "[rpc][event]") {
+  // A list under an unknown header key, an integer key, a negative version: the quick decoder leaves each to the
+  // reference, which decodes it as before (or refuses it, as before). A bin32 id it reads itself.
+  const duct::buffer list = test::unhex("9383aa6d6573736167655f6964a178a17603a27a7a9101a3616464c0");
+  rpc::event e;
+  CHECK_FALSE(rpc::detail::decode_event_quickly(list.span(), e));
+  e = rpc::decode_event(list.span());
+  CHECK(e.name == "add");
+  CHECK(e.header.version == 3);
+  rpc::event integer_key = decode_hex("9382aa6d6573736167655f6964a1780102a3616464c0");
+  CHECK(integer_key.name == "add");
+  rpc::event bin32 = decode_hex("9381aa6d6573736167655f6964c60000000178a3616464c0");
+  CHECK(bin32.header.id == rpc::message_id("x", true));
+  CHECK_FALSE(rpc::detail::decode_event_quickly(test::unhex("9382aa6d6573736167655f6964a1780102a3616464c0").span(), e));
+  CHECK_THROWS_WITH(decode_hex("9382aa6d6573736167655f6964a178a176ffa3616464c0"), Catch::Contains("'v'"));
+}
+
+TEST_CASE("each header key with each kind of value decodes as the reference decodes it", "[rpc][event][limits]") {
+  // [{"message_id": "x", KEY: VALUE}, "add", [1]] for every key we read (and others) with every kind of value: the
+  // decoder the library uses gives the reference's event, or refuses where the reference does.
+  const std::vector<std::string> keys = {"aa6d6573736167655f6964", "ab726573706f6e73655f746f", "a176", "a3616464",
+                                         "01", "c40176"};  // message_id, response_to, v, add, 1, bin "v"
+  const std::vector<std::string> values = {"c0", "c2", "c3", "00", "7f", "cc80", "cd03e8", "cd03e9", "cdffff", "ce00000005",
+                                     "ff", "d005", "d0ff", "a178", "d90178", "da000178", "c40178", "c5000178",
+                                     "c60000000178", "9101", "80", "ca3f800000", "d40100"};
+  std::vector<std::string> all_keys = keys;
+  for (std::string_view flag : {rpc::deferred_header_key, rpc::stop_header_key, rpc::progress_header_key,
+                                rpc::oneway_header_key, rpc::batch_header_key}) {
+    char len[3];
+    std::snprintf(len, sizeof len, "%02x", 0xa0 + static_cast<unsigned>(flag.size()));
+    all_keys.push_back(len + test::hex(std::as_bytes(std::span(flag.data(), flag.size()))));
+  }
+  int refused = 0, decoded = 0;
+  for (const std::string& key : all_keys) {
+    for (const std::string& value : values) {
+      const std::string hex = "9382aa6d6573736167655f6964a178" + key + value + "a36164649101";
+      CAPTURE(hex);
+      const duct::buffer body = test::unhex(hex);
+      rpc::event ours, reference;
+      bool reference_refused = false;
+      try {
+        rpc::detail::decode_event_checked(body.span(), reference);
+      } catch (const rpc::protocol_error&) {
+        reference_refused = true;
+      }
+      if (reference_refused) {
+        CHECK_THROWS_AS(rpc::detail::decode_event_into(body.span(), ours), rpc::protocol_error);
+        ++refused;
+      } else {
+        REQUIRE_NOTHROW(rpc::detail::decode_event_into(body.span(), ours));
+        CHECK(same_event(ours, reference));
+        ++decoded;
+      }
+    }
+  }
+  CHECK(refused > 0);
+  CHECK(decoded > refused);
 }

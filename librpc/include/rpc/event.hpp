@@ -147,9 +147,9 @@ class event {
   std::string name;
 
   /// The args object: an array for calls, OK and ERR; the bare item for STREAM; nil or [] for STREAM_DONE.
-  [[nodiscard]] const msgpack::object& args() const noexcept { return *args_; }
-  /// The args as a value of their own, taking over the event's memory without a copy (args() is invalid after).
-  [[nodiscard]] duct::value take_args() && { return std::move(body_).take_part(*args_); }
+  [[nodiscard]] const msgpack::object& args() const noexcept { return args_.get(); }
+  /// The args as a value of their own, taking over the event's memory without a copy (args() is nil after).
+  [[nodiscard]] duct::value take_args() && { return std::move(args_); }
   /// The channel this event belongs to: response_to if set, otherwise its own id (it opens a channel).
   [[nodiscard]] const message_id& channel() const noexcept {
     return header.response_to ? *header.response_to : header.id;
@@ -160,8 +160,7 @@ class event {
 
  private:
   friend struct detail::access;
-  duct::value body_;
-  const msgpack::object* args_ = nullptr;
+  duct::value args_;  // nil until decoded
 };
 
 /// Decodes one event body.
@@ -172,7 +171,7 @@ event decode_event(std::span<const std::byte> body, const duct::decode_limits& l
 
 namespace detail {
 /// Packs the array head, the header and the name of an event.
-void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& h, std::string_view name);
+void pack_event_head(duct::pack_buffer& out, const event_header& h, std::string_view name);
 }  // namespace detail
 
 /// Encodes an event with any msgpack-able args, header keys in zerorpc-python's order (message_id, v,
@@ -180,8 +179,8 @@ void pack_event_head(msgpack::packer<duct::pack_buffer>& p, const event_header& 
 template <class Args>
 duct::buffer encode_event(const event_header& h, std::string_view name, const Args& args) {
   duct::pack_buffer out;
+  detail::pack_event_head(out, h, name);
   msgpack::packer<duct::pack_buffer> p(out);
-  detail::pack_event_head(p, h, name);
   p.pack(args);
   return out.take();
 }
