@@ -39,7 +39,7 @@ fair_pool::refusal fair_pool::submit(const std::string& client, std::function<vo
     std::lock_guard lock(mu_);
     if (stopping_) return refusal::none;  // dropped, as queued jobs are at the end
     if (queued_ >= limits_.queued) return refusal::queue_full;
-    client_queue& c = clients_[client];
+    client_queue& c = queue_of(client);
     if (c.jobs.size() >= limits_.per_client_queued) return refusal::client_queue_full;
     c.jobs.push_back(std::move(job));
     ++queued_;
@@ -53,12 +53,23 @@ fair_pool::refusal fair_pool::submit(const std::string& client, std::function<vo
 
 fair_pool::counted fair_pool::try_begin(const std::string& client) {
   std::lock_guard lock(mu_);
+  return begin(client, nullptr);
+}
+
+fair_pool::counted fair_pool::begin(const std::string& client, client_queue* last) {
   if (stopping_ || !turns_.empty() || running_ >= limits_.threads) return {};
-  client_queue& c = clients_[client];
+  // A run of calls from one client (the usual batch) looks it up once.
+  client_queue& c = last && *last->key == client ? *last : queue_of(client);
   if (c.running >= limits_.per_client_running) return {};
   ++c.running;
   ++running_;
   return counted(&c);
+}
+
+fair_pool::client_queue& fair_pool::queue_of(const std::string& client) {
+  auto [it, fresh] = clients_.try_emplace(client);
+  if (fresh) it->second.key = &it->first;  // node-based: the key stays where it is
+  return it->second;
 }
 
 void fair_pool::end(counted call) {
@@ -69,6 +80,19 @@ void fair_pool::end(counted call) {
     wake = job_ready();
   }
   if (wake) ready_.notify_one();
+}
+
+fair_pool::counted fair_pool::end_and_begin(counted done, const std::string& client) {
+  bool wake;
+  counted next;
+  {
+    std::lock_guard lock(mu_);
+    ended(*done.c_);
+    next = begin(client, done.c_);
+    wake = job_ready();
+  }
+  if (wake) ready_.notify_one();
+  return next;
 }
 
 void fair_pool::ended(client_queue& c) {

@@ -67,6 +67,8 @@ class fair_pool {
   [[nodiscard]] counted try_begin(const std::string& client);
   /// A call counted by try_begin() has ended.
   void end(counted call);
+  /// end(`done`), then try_begin(`client`), under one lock: for a thread running calls one after another.
+  [[nodiscard]] counted end_and_begin(counted done, const std::string& client);
   /// The I/O role fell vacant: a free thread runs `lead`.
   void vacate();
   /// Another role fell vacant (a duct's reader runs a long call): a free thread runs `job`, before any queued
@@ -85,13 +87,18 @@ class fair_pool {
   struct client_queue {
     std::deque<std::function<void()>> jobs;
     std::size_t running = 0;
-    bool in_turn = false;  // among turns_
+    bool in_turn = false;             // among turns_
+    const std::string* key = nullptr;  // its client's name, the key in clients_
   };
   void work();
   [[nodiscard]] bool may_run(const client_queue& c) const { return !c.jobs.empty() && c.running < limits_.per_client_running; }
   [[nodiscard]] bool job_ready() const { return !turns_.empty() && running_ < limits_.threads; }
   /// One of `c`'s calls has ended (mu_ held): its turn may come again.
   void ended(client_queue& c);
+  /// `client`'s queue, made if it has none (mu_ held).
+  client_queue& queue_of(const std::string& client);
+  /// try_begin() with mu_ held; `last`, if set, is the queue of the caller's last call, likely `client`'s.
+  counted begin(const std::string& client, client_queue* last);
 
   const limits limits_;
   std::mutex mu_;
