@@ -33,6 +33,12 @@ bool server::impl::may_run_quick(const event& ev, const detail::method_entry& m,
 }
 
 namespace {
+// Looked up once per use, not inlined (see round_scratch, server_io.cpp).
+[[gnu::noinline]] detail::reply_batch& this_threads_replies() {
+  thread_local detail::reply_batch replies;
+  return replies;
+}
+
 // Starts quick call `q` the long way, on the pool (`mu` held): it is among the open calls already.
 void start_long_way(server::impl& s, detail::quick_call& q, detail::clock::time_point now) {
   const detail::marked<bool> pooled(detail::to_pool, true);
@@ -41,45 +47,48 @@ void start_long_way(server::impl& s, detail::quick_call& q, detail::clock::time_
 }
 }  // namespace
 
+// Each call costs one pass under kept_mu and one under the pool's lock: the reply of the call before it is held
+// and its place among the running calls goes to this one, if it may start now (else it goes the long way).
 bool server::impl::run_quick_calls(detail::io_role::ticket t) {
+  detail::quick_call q;
+  detail::fair_pool::counted counted;  // the call that ran last, still counted as running
+  bool ok = false;
+  outbound o;
   for (;;) {
-    detail::quick_call q;
+    bool more = false;
     {
       std::lock_guard k(kept_mu);
+      if (counted) {  // it ended within the budget: nothing else knew of it (hand_on_quick() did not run)
+        quick_running = nullptr;
+        quick_held.add(std::move(q.identity), {io_ids.next(), q.ev->header.id}, ok, o.name, o.packed_args.span());
+      }
       if (quick_next == quick.size()) {  // all taken: emptied, keeping its capacity
         quick.clear();
         quick_next = 0;
-        break;
+      } else {
+        more = true;
+        q = std::move(quick[quick_next++]);
+        counted = counted ? pool->end_and_begin(counted, q.client) : pool->try_begin(q.client);
+        if (counted) {  // set before hand_on_quick() may look
+          if (q.m->stops) q.stop = std::stop_source();  // else it could not tell: no stop state is made for it
+          q.started = detail::clock::now();
+          quick_running = &q;
+        }
       }
-      q = std::move(quick[quick_next++]);
     }
-    const auto counted = pool->try_begin(q.client);
+    if (!more) break;
     if (!counted) {  // others wait their turn, or the bounds are reached: it waits with them
       locked g(*this);
       start_long_way(*this, q, detail::clock::now());
       g.flush();
       continue;
     }
-    if (q.m->stops) q.stop = std::stop_source();  // else it could not tell: no stop state is made for it
-    q.started = detail::clock::now();
-    {
-      std::lock_guard k(kept_mu);
-      quick_running = &q;
-    }
     role->enter(t);
-    outbound o;
+    o = outbound{};
     o.name = "OK";
     detail::call_context context{q.stop.get_token(), nullptr, nullptr, nullptr, std::move(q.peer)};
-    const bool ok = detail::execute_unwrapped(q.m->fn, q.ev->args(), context, o);
-    if (role->leave(t)) {  // it ended within the budget: nothing else knew of it (hand_on_quick() did not run)
-      {
-        std::lock_guard k(kept_mu);
-        quick_running = nullptr;
-        quick_held.add(std::move(q.identity), {io_ids.next(), q.ev->header.id}, ok, o.name, o.packed_args.span());
-      }
-      pool->end(counted);
-      continue;
-    }
+    ok = detail::execute_unwrapped(q.m->fn, q.ev->args(), context, o);
+    if (role->leave(t)) continue;
     // It ran long: the role went on, and the calls waiting behind it to the pool (hand_on_quick()).
     bool tracked = false;
     {
@@ -105,12 +114,13 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
     send_quick_held();
     return false;
   }
+  if (counted) pool->end(counted);
   send_quick_held();
   return true;
 }
 
 void server::impl::send_quick_held() {
-  thread_local detail::reply_batch replies;  // kept for its capacity, swapped with quick_held's
+  detail::reply_batch& replies = this_threads_replies();  // kept for its capacity, swapped with quick_held's
   {
     std::lock_guard k(kept_mu);
     if (quick_held.empty()) return;
