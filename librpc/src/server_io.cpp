@@ -30,9 +30,41 @@ server::impl::locked::~locked() {
   if (waiting) s_.wake.signal();
 }
 
+namespace {
+// What a round keeps from one round to the next on its thread, for the capacity of its vectors. Per thread, not per
+// role: a round leaves them empty, and a thread that lost the role mid-round may still be dispatching its calls
+// while the next holder runs its own round. One thread-local, looked up once a round: a shared library reaches each
+// of its thread-locals through a call (__tls_get_addr), at nearly every use.
+struct round_scratch {
+  std::vector<zmq::message_t> frames;
+  std::vector<std::pair<std::string, zmq::message_t>> arrived;  // identity and body, as received
+  struct decoded_event {
+    std::string identity;
+    std::shared_ptr<event> ev;
+    zmq::message_t body;  // kept for its metadata: the peer's address, read once per peer
+  };
+  std::vector<decoded_event> decoded;
+  std::vector<detail::inline_call> calls;
+  std::vector<pollfd> fds;
+  int last_taken = 0;  // how many events the last round that found any took
+};
+
+// Not inlined: GCC recomputes an inlined thread-local's address at every use rather than keep it.
+[[gnu::noinline]] round_scratch& this_threads_round() {
+  thread_local round_scratch scratch;
+  return scratch;
+}
+
+[[gnu::noinline]] std::vector<std::pair<std::string, duct::buffer>>& this_threads_router_sends() {
+  thread_local std::vector<std::pair<std::string, duct::buffer>> sends;
+  return sends;
+}
+}  // namespace
+
 void server::impl::locked::flush() {
   // On the role's thread. While it runs a handler the role may pass to another thread: after sending, it checks.
-  const bool on_io = io_holder.of == &s_;
+  const detail::io_holding holder = io_holder;  // thread-locals are looked up once (see round_scratch)
+  const bool on_io = holder.of == &s_;
   bool wake = s_.wake_io && !on_io;
   s_.wake_io = false;
   const bool full = s_.router_out_bytes >= 64 * 1024 || (s_.batch && s_.batch->body.size() >= 64 * 1024);
@@ -50,7 +82,7 @@ void server::impl::locked::flush() {
   }
   // Swapped with router_out, so both keep their capacity: a vector grown afresh for every batch was a string of
   // mallocs per reply. Cleared by send_router() before this thread comes back here.
-  thread_local std::vector<std::pair<std::string, duct::buffer>> router_sends;
+  auto& router_sends = this_threads_router_sends();
   if (!defer_router_ || on_io || full) {
     router_sends.swap(s_.router_out);
     s_.router_io_asked = false;
@@ -75,7 +107,7 @@ void server::impl::locked::flush() {
   // A handler run by the role's holder, whose role went to another thread meanwhile: that thread may sleep past
   // what this one queued, or input whose edge the sends took. (If the role goes after this check, its new holder
   // starts by reading, and computes its deadlines afresh.)
-  if (on_io && !s_.role->mine(io_holder.ticket)) wake = true;
+  if (on_io && !s_.role->mine(holder.ticket)) wake = true;
   for (detail::server_pipe* p : to_drain) s_.drain(*p);
   if (wake) s_.wake.signal();
 }
@@ -158,22 +190,18 @@ void server::impl::lead() {
   if (have_role) role->end(t);  // the server stops
 }
 
+
 bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wait) {
-  // Per thread, not per role: a round leaves them empty, and a thread that lost the role mid-round may still be
-  // dispatching its calls while the next holder runs its own round.
-  thread_local std::vector<zmq::message_t> frames;
-  thread_local std::vector<std::pair<std::string, zmq::message_t>> arrived;  // identity and body, as received
-  struct decoded_event {
-    std::string identity;
-    std::shared_ptr<event> ev;
-    zmq::message_t body;  // kept for its metadata: the peer's address, read once per peer
-  };
-  thread_local std::vector<decoded_event> decoded;
-  thread_local std::vector<detail::inline_call> calls;
+  round_scratch& scratch = this_threads_round();
+  auto& frames = scratch.frames;
+  auto& arrived = scratch.arrived;
+  auto& decoded = scratch.decoded;
+  auto& calls = scratch.calls;
+  int& last_taken = scratch.last_taken;
   const bool slept = !io_input.exchange(false);  // else it reads at once, without a system call to learn what it knows
   const bool in_zmq = quiet.load(std::memory_order_relaxed);
   if (slept && !in_zmq) {
-    thread_local std::vector<pollfd> fds;
+    auto& fds = scratch.fds;
     fds.clear();
     fds.push_back({wake.fd(), POLLIN, 0});
     fds.push_back({detail::retry_eintr([&] { return router.get(zmq::sockopt::fd); }), POLLIN, 0});
@@ -201,7 +229,6 @@ bool server::impl::round(detail::io_role::ticket t, detail::clock::duration& wai
   // on the descriptor, without a wake-up every quiet_wait. An event that had to be waited for most likely came alone
   // (that client calls one at a time): the round takes it only. One that was there at once may have others behind
   // it: the round reads on.
-  thread_local int last_taken = 0;  // per thread, as the batches above
   {
     std::lock_guard lock(router_mu);
     auto take = [&] {
@@ -340,8 +367,15 @@ bool server::impl::run_io_calls(detail::io_role::ticket t) {
   return true;
 }
 
-void server::impl::send_held() {
+namespace {
+[[gnu::noinline]] std::vector<detail::outbound>& this_threads_held() {  // see round_scratch
   thread_local std::vector<detail::outbound> replies;
+  return replies;
+}
+}  // namespace
+
+void server::impl::send_held() {
+  std::vector<detail::outbound>& replies = this_threads_held();
   {
     std::lock_guard k(kept_mu);
     if (held.empty()) return;

@@ -16,6 +16,14 @@ namespace {
 
 thread_local const zmq_client* leading_here = nullptr;  // the client this thread leads for, if any
 
+// The futures release() settles, swapped with `done` so that both keep their capacity. Reached through a call that
+// is not inlined: GCC recomputes an inlined thread-local's address (a call to __tls_get_addr in a shared library)
+// at every use.
+[[gnu::noinline]] std::vector<settlement>& this_threads_settlements() {
+  thread_local std::vector<settlement> settling;
+  return settling;
+}
+
 }  // namespace
 
 // Sends one event without waiting. Returns: false if the socket has no connection to queue it on (its handshake
@@ -197,16 +205,16 @@ void zmq_client::stop_stream(const message_id& id) {
 void zmq_client::release(std::unique_lock<std::mutex>& lock) {
   // Swapped with `done`, so that both keep their capacity (a vector grown afresh per batch was a malloc per reply).
   // Emptied before this thread can come back here: settling runs nothing of ours that could.
-  thread_local std::vector<detail::settlement> now;
+  std::vector<detail::settlement>& now = this_threads_settlements();
   now.swap(done);
   lock.unlock();
-  bool wake_leader = false;
+  bool led = false;
   for (auto& d : now) {
     d.state->settle(std::move(d.value), std::move(d.error));
-    wake_leader = wake_leader || (d.state->led && leading_here != this);
+    led = led || d.state->led;
   }
   now.clear();
-  if (wake_leader) leader_wake.signal();
+  if (led && leading_here != this) leader_wake.signal();
 }
 
 void zmq_client::absorb(detail::effects& fx) {
