@@ -12,9 +12,20 @@ call_table::request call_table::open(std::string_view method, std::span<const st
   request r{ids_.next(), {}};
   r.body = encode_event_packed(request_header(r.id), method, packed_args);
   const heartbeat beat(spec.heartbeat, now);
-  open_call c{std::move(spec), beat};
+  if (spare_.empty()) {
+    open_call c{std::move(spec), beat};
+    c.result = std::move(result);
+    calls_.emplace(r.id, std::move(c));
+    return r;
+  }
+  table::node_type node = std::move(spare_.back());
+  spare_.pop_back();
+  node.key() = r.id;
+  open_call& c = node.mapped();  // left empty by forget()
+  c.spec = std::move(spec);
+  c.beat = beat;
   c.result = std::move(result);
-  calls_.emplace(r.id, std::move(c));
+  calls_.insert(std::move(node));
   return r;
 }
 
@@ -221,7 +232,14 @@ void call_table::end(table::iterator c, std::exception_ptr e, effects& out) {
 
 void call_table::forget(table::iterator c) {
   if (c->second.stream) --streams_;
-  calls_.erase(c);
+  constexpr std::size_t spares = 64;
+  if (spare_.size() >= spares) {
+    calls_.erase(c);
+    return;
+  }
+  table::node_type node = calls_.extract(c);
+  node.mapped() = open_call{call_spec{}, node.mapped().beat};  // what it held goes now, as with erase()
+  spare_.push_back(std::move(node));
 }
 
 }  // namespace rpc::detail

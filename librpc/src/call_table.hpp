@@ -152,6 +152,8 @@ class call_table {
   void forget(table::iterator c);
 
   table calls_;
+  // Nodes of calls that ended, kept for the next calls to open: a call then costs no allocation of its own here.
+  std::vector<table::node_type> spare_;
   id_generator ids_;
   std::size_t streams_ = 0;
   bool server_stops_ = false;  // a reply said the server understands _ductrpc_stop
