@@ -7,6 +7,8 @@
 // future.hpp.
 #include "zmq_client.hpp"
 
+#include <algorithm>
+
 #include "access.hpp"
 #include "reply.hpp"
 
@@ -440,7 +442,14 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     if (got && !lead_frames.empty()) {
       std::unique_lock lock(mu);
       on_reply(lead_frames.back(), detail::clock::now());
+      // The reply settles our own call: the lead ends in this same pass under `mu`, not in one more.
+      const bool ours = std::any_of(done.begin(), done.end(), [&](const detail::settlement& d) { return d.state.get() == &st; });
+      const bool wake_io = ours && step_down(st);
       release(lock);
+      if (ours) {
+        if (wake_io) wake.signal();
+        return;
+      }
     }
     if (st.settled() || !running) break;
     std::chrono::milliseconds wait(-1);
@@ -457,12 +466,16 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
   bool wake_io = false;
   {
     std::lock_guard lock(mu);
-    leading = false;
-    st.led = false;
-    leading_here = nullptr;
-    wake_io = followers > 0 || calls.streams() > 0;  // they need a reader: the I/O thread
+    wake_io = step_down(st);
   }
   if (wake_io) wake.signal();
+}
+
+bool zmq_client::step_down(detail::call_state& st) {
+  leading = false;
+  st.led = false;
+  leading_here = nullptr;
+  return followers > 0 || calls.streams() > 0;  // they need a reader: the I/O thread
 }
 
 void zmq_client::fail_all(const std::string& reason) {
