@@ -294,3 +294,64 @@ TEST_CASE("each header key with each kind of value decodes as the reference deco
   CHECK(refused > 0);
   CHECK(decoded > refused);
 }
+
+TEST_CASE("an event's head is written byte for byte as msgpack-c's packer writes it", "[rpc][event]") {
+  // The reference: the head packed part by part with msgpack-c, keys in zerorpc-python's order.
+  auto packed = [](const rpc::event_header& h, std::string_view name) {
+    duct::pack_buffer out;
+    msgpack::packer<duct::pack_buffer> p(out);
+    const std::pair<std::string_view, bool> flags[] = {{rpc::deferred_header_key, h.accepts_deferred},
+                                                        {rpc::stop_header_key, h.accepts_stop},
+                                                        {rpc::progress_header_key, h.wants_progress},
+                                                        {rpc::oneway_header_key, h.oneway},
+                                                        {rpc::batch_header_key, h.accepts_batches}};
+    std::uint32_t n = 2 + (h.response_to ? 1 : 0);
+    for (const auto& f : flags) n += f.second ? 1 : 0;
+    p.pack_array(3);
+    p.pack_map(n);
+    p.pack(std::string_view("message_id"));
+    p.pack(h.id);
+    p.pack(std::string_view("v"));
+    p.pack(h.version);
+    if (h.response_to) {
+      p.pack(std::string_view("response_to"));
+      p.pack(*h.response_to);
+    }
+    for (const auto& [key, on] : flags) {
+      if (!on) continue;
+      p.pack(key);
+      p.pack(true);
+    }
+    p.pack(name);
+    return test::hex(out.take());
+  };
+  auto written = [](const rpc::event_header& h, std::string_view name) {
+    duct::pack_buffer out;
+    rpc::detail::pack_event_head(out, h, name);
+    return test::hex(out.take());
+  };
+  int heads = 0;
+  // Ids and names of every length a one-byte length covers and past it (str and bin, fixstr and str8, 255, 256),
+  // each flag alone and all together, versions the fixint holds and those it does not.
+  for (std::size_t len : {0, 1, 31, 32, 36, 40, 41, 255, 256, 300}) {
+    const std::string bytes(len, 'x');
+    for (bool binary : {true, false}) {
+      for (int flag = -1; flag <= 5; ++flag) {
+        for (int version : {3, 0, 127, 128, 1000, -1}) {
+          rpc::event_header h{rpc::message_id(bytes, binary), rpc::message_id(bytes, !binary)};
+          if (flag == 0) h.response_to.reset();
+          h.accepts_deferred = flag == 1 || flag == 5;
+          h.accepts_stop = flag == 2 || flag == 5;
+          h.wants_progress = flag == 3 || flag == 5;
+          h.oneway = flag == 4 || flag == 5;
+          h.accepts_batches = flag == 5;
+          h.version = version;
+          CAPTURE(len, binary, flag, version);
+          CHECK(written(h, bytes) == packed(h, bytes));
+          ++heads;
+        }
+      }
+    }
+  }
+  CHECK(heads == 10 * 2 * 7 * 6);
+}
