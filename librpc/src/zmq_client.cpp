@@ -26,6 +26,12 @@ thread_local const zmq_client* leading_here = nullptr;  // the client this threa
   return settling;
 }
 
+// What glance() reads into (see above).
+[[gnu::noinline]] std::vector<zmq::message_t>& this_threads_frames() {
+  thread_local std::vector<zmq::message_t> frames;
+  return frames;
+}
+
 }  // namespace
 
 // Sends one event without waiting. Returns: false if the socket has no connection to queue it on (its handshake
@@ -418,6 +424,7 @@ bool zmq_client::take_replies(std::vector<zmq::message_t>& frames, std::vector<z
 // virtual machine, so it reads until nothing is queued only when it has to sleep anyway (ZeroMQ signals the
 // descriptor again only after a read found nothing). Whoever reads next reads before sleeping.
 void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) {
+  if (glance(st)) return;
   {
     std::unique_lock lock(mu);
     if (st.settled()) return;
@@ -469,6 +476,30 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     wake_io = step_down(st);
   }
   if (wake_io) wake.signal();
+}
+
+// Before taking the lead: a reply already queued is read without it, which costs neither the leader's flags nor its
+// passes under `mu`. A thread asleep on the descriptor (the I/O thread, or a leader that started meanwhile) may have
+// lost the descriptor's edge to this read: it is woken if more input waits, as a sender does (send_async()).
+bool zmq_client::glance(detail::call_state& st) {
+  if (st.settled()) return true;
+  if (leading.load(std::memory_order_relaxed)) return false;  // the leader reads: wait behind it
+  std::vector<zmq::message_t>& frames = this_threads_frames();
+  bool got = false, lead = false, io_reads = false;
+  {
+    std::lock_guard lock(dealer_mu);
+    got = detail::try_recv(dealer, frames);
+    lead = leading;
+    io_reads = io_watching;
+    if (!got || (!lead && !io_reads) || !detail::has_input(dealer)) lead = io_reads = false;
+  }
+  if (lead) leader_wake.signal();
+  else if (io_reads) wake.signal();
+  if (!got || frames.empty()) return false;
+  std::unique_lock lock(mu);
+  on_reply(frames.back(), detail::clock::now());
+  release(lock);
+  return st.settled();
 }
 
 bool zmq_client::step_down(detail::call_state& st) {

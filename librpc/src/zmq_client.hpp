@@ -115,6 +115,9 @@ struct zmq_client final : client::impl, detail::reply_reader {
   /// The leader, reading for `st`, stops leading (under `mu`). Returns: whether the I/O thread must read now, for
   /// threads still waiting or for streams.
   bool step_down(detail::call_state& st);
+  /// Reads a reply already queued, if no thread leads, before `st`'s waiter takes the lead. Returns: whether `st`
+  /// is settled.
+  bool glance(detail::call_state& st);
   /// Carries out a step of the call table (under `mu`): its events go out now, its futures settle in release().
   void absorb(detail::effects& fx);
   /// How many asynchronous calls (streams, chunked calls) are open.
