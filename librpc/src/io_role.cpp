@@ -30,7 +30,8 @@ io_role::ticket io_role::take() noexcept {
 }
 
 void io_role::enter(ticket t) noexcept {
-  lendings_.fetch_add(1, std::memory_order_relaxed);
+  // Only the holder lends, and holders follow one another through state_: a plain store, not a locked increment.
+  lendings_.store(lendings_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   state_.store(t << 2 | lent);  // seq_cst, and so is the load below: see watch()
   if (!watching_.load()) {
     {
