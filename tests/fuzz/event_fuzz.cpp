@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <span>
+#include <string>
 
 #include <rpc/event.hpp>
 
@@ -12,13 +13,20 @@
 
 namespace {
 
+// The args as msgpack bytes: compared as bytes, a NaN equals itself (msgpack::object's == compares floats as floats).
+std::string packed(const msgpack::object& o) {
+  msgpack::sbuffer out;
+  msgpack::pack(out, o);
+  return std::string(out.data(), out.size());
+}
+
 bool same_event(const rpc::event& a, const rpc::event& b) {
   const auto& x = a.header;
   const auto& y = b.header;
   return x.id == y.id && x.response_to == y.response_to && x.version == y.version &&
          x.accepts_deferred == y.accepts_deferred && x.accepts_stop == y.accepts_stop &&
          x.wants_progress == y.wants_progress && x.oneway == y.oneway && x.accepts_batches == y.accepts_batches &&
-         a.name == b.name && a.args() == b.args() && a.wire_size == b.wire_size;
+         a.name == b.name && packed(a.args()) == packed(b.args()) && a.wire_size == b.wire_size;
 }
 
 }  // namespace
