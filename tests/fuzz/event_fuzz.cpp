@@ -10,26 +10,7 @@
 #include <rpc/event.hpp>
 
 #include "access.hpp"
-
-namespace {
-
-// The args as msgpack bytes: compared as bytes, a NaN equals itself (msgpack::object's == compares floats as floats).
-std::string packed(const msgpack::object& o) {
-  msgpack::sbuffer out;
-  msgpack::pack(out, o);
-  return std::string(out.data(), out.size());
-}
-
-bool same_event(const rpc::event& a, const rpc::event& b) {
-  const auto& x = a.header;
-  const auto& y = b.header;
-  return x.id == y.id && x.response_to == y.response_to && x.version == y.version &&
-         x.accepts_deferred == y.accepts_deferred && x.accepts_stop == y.accepts_stop &&
-         x.wants_progress == y.wants_progress && x.oneway == y.oneway && x.accepts_batches == y.accepts_batches &&
-         a.name == b.name && packed(a.args()) == packed(b.args()) && a.wire_size == b.wire_size;
-}
-
-}  // namespace
+#include "event_compare.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
@@ -41,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } catch (const rpc::error&) {
       std::abort();  // the quick decoder took what the reference refuses
     }
-    if (!same_event(quick, reference)) std::abort();
+    if (!test::same_event(quick, reference)) std::abort();
   }
   rpc::event e;
   try {

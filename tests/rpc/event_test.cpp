@@ -7,6 +7,7 @@
 #include <rpc/event.hpp>
 
 #include "access.hpp"
+#include "event_compare.hpp"
 #include "support.hpp"
 
 namespace {
@@ -175,22 +176,6 @@ TEST_CASE("unknown header keys are ignored and args may be any value", "[rpc][ev
 
 namespace {
 
-// The args as msgpack bytes: compared as bytes, a NaN equals itself (msgpack::object's == compares floats as floats).
-std::string packed(const msgpack::object& o) {
-  msgpack::sbuffer out;
-  msgpack::pack(out, o);
-  return std::string(out.data(), out.size());
-}
-
-bool same_event(const rpc::event& a, const rpc::event& b) {
-  const auto& x = a.header;
-  const auto& y = b.header;
-  return x.id == y.id && x.response_to == y.response_to && x.version == y.version &&
-         x.accepts_deferred == y.accepts_deferred && x.accepts_stop == y.accepts_stop &&
-         x.wants_progress == y.wants_progress && x.oneway == y.oneway && x.accepts_batches == y.accepts_batches &&
-         a.name == b.name && packed(a.args()) == packed(b.args()) && a.wire_size == b.wire_size;
-}
-
 // Whether the quick decoder and the reference agree on `body`: what the quick one accepts, the reference decodes to
 // the same event. Returns: whether the quick one accepted it.
 bool decoders_agree(std::span<const std::byte> body, const duct::decode_limits& limits = {}) {
@@ -198,7 +183,7 @@ bool decoders_agree(std::span<const std::byte> body, const duct::decode_limits& 
   if (!rpc::detail::decode_event_quickly(body, quick, limits)) return false;
   rpc::event checked;
   REQUIRE_NOTHROW(rpc::detail::decode_event_checked(body, checked, limits));
-  CHECK(same_event(quick, checked));
+  CHECK(test::same_event(quick, checked));
   return true;
 }
 
@@ -297,7 +282,7 @@ TEST_CASE("each header key with each kind of value decodes as the reference deco
         ++refused;
       } else {
         REQUIRE_NOTHROW(rpc::detail::decode_event_into(body.span(), ours));
-        CHECK(same_event(ours, reference));
+        CHECK(test::same_event(ours, reference));
         ++decoded;
       }
     }
