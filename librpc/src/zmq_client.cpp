@@ -269,6 +269,7 @@ void zmq_client::send_async(const duct::buffer& body, std::string_view where) {
       if (auto why = refusal()) throw connection_error(call(), "cannot send: " + *why);
     }
     try {
+      ++dealer_uses;
       if (!send_body(dealer, body))
         throw connection_error(call(), "cannot send: " + refusal().value_or("no connection to the server is ready"));
     } catch (const zmq::error_t& e) {
@@ -278,6 +279,7 @@ void zmq_client::send_async(const duct::buffer& body, std::string_view where) {
     lead = leading;
     io_reads = io_watching;
     if (!lead && !io_reads) return;  // nobody sleeps on the socket: asking ZeroMQ costs a system call for nothing
+    ++dealer_uses;
     if (!detail::has_input(dealer)) return;
   }
   if (lead) leader_wake.signal();
@@ -367,6 +369,7 @@ void zmq_client::loop() {
     }
     if (watch) {
       std::lock_guard lock(dealer_mu);
+      ++dealer_uses;
       if (detail::has_input(dealer)) wait = std::chrono::milliseconds(0);
     }
     pollfd fds[] = {{wake.fd(), POLLIN, 0}, {dealer_watch->fd(), POLLIN, 0}, {dealer_fd, POLLIN, 0}};
@@ -412,6 +415,7 @@ void zmq_client::loop() {
 // ZeroMQ signals the descriptor when the next reply comes.
 bool zmq_client::take_replies(std::vector<zmq::message_t>& frames, std::vector<zmq::message_t>& bodies) {
   int i = 0;
+  ++dealer_uses;
   for (; i < 1000 && detail::try_recv(dealer, frames); ++i)
     if (!frames.empty()) bodies.push_back(std::move(frames.back()));
   return i == 1000;
@@ -424,7 +428,8 @@ bool zmq_client::take_replies(std::vector<zmq::message_t>& frames, std::vector<z
 // virtual machine, so it reads until nothing is queued only when it has to sleep anyway (ZeroMQ signals the
 // descriptor again only after a read found nothing). Whoever reads next reads before sleeping.
 void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::time_point> until) {
-  if (glance(st)) return;
+  std::optional<std::uint64_t> found_nothing_at;
+  if (glance(st, found_nothing_at)) return;
   {
     std::unique_lock lock(mu);
     if (st.settled()) return;
@@ -444,7 +449,13 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
     bool got = false;
     {
       std::lock_guard lock(dealer_mu);
-      got = detail::try_recv(dealer, lead_frames);
+      // Unless glance() found nothing and nobody used the socket since: then the descriptor signals the next reply,
+      // and reading first would only cost ZeroMQ a look at its queue (a system call) to find nothing again.
+      if (found_nothing_at != dealer_uses) {
+        ++dealer_uses;
+        got = detail::try_recv(dealer, lead_frames);
+      }
+      found_nothing_at.reset();
     }
     if (got && !lead_frames.empty()) {
       std::unique_lock lock(mu);
@@ -481,16 +492,19 @@ void zmq_client::read_for(detail::call_state& st, std::optional<detail::clock::t
 // Before taking the lead: a reply already queued is read without it, which costs neither the leader's flags nor its
 // passes under `mu`. A thread asleep on the descriptor (the I/O thread, or a leader that started meanwhile) may have
 // lost the descriptor's edge to this read: it is woken if more input waits, as a sender does (send_async()).
-bool zmq_client::glance(detail::call_state& st) {
+bool zmq_client::glance(detail::call_state& st, std::optional<std::uint64_t>& found_nothing_at) {
   if (st.settled()) return true;
   if (leading.load(std::memory_order_relaxed)) return false;  // the leader reads: wait behind it
   std::vector<zmq::message_t>& frames = this_threads_frames();
   bool got = false, lead = false, io_reads = false;
   {
     std::lock_guard lock(dealer_mu);
+    ++dealer_uses;
     got = detail::try_recv(dealer, frames);
+    if (!got) found_nothing_at = dealer_uses;
     lead = leading;
     io_reads = io_watching;
+    if (got && (lead || io_reads)) ++dealer_uses;
     if (!got || (!lead && !io_reads) || !detail::has_input(dealer)) lead = io_reads = false;
   }
   if (lead) leader_wake.signal();

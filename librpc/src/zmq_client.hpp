@@ -94,6 +94,10 @@ struct zmq_client final : client::impl, detail::reply_reader {
   std::atomic<bool> leading{false};      // a thread waiting on a future reads replies (set under `mu`)
   std::atomic<bool> io_watching{false};  // the I/O thread reads replies (set under `mu`)
   std::vector<zmq::message_t> lead_frames;  // the leader's, kept for its capacity
+  // Counts the uses of the DEALER (under dealer_mu): sends, reads, looks at ZMQ_EVENTS. Any of them may take the
+  // descriptor's edge. A read that found nothing leaves the descriptor to signal the next reply; while this count has
+  // not moved since, nobody took that edge, and a new leader may sleep on the descriptor without reading first.
+  std::uint64_t dealer_uses = 0;
   std::mutex sockets_mu;
   std::unordered_map<std::thread::id, std::unique_ptr<direct_socket>> sockets;  // guarded by sockets_mu
   std::atomic<bool> running{true};
@@ -116,8 +120,8 @@ struct zmq_client final : client::impl, detail::reply_reader {
   /// threads still waiting or for streams.
   bool step_down(detail::call_state& st);
   /// Reads a reply already queued, if no thread leads, before `st`'s waiter takes the lead. Returns: whether `st`
-  /// is settled.
-  bool glance(detail::call_state& st);
+  /// is settled. A read that found nothing sets `found_nothing_at` to dealer_uses after it.
+  bool glance(detail::call_state& st, std::optional<std::uint64_t>& found_nothing_at);
   /// Carries out a step of the call table (under `mu`): its events go out now, its futures settle in release().
   void absorb(detail::effects& fx);
   /// How many asynchronous calls (streams, chunked calls) are open.
