@@ -1,7 +1,8 @@
 // rpc::server: its shared state, its public API and its life cycle (listening, starting, draining, stopping).
 // The rest of the server: server_io.cpp (the transports: the I/O role over the ROUTER, pipes, sending),
-// server_calls.cpp (the path of a call from request to reply), server_builtins.cpp (the _zerorpc_* and _ductrpc_*
-// methods). See server.hpp and server_impl.hpp.
+// server_calls.cpp (the path of a call from request to reply), server_input.cpp (a chunked call's input),
+// server_quick.cpp (the calls the I/O role's holder runs untracked), server_builtins.cpp (the _zerorpc_* and
+// _ductrpc_* methods), server_broker.cpp (serving as rpc-broker's worker). See server.hpp and server_impl.hpp.
 #include <rpc/server.hpp>
 
 #include <rpc/curve.hpp>

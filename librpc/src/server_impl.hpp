@@ -6,8 +6,9 @@
 // queued them flush()es, after letting go of it, in the order they were queued: ROUTER sends under router_mu, each
 // pipe's by one thread at a time (whoever flushes first, until its queue is empty). server.cpp has the life cycle
 // and the public API, server_io.cpp the transports and sending, server_calls.cpp the path of a call,
-// server_quick.cpp the calls the I/O role's holder runs untracked, server_streams.hpp a streaming handler's sink
-// and progress, and server_builtins.cpp the built-in methods.
+// server_input.cpp a chunked call's input, server_quick.cpp the calls the I/O role's holder runs untracked,
+// server_streams.hpp a streaming handler's sink and progress, server_builtins.cpp the built-in methods, and
+// server_broker.cpp serving as rpc-broker's worker.
 #pragma once
 
 #include <atomic>
