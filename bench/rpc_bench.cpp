@@ -1,10 +1,10 @@
 // rpc-bench: our zerorpc client and server in their default configuration against a raw cppzmq DEALER/ROUTER +
 // msgpack loop (the ceiling), over ipc and over tcp, side by side in one run: calls per second one at a time and
 // with 16 in flight, and the CPU time per call of both processes (client and server), which drifts far less than
-// wall-clock rates on a shared VM. Then rows that locate a gap (add on the receiving thread, a raw client with our
-// server and ours with the raw server, a minimal client with futures), our RPC over a duct to a forked worker, and
-// zerorpc-node's server when installed. Servers run in forked processes (node in its own), clients here; every case
-// takes its turn in every round, and each row is the median of its rounds. Last, the hog row: add's p99 while
+// wall-clock rates on a shared VM. Then rows that locate a gap (add on the receiving thread; a raw client with our
+// server, default and run_on::receiver; ours with the raw server; a minimal client with futures), our RPC over a
+// duct to a forked worker, and zerorpc-node's server when installed. Servers run in forked processes (node in its
+// own), clients here; every case takes its turn in every round, and each row is the median of its rounds. Last, the hog row: add's p99 while
 // another client keeps a handler spinning (300 ms calls back to back), against its p99 without, alternating. Prints
 // a table; writes the rows as JSON with --json.
 #include <poll.h>
@@ -430,6 +430,8 @@ int main(int argc, char** argv) {
   cases.push_back({raw_tcp_name, [&](int k, int fl) { return run_raw_client(raw_tcp, k, fl); }, n, inflight, raw_tcp_name, {}});
   cases.push_back({"ductrpc defaults, tcp", ours(ours_tcp), n, inflight, raw_tcp_name, {}});
   cases.push_back({"ductrpc, add on run_on::receiver, ipc", ours(ours_inline), n, inflight, raw_ipc_name, {}});
+  cases.push_back({"raw client, ductrpc server (defaults)",
+                   [&](int k, int fl) { return run_raw_client(ours_ipc, k, fl); }, n, inflight, raw_ipc_name, {}});
   cases.push_back({"raw client, ductrpc server (receiver)", [&](int k, int fl) { return run_raw_client(ours_inline, k, fl); },
                    n, inflight, raw_ipc_name, {}});
   cases.push_back({"ductrpc client, raw server, ipc",
