@@ -4,9 +4,9 @@
 // wall-clock rates on a shared VM. Then rows that locate a gap (add on the receiving thread; a raw client with our
 // server, default and run_on::receiver; ours with the raw server; a minimal client with futures), our RPC over a
 // duct to a forked worker, and zerorpc-node's server when installed. Servers run in forked processes (node in its
-// own), clients here; every case takes its turn in every round, and each row is the median of its rounds. Last, the hog row: add's p99 while
-// another client keeps a handler spinning (300 ms calls back to back), against its p99 without, alternating. Prints
-// a table; writes the rows as JSON with --json.
+// own), clients here; every case takes its turn in every round, and each row is the median of its rounds. Last,
+// the hog row: add's p99 while another client keeps a handler spinning (300 ms calls back to back), against its p99
+// without, alternating. Prints a table; writes the rows as JSON with --json.
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
