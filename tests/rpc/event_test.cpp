@@ -200,8 +200,10 @@ TEST_CASE("the quick decoder takes every captured body and decodes it as the ref
   h.version = 1000;
   CHECK(decoders_agree(rpc::encode_event(h, "name", std::make_tuple(1, "two", std::vector<int>{3})).span()));
   // A NaN among the args (found by the fuzz target): the same bytes both ways, though NaN == NaN is false.
-  CHECK(decoders_agree(test::unhex("9382aa6d6573736167655f6964c42062623864616631613837653134366139396230373465376261"
-                                   "34363031333837a17603a46563686f9181a66e65737465649401cbffffff9000000000c0c3").span()));
+  const duct::buffer nan_body = test::unhex(
+      "9382aa6d6573736167655f6964c4206262386461663161383765313436613939623037346537626134363031333837a17603a4656368"
+      "6f9181a66e65737465649401cbffffff9000000000c0c3");
+  CHECK(decoders_agree(nan_body.span()));
 }
 
 TEST_CASE("the quick decoder accepts nothing the reference refuses, whatever the bytes", "[rpc][event][limits]") {
