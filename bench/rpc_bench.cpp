@@ -334,18 +334,30 @@ class rounds_of {
   /// Each figure against `base`'s of the same round, the median of those ratios (0 where either has none): a
   /// drift of the machine's speed between rounds cancels out, as it hits both of a round's cases alike.
   [[nodiscard]] result ratios_to(const rounds_of& base) const {
-    auto paired = [](const std::vector<double>& a, const std::vector<double>& b) {
-      std::vector<double> r;
-      for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i)
-        if (a[i] > 0 && b[i] > 0) r.push_back(a[i] / b[i]);
-      return ::median(r);
-    };
+    auto paired = [](const std::vector<double>& a, const std::vector<double>& b) { return ::median(ratios(a, b)); };
     return {paired(rate_, base.rate_),         paired(p50_, base.p50_),
             paired(p99_, base.p99_),           paired(seq_cpu_, base.seq_cpu_),
             paired(inflight_, base.inflight_), paired(inflight_cpu_, base.inflight_cpu_)};
   }
 
+  /// How far the rounds' rate ratios against `base` spread: their lower and upper quartiles, sequential and in
+  /// flight. A median near a target says little when the quartiles lie on both sides of it.
+  struct spread {
+    double seq_lo = 0, seq_hi = 0, inflight_lo = 0, inflight_hi = 0;
+  };
+  [[nodiscard]] spread spread_to(const rounds_of& base) const {
+    std::vector<double> seq = ratios(rate_, base.rate_), fl = ratios(inflight_, base.inflight_);
+    auto q = [](std::vector<double>& v, double p) { return v.empty() ? 0.0 : pct(v, p); };
+    return {q(seq, 0.25), q(seq, 0.75), q(fl, 0.25), q(fl, 0.75)};
+  }
+
  private:
+  static std::vector<double> ratios(const std::vector<double>& a, const std::vector<double>& b) {
+    std::vector<double> r;
+    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+      if (a[i] > 0 && b[i] > 0) r.push_back(a[i] / b[i]);
+    return r;
+  }
   std::vector<double> rate_, p50_, p99_, seq_cpu_, inflight_, inflight_cpu_;
 };
 
@@ -359,7 +371,8 @@ struct bench_case {
 };
 
 // A row: the case's medians `r`, and its ratios to its ceiling's (rounds_of::ratios_to()).
-void print_row(const bench_case& c, const result& r, const result& vs, nlohmann::json& out) {
+void print_row(const bench_case& c, const result& r, const result& vs, const rounds_of::spread& q,
+               nlohmann::json& out) {
   auto num = [](double v, const char* fmt) {
     char buf[32];
     if (v <= 0) return std::string("-");
@@ -379,12 +392,14 @@ void print_row(const bench_case& c, const result& r, const result& vs, nlohmann:
     row["p99_us"] = r.p99_us;
     row["cpu_us_per_call"] = r.seq_cpu_us;
     row["calls_per_s_vs"] = vs.calls_per_s;
+    row["calls_per_s_vs_quartiles"] = {q.seq_lo, q.seq_hi};
     row["cpu_us_per_call_vs"] = vs.seq_cpu_us;
   }
   if (r.inflight_calls_per_s > 0) {
     row["inflight16_calls_per_s"] = r.inflight_calls_per_s;
     row["inflight16_cpu_us_per_call"] = r.inflight_cpu_us;
     row["inflight16_calls_per_s_vs"] = vs.inflight_calls_per_s;
+    row["inflight16_calls_per_s_vs_quartiles"] = {q.inflight_lo, q.inflight_hi};
     row["inflight16_cpu_us_per_call_vs"] = vs.inflight_cpu_us;
   }
   out.push_back(row);
@@ -395,11 +410,11 @@ void print_row(const bench_case& c, const result& r, const result& vs, nlohmann:
 int main(int argc, char** argv) {
   const bench_options opts = parse_bench_options(argc, argv, "rpc-bench");
   const bool quick = opts.quick;
-  // Sequential calls take about 100 us each, so seven rounds of 5,000; 16 in flight, nine rounds of 30,000 (about
+  // Sequential calls take about 100 us each, so seven rounds of 5,000; 16 in flight, fifteen rounds of 30,000 (about
   // 0.3 s each on the raw loop): a round of 10,000 in flight lasted 0.1 s, short enough for one hiccup of this VM
-  // to move a row by 10% or more.
+  // to move a row by 10% or more, and with nine rounds the median of one run still moved by 5% from the next.
   const int n = quick ? 500 : 5000, rounds = quick ? 1 : 7;
-  const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 9;
+  const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 15;
 
   // The servers stay up for the whole run; every case takes its turn in every round (raw, ours, raw, ours, ...), so
   // that a passing slowdown of the machine hits all alike, and each row reports the median of its rounds, not the
@@ -458,8 +473,10 @@ int main(int argc, char** argv) {
                      [&, node_pid](int k, int fl) { return run_our_client(rpc::client(node_ep), node_pid, k, fl); },
                      node_n, node_inflight, ours_ipc_name, {}});
   }
+  // Every other round goes through the cases backwards, so that no case always runs just after its baseline.
   for (int r = 0; r < std::max(rounds, inflight_rounds); ++r) {
-    for (bench_case& c : cases) {
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      bench_case& c = cases[r % 2 == 0 ? i : cases.size() - 1 - i];
       if (r < inflight_rounds && c.inflight_n > 0) c.rounds.inflight(c.run(0, c.inflight_n));
       if (r < rounds && c.n > 0) c.rounds.sequential(c.run(c.n, 0));
     }
@@ -483,11 +500,13 @@ int main(int argc, char** argv) {
   }
 
   std::unordered_map<std::string, result> medians, ratios;
+  std::unordered_map<std::string, rounds_of::spread> spreads;
   std::unordered_map<std::string, const rounds_of*> by_name;
   for (const bench_case& c : cases) by_name[c.name] = &c.rounds;
   for (const bench_case& c : cases) {
     medians[c.name] = c.rounds.median();
     ratios[c.name] = c.rounds.ratios_to(*by_name.at(c.ceiling));
+    spreads[c.name] = c.rounds.spread_to(*by_name.at(c.ceiling));
   }
   std::printf("add(1,2); medians of %d rounds (%d of 16 in flight); CPU: microseconds per call, client and server "
               "processes together\n",
@@ -495,18 +514,21 @@ int main(int argc, char** argv) {
   std::printf("%-40s %9s %8s %7s %12s %7s | %6s %6s %6s %6s\n", "case", "calls/s", "p99 us", "CPU us", "16 fl calls/s",
               "CPU us", "seq", "16 fl", "CPU", "CPU fl");
   nlohmann::json out = nlohmann::json::array();
-  for (const bench_case& c : cases) print_row(c, medians[c.name], ratios[c.name], out);
+  for (const bench_case& c : cases) print_row(c, medians[c.name], ratios[c.name], spreads[c.name], out);
   std::printf("(ratios against the raw loop on the same transport, the duct and node rows against ductrpc defaults, ipc:\n"
               " each the median of the rounds' ratios, a case against its baseline of the same round)\n");
   const double hog = median(hog_ratio);
   // The targets of the default configuration, each against its baseline of this run.
   const result &oip = ratios[ours_ipc_name], &otc = ratios["ductrpc defaults, tcp"],
                &dct = ratios["ductrpc over a duct (forked worker)"];
-  std::printf("\ntargets (default configuration; ipc, tcp):\n"
-              "  calls/s >= 0.9x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
+  const rounds_of::spread &sip = spreads[ours_ipc_name], &stc = spreads["ductrpc defaults, tcp"];
+  std::printf("\ntargets (default configuration; ipc, tcp; in brackets the quartiles of the rounds' ratios):\n"
+              "  calls/s >= 0.9x raw: sequential %.2fx [%.2f-%.2f], %.2fx [%.2f-%.2f]; "
+              "16 in flight %.2fx [%.2f-%.2f], %.2fx [%.2f-%.2f]\n"
               "  CPU per call <= 1.3x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
               "  over a duct >= 3x our ZeroMQ sequential rate: %.2fx\n",
-              oip.calls_per_s, otc.calls_per_s, oip.inflight_calls_per_s, otc.inflight_calls_per_s, oip.seq_cpu_us,
+              oip.calls_per_s, sip.seq_lo, sip.seq_hi, otc.calls_per_s, stc.seq_lo, stc.seq_hi, oip.inflight_calls_per_s,
+              sip.inflight_lo, sip.inflight_hi, otc.inflight_calls_per_s, stc.inflight_lo, stc.inflight_hi, oip.seq_cpu_us,
               otc.seq_cpu_us, oip.inflight_cpu_us, otc.inflight_cpu_us, dct.calls_per_s);
   if (node) {  // the row is node against ours: the target is its inverse
     const result& nd = ratios["ductrpc client, zerorpc-node server"];
