@@ -65,13 +65,13 @@ void server::impl::locked::flush() {
   // On the role's thread. While it runs a handler the role may pass to another thread: after sending, it checks.
   const detail::io_holding holder = io_holder;  // thread-locals are looked up once (see round_scratch)
   const bool on_io = holder.of == &s_;
-  bool wake = s_.wake_io && !on_io;
+  bool wake_holder = s_.wake_io && !on_io;
   s_.wake_io = false;
   const bool full = s_.router_out_bytes >= 64 * 1024 || (s_.batch && s_.batch->body.size() >= 64 * 1024);
   if (s_.batch && (full || (on_io && detail::clock::now() - s_.batch->opened >= impl::batch_delay))) s_.close_batch();
   if (s_.batch && !s_.batch->io_told && !on_io) {  // a new batch: the I/O thread times it
     s_.batch->io_told = true;
-    wake = true;
+    wake_holder = true;
   }
   std::vector<detail::server_pipe*> to_drain;
   for (auto& [p, box] : s_.pipe_out) {
@@ -89,7 +89,7 @@ void server::impl::locked::flush() {
     s_.router_out_bytes = s_.batch && !s_.batch->pipe ? s_.batch->body.size() : 0;
   } else if (!s_.router_out.empty() && !s_.router_io_asked) {
     s_.router_io_asked = true;
-    wake = true;
+    wake_holder = true;
   }
   // The socket is taken before `mu` is let go, so that batches leave in the order they were queued: a stream's
   // items may be sent by the I/O thread or by their producer, and its end must not overtake them.
@@ -102,14 +102,14 @@ void server::impl::locked::flush() {
     const bool input = s_.send_router(router_sends, !on_io);
     socket.unlock();
     if (on_io) s_.io_input = true;
-    else wake = input || wake;
+    else wake_holder = input || wake_holder;
   }
   // A handler run by the role's holder, whose role went to another thread meanwhile: that thread may sleep past
   // what this one queued, or input whose edge the sends took. (If the role goes after this check, its new holder
   // starts by reading, and computes its deadlines afresh.)
-  if (on_io && !s_.role->mine(holder.ticket)) wake = true;
+  if (on_io && !s_.role->mine(holder.ticket)) wake_holder = true;
   for (detail::server_pipe* p : to_drain) s_.drain(*p);
-  if (wake) s_.wake.signal();
+  if (wake_holder) s_.wake.signal();
 }
 
 bool server::impl::pipe_out_waiting() const {
