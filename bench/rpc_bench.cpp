@@ -527,9 +527,10 @@ int main(int argc, char** argv) {
               "16 in flight %.2fx [%.2f-%.2f], %.2fx [%.2f-%.2f]\n"
               "  CPU per call <= 1.3x raw: sequential %.2fx, %.2fx; 16 in flight %.2fx, %.2fx\n"
               "  over a duct >= 3x our ZeroMQ sequential rate: %.2fx\n",
-              oip.calls_per_s, sip.seq_lo, sip.seq_hi, otc.calls_per_s, stc.seq_lo, stc.seq_hi, oip.inflight_calls_per_s,
-              sip.inflight_lo, sip.inflight_hi, otc.inflight_calls_per_s, stc.inflight_lo, stc.inflight_hi, oip.seq_cpu_us,
-              otc.seq_cpu_us, oip.inflight_cpu_us, otc.inflight_cpu_us, dct.calls_per_s);
+              oip.calls_per_s, sip.seq_lo, sip.seq_hi, otc.calls_per_s, stc.seq_lo, stc.seq_hi,
+              oip.inflight_calls_per_s, sip.inflight_lo, sip.inflight_hi, otc.inflight_calls_per_s, stc.inflight_lo,
+              stc.inflight_hi, oip.seq_cpu_us, otc.seq_cpu_us, oip.inflight_cpu_us, otc.inflight_cpu_us,
+              dct.calls_per_s);
   if (node) {  // the row is node against ours: the target is its inverse
     const result& nd = ratios["ductrpc client, zerorpc-node server"];
     auto inverse = [](double v) { return v > 0 ? 1 / v : 0.0; };
