@@ -13,6 +13,7 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <time.h>
 #include <vector>
 
@@ -171,13 +172,17 @@ class cpu_meter {
   double start_ = 0;
 };
 
-/// The median of `v` (0 if empty): what each benchmark row reports over its rounds.
-inline double median(std::vector<double> v) {
+/// The `p` quantile of `v` (0 <= p <= 1; 0 if empty), interpolated between the two nearest of its sorted values.
+inline double quantile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+  const double at = p * static_cast<double>(v.size() - 1);
+  const auto i = static_cast<std::size_t>(at);
+  return i + 1 < v.size() ? v[i] + (v[i + 1] - v[i]) * (at - static_cast<double>(i)) : v[i];
 }
+
+/// The median of `v` (0 if empty): what each benchmark row reports over its rounds.
+inline double median(std::vector<double> v) { return quantile(std::move(v), 0.5); }
 
 /// Kills a child started here and reaps it.
 inline void stop_child(pid_t pid) {

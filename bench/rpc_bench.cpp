@@ -346,9 +346,8 @@ class rounds_of {
     double seq_lo = 0, seq_hi = 0, inflight_lo = 0, inflight_hi = 0;
   };
   [[nodiscard]] spread spread_to(const rounds_of& base) const {
-    std::vector<double> seq = ratios(rate_, base.rate_), fl = ratios(inflight_, base.inflight_);
-    auto q = [](std::vector<double>& v, double p) { return v.empty() ? 0.0 : pct(v, p); };
-    return {q(seq, 0.25), q(seq, 0.75), q(fl, 0.25), q(fl, 0.75)};
+    const std::vector<double> seq = ratios(rate_, base.rate_), fl = ratios(inflight_, base.inflight_);
+    return {quantile(seq, 0.25), quantile(seq, 0.75), quantile(fl, 0.25), quantile(fl, 0.75)};
   }
 
  private:
@@ -416,11 +415,11 @@ int main(int argc, char** argv) {
   const int n = quick ? 500 : 5000, rounds = quick ? 1 : 7;
   const int inflight = quick ? 500 : 30000, inflight_rounds = quick ? 1 : 15;
 
-  // The servers stay up for the whole run; every case takes its turn in every round (raw, ours, raw, ours, ...), so
-  // that a passing slowdown of the machine hits all alike, and each row reports the median of its rounds, not the
-  // best: with calls in flight, now and then one round runs half again as fast as the others (the busy threads
-  // happen to fall into step on the two vCPUs), and the best of each row then compares one case's lucky round with
-  // another's ordinary one.
+  // The servers stay up for the whole run; every case takes its turn in every round (raw, ours, raw, ours, ..., and
+  // backwards in the next round), so that a passing slowdown of the machine hits all alike, and each row reports the
+  // median of its rounds, not the best: with calls in flight, now and then one round runs half again as fast as the
+  // others (the busy threads happen to fall into step on the two vCPUs), and the best of each row then compares one
+  // case's lucky round with another's ordinary one.
   const served raw_ipc = fork_serving(private_ipc("raw.ipc"), [](auto& ep, auto ready) { serve_raw(ep, ready); });
   const served raw_tcp = fork_serving("tcp://127.0.0.1:0", [](auto& ep, auto ready) { serve_raw(ep, ready); });
   const served ours_ipc = fork_rpc_server(private_ipc("ours.ipc"), bind_add);
