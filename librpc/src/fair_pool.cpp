@@ -21,6 +21,7 @@ void fair_pool::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    note_calm();
     for (auto& [name, c] : clients_) {  // the entries stay: running jobs' threads still count themselves out
       for (auto& job : c.jobs) dropped.push_back(std::move(job));
       c.jobs.clear();
@@ -43,6 +44,7 @@ fair_pool::refusal fair_pool::submit(const std::string& client, std::function<vo
     if (c.jobs.size() >= limits_.per_client_queued) return refusal::client_queue_full;
     c.jobs.push_back(std::move(job));
     ++queued_;
+    note_calm();
     if (c.in_turn || !may_run(c)) return refusal::none;  // it runs when its turn comes, or one of its calls ends
     c.in_turn = true;
     turns_.push_back(&c);
@@ -95,6 +97,11 @@ fair_pool::counted fair_pool::end_and_begin(counted done, const std::string& cli
   return next;
 }
 
+fair_pool::counted fair_pool::go_on(counted done, const std::string& client) {
+  if (done && calm_.load(std::memory_order_relaxed) && *done.c_->key == client) return done;
+  return done ? end_and_begin(done, client) : try_begin(client);
+}
+
 void fair_pool::ended(client_queue& c) {
   --c.running;
   --running_;
@@ -145,6 +152,7 @@ void fair_pool::work() {
     std::function<void()> job = std::move(c.jobs.front());
     c.jobs.pop_front();
     --queued_;
+    note_calm();
     ++c.running;
     ++running_;
     c.in_turn = may_run(c);

@@ -13,6 +13,7 @@
 // thread reads for it meanwhile (vacate(job)): that thread is free because the long call counts as running.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -69,6 +70,10 @@ class fair_pool {
   void end(counted call);
   /// end(`done`), then try_begin(`client`), under one lock: for a thread running calls one after another.
   [[nodiscard]] counted end_and_begin(counted done, const std::string& client);
+  /// As end_and_begin(), but without the lock when nothing is queued and `done` was `client`'s: its count then
+  /// passes to the next call unchanged, which is all end_and_begin() would do. `done` may be empty (then it is
+  /// try_begin()). Returns: what end_and_begin() or try_begin() would.
+  [[nodiscard]] counted go_on(counted done, const std::string& client);
   /// The I/O role fell vacant: a free thread runs `lead`.
   void vacate();
   /// Another role fell vacant (a duct's reader runs a long call): a free thread runs `job`, before any queued
@@ -93,6 +98,8 @@ class fair_pool {
   void work();
   [[nodiscard]] bool may_run(const client_queue& c) const { return !c.jobs.empty() && c.running < limits_.per_client_running; }
   [[nodiscard]] bool job_ready() const { return !turns_.empty() && running_ < limits_.threads; }
+  /// calm_ brought up to date (mu_ held).
+  void note_calm() { calm_.store(queued_ == 0 && !stopping_, std::memory_order_relaxed); }
   /// One of `c`'s calls has ended (mu_ held): its turn may come again.
   void ended(client_queue& c);
   /// `client`'s queue, made if it has none (mu_ held).
@@ -110,6 +117,9 @@ class fair_pool {
   const std::function<void()> lead_;
   std::deque<std::function<void()>> vacant_;  // roles waiting for a thread to take them (lead_ for the I/O role)
   bool stopping_ = false;
+  // Nothing queued and not stopping, as of the last change under mu_: read without it by go_on(). A stale `true`
+  // lets one more call of a run go on a moment after another was queued; the next go_on() sees it.
+  std::atomic<bool> calm_{true};
   std::vector<std::thread> threads_;
 };
 

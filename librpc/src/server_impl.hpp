@@ -321,11 +321,12 @@ struct server::impl final : detail::pipe_server {
   std::deque<detail::io_call> kept;
   std::vector<detail::outbound> held;  // the replies of kept calls that ran, to leave together (send_held())
   // Quick calls (detail::quick_call): those of the round being dispatched (under `mu`), then those waiting for the
-  // holder (under kept_mu, as the ones it runs now and the replies of those it ran, which leave together).
+  // holder, the one it runs now and the replies of those it ran, which leave together: the holder's, and the
+  // monitor's once it has taken the role from a long one (see run_quick_calls()); under kept_mu when they meet.
   std::vector<detail::quick_call> quick_calls;
   std::vector<detail::quick_call> quick;
   std::size_t quick_next = 0;  // the first in `quick` not yet taken
-  detail::quick_call* quick_running = nullptr;
+  std::atomic<detail::quick_call*> quick_running{nullptr};
   detail::reply_batch quick_held;
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes

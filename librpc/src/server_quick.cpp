@@ -47,54 +47,52 @@ void start_long_way(server::impl& s, detail::quick_call& q, detail::clock::time_
 }
 }  // namespace
 
-// Each call costs one pass under kept_mu and one under the pool's lock: the reply of the call before it is held
-// and its place among the running calls goes to this one, if it may start now (else it goes the long way).
+// No lock per call. The monitor reaches `quick`, quick_running, quick_held and `q` only in hand_on_quick(), after it
+// took the role from a handler that ran long (between enter() and leave()): what this thread wrote before enter()
+// it sees (the role's state is seq_cst), and once leave() has failed this thread writes none of them again but
+// under kept_mu. The next holder starts after hand_on_quick() has returned (pool->vacate()). The pool's count
+// passes from one call to the next without its lock while nothing waits there (fair_pool::go_on()).
 bool server::impl::run_quick_calls(detail::io_role::ticket t) {
   detail::quick_call q;
   detail::fair_pool::counted counted;  // the call that ran last, still counted as running
   bool ok = false;
   outbound o;
   for (;;) {
-    bool more = false;
-    {
-      std::lock_guard k(kept_mu);
-      if (counted) {  // it ended within the budget: nothing else knew of it (hand_on_quick() did not run)
-        quick_running = nullptr;
-        quick_held.add(std::move(q.identity), {io_ids.next(), q.ev->header.id}, ok, o.name, o.packed_args.span());
-      }
-      if (quick_next == quick.size()) {  // all taken: emptied, keeping its capacity
-        quick.clear();
-        quick_next = 0;
-      } else {
-        more = true;
-        q = std::move(quick[quick_next++]);
-        counted = counted ? pool->end_and_begin(counted, q.client) : pool->try_begin(q.client);
-        if (counted) {  // set before hand_on_quick() may look
-          if (q.m->stops) q.stop = std::stop_source();  // else it could not tell: no stop state is made for it
-          q.started = detail::clock::now();
-          quick_running = &q;
-        }
-      }
+    if (counted) {  // it ended within the budget: nothing else knew of it (hand_on_quick() did not run)
+      quick_running.store(nullptr, std::memory_order_relaxed);
+      quick_held.add(std::move(q.identity), {io_ids.next(), q.ev->header.id}, ok, o.name, o.packed_args.span());
     }
-    if (!more) break;
+    if (quick_next == quick.size()) {  // all taken: emptied, keeping its capacity
+      quick.clear();
+      quick_next = 0;
+      break;
+    }
+    q = std::move(quick[quick_next++]);
+    counted = pool->go_on(counted, q.client);
     if (!counted) {  // others wait their turn, or the bounds are reached: it waits with them
       locked g(*this);
       start_long_way(*this, q, detail::clock::now());
       g.flush();
       continue;
     }
+    if (q.m->stops) q.stop = std::stop_source();  // else it could not tell: no stop state is made for it
+    q.started = detail::clock::now();
+    quick_running.store(&q, std::memory_order_relaxed);  // published by enter()
     role->enter(t);
     o = outbound{};
     o.name = "OK";
     detail::call_context context{q.stop.get_token(), nullptr, nullptr, nullptr, std::move(q.peer)};
     ok = detail::execute_unwrapped(q.m->fn, q.ev->args(), context, o);
     if (role->leave(t)) continue;
-    // It ran long: the role went on, and the calls waiting behind it to the pool (hand_on_quick()).
+    // It ran long: the role went on, and the calls waiting behind it to the pool (hand_on_quick()), which also
+    // sends the replies held before it.
     bool tracked = false;
     {
       std::lock_guard k(kept_mu);
       tracked = q.tracked;
-      quick_running = nullptr;
+      // Unless hand_on_quick() came first (and the next holder may be running a call of its own by now).
+      detail::quick_call* mine = &q;
+      quick_running.compare_exchange_strong(mine, nullptr);
     }
     pool->end(counted);
     if (ok) o.packed_args = detail::ok_args(o.packed_args);
@@ -111,7 +109,6 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
       g.flush();
     }
     detail::io_holder = {};
-    send_quick_held();
     return false;
   }
   if (counted) pool->end(counted);
@@ -147,8 +144,7 @@ void server::impl::hand_on_quick() {
                      std::make_move_iterator(quick.end()));
       quick.clear();
       quick_next = 0;
-      if (detail::quick_call* q = quick_running) {
-        quick_running = nullptr;
+      if (detail::quick_call* q = quick_running.exchange(nullptr)) {
         detail::channel_table& table = peers.try_emplace(q->identity, opts.heartbeat).first->second;
         // Unless a second request took its id meanwhile: then it ends untracked, as it began.
         if (detail::channel* ch = table.open(q->ev->header.id, now)) {

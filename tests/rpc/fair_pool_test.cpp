@@ -1,5 +1,6 @@
 // The server's handler pool without a server: calls counted on the caller's own thread (try_begin(), end(), and
-// end_and_begin() for a thread running calls one after another) keep the same bounds and turns as queued ones.
+// end_and_begin() and go_on() for a thread running calls one after another) keep the same bounds and turns as
+// queued ones.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -62,4 +63,26 @@ TEST_CASE("end_and_begin keeps a client's bound when it hands a place to the sam
   pool.end(a2);
   pool.end(a3);
   CHECK(pool.idle());
+}
+
+TEST_CASE("go_on passes a client's place to its next call, and lets a queued call go first as end_and_begin does",
+          "[pool]") {
+  fair_pool pool({.threads = 1, .per_client_running = 1});
+  auto first = pool.go_on({}, "a");  // nothing ran before: as try_begin()
+  REQUIRE(first);
+  auto second = pool.go_on(first, "a");  // the same client, nothing queued: the place passes on
+  REQUIRE(second);
+  CHECK_FALSE(pool.try_begin("b"));  // still one running, not two, and not none
+  auto third = pool.go_on(second, "b");  // another client: the place passes through the lock
+  REQUIRE(third);
+  CHECK_FALSE(pool.try_begin("a"));
+
+  // A queued call (b's own here) is not jumped by b's next call on the caller's thread: it takes the ended one's
+  // place.
+  std::promise<void> ran;
+  REQUIRE(pool.submit("b", [&] { ran.set_value(); }) == fair_pool::refusal::none);
+  CHECK_FALSE(pool.go_on(third, "b"));
+  CHECK(ran.get_future().wait_for(10s) == std::future_status::ready);
+  pool.stop();
+  CHECK_FALSE(pool.go_on({}, "a"));  // stopping: nothing begins
 }
