@@ -328,6 +328,7 @@ struct server::impl final : detail::pipe_server {
   std::size_t quick_next = 0;  // the first in `quick` not yet taken
   std::atomic<detail::quick_call*> quick_running{nullptr};
   detail::reply_batch quick_held;
+  static constexpr std::size_t reply_group = 4;  // quick replies held at most before they leave (run_quick_calls())
   std::unordered_map<detail::call_key, duct::buffer, detail::call_key_hash> pending_progress;  // waiting for credit
   detail::clock::time_point io_wakes_at = detail::clock::time_point::min();     // when the I/O thread next wakes
   detail::clock::time_point next_sweep{};  // when tick() next forgets clients whose tables are empty
