@@ -85,7 +85,7 @@ bool server::impl::run_quick_calls(detail::io_role::ticket t) {
     if (q.m->stops) q.stop = std::stop_source();  // else it could not tell: no stop state is made for it
     q.started = detail::clock::now();
     quick_running.store(&q, std::memory_order_relaxed);  // published by enter()
-    role->enter(t);
+    role->enter(t, q.started);
     o = outbound{};
     o.name = "OK";
     detail::call_context context{q.stop.get_token(), nullptr, nullptr, nullptr, std::move(q.peer)};

@@ -101,8 +101,8 @@ struct server_options {
   std::size_t threads = 4;
   /// A call arrives on the thread that holds the server's I/O role (receiving, heartbeats, timers), or on a duct's
   /// reader, which runs its handler itself when the handler would start at once anyway: no thread wakes for a fast
-  /// call. A handler still running after this budget (checked once per budget, so it has between one and two)
-  /// gives receiving to a free thread, and finishes where it is. 0: every handler runs on another thread than the
+  /// call. A handler still running this long after it started (a timer looks then: never sooner, and later only by
+  /// the time a thread takes to wake) gives receiving to a free thread, and finishes where it is. 0: every handler runs on another thread than the
   /// one that received it (a thread wake-up per call, and nothing received ever waits for a handler). Streams and
   /// chunked calls always run on another thread.
   std::chrono::microseconds handoff_after = std::chrono::milliseconds(1);
