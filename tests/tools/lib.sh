@@ -19,7 +19,9 @@ fail() {
 }
 
 # start_server [rpc-serve options...]: starts rpc-serve on tcp://127.0.0.1:0; sets EP and SERVER_PID. Its log goes
-# to $T/serve.log once the first line (the endpoint) has been read.
+# to $T/serve.log once the first line (the endpoint) has been read; the log of a server started before is gone by
+# the time this returns (so that a wait for a line cannot find the last server's), and the log is whole once
+# wait_server (or stop_server) has returned.
 start_server() {
   rm -f "$T/serve.fifo"
   mkfifo "$T/serve.fifo"
@@ -34,16 +36,24 @@ start_server() {
   case $first in  # --log-json
     '{'*) EP=$(printf '%s' "$first" | sed 's/.*"endpoint": "\([^"]*\)".*/\1/') ;;
   esac
-  cat <&3 >"$T/serve.log" &
+: >"$T/serve.log"
+  cat <&3 >>"$T/serve.log" &
+  LOG_PID=$!
   exec 3<&-
 }
 
-# stop_server [SIGNAL]: ends the server and waits for it; sets SERVER_RC.
-stop_server() {
-  kill "-${1:-TERM}" "$SERVER_PID"
+# wait_server: waits for the server to end, and for its log to be written out; sets SERVER_RC.
+wait_server() {
   wait "$SERVER_PID"
   SERVER_RC=$?
   SERVER_PID=""
+  wait "$LOG_PID"
+}
+
+# stop_server [SIGNAL]: ends the server and waits for it (wait_server); sets SERVER_RC.
+stop_server() {
+  kill "-${1:-TERM}" "$SERVER_PID"
+  wait_server
 }
 
 # expect_rc WANT CMD...: runs CMD with its stdout in $T/out and stderr in $T/err; checks its exit code. A CMD that

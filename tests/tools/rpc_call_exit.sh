@@ -37,15 +37,15 @@ expect_err_has "UnknownToken"
 
 # The server goes away while a call waits on it: lost remote (3), within two heartbeat periods. The call is
 # running once its first progress report has come.
-"$RPC_CALL" --heartbeat 0.2 --progress "$EP" sleep 30 >"$T/out" 2>"$T/err" &
+"$RPC_CALL" --heartbeat 0.2 --progress "$EP" sleep 30 >"$T/out" 2>"$T/lost.err" &
 caller=$!
-for _ in $(seq 1000); do grep -q done "$T/err" && break; sleep 0.01; done
-grep -q done "$T/err" || fail "the long call never reported progress"
+for _ in $(seq 1000); do grep -qs done "$T/lost.err" && break; sleep 0.01; done
+grep -qs done "$T/lost.err" || fail "the long call never reported progress"
 kill -KILL "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null
 SERVER_PID=""
 wait "$caller"
 rc=$?
-[ "$rc" -eq 3 ] || fail "a call whose server died exited $rc, not 3 ($(cat "$T/err"))"
-grep -q "lost remote" "$T/err" || fail "no lost remote in '$(cat "$T/err")'"
+[ "$rc" -eq 3 ] || fail "a call whose server died exited $rc, not 3 ($(cat "$T/lost.err"))"
+grep -q "lost remote" "$T/lost.err" || fail "no lost remote in '$(cat "$T/lost.err")'"
 finish

@@ -53,9 +53,10 @@ stop_server
 # --jobs: with one slot taken by a long call, another call waits its turn (and here times out); with two, it runs.
 call_beside_a_long_one() {  # JOBS WANT_RC
   start_server --jobs "$1" --shutdown abort
+  rm -f "$T/long.err"  # else the wait below may find the last call's report before this caller empties it
   "$RPC_CALL" --progress "$EP" sleep 30 >/dev/null 2>"$T/long.err" &
   long=$!
-  for _ in $(seq 1000); do grep -q done "$T/long.err" && break; sleep 0.01; done
+  for _ in $(seq 1000); do grep -qs done "$T/long.err" && break; sleep 0.01; done
   expect_rc "$2" "$RPC_CALL" --timeout 0.5 "$EP" add 1 2
   stop_server
   wait "$long" 2>/dev/null
