@@ -4,6 +4,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -24,13 +25,20 @@ std::int64_t nanoseconds(io_role::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+// At least 50 us (a smaller budget would hand on handlers that only took the time a thread takes to wake), and at
+// most a century: a longer one (microseconds::max() for "never") would overflow in nanoseconds, and means the same.
+std::int64_t budget_ns(std::chrono::microseconds budget) {
+  constexpr std::chrono::microseconds least(50), most = std::chrono::hours(24 * 365 * 100);
+  return std::chrono::nanoseconds(std::clamp(budget, least, most)).count();
+}
+
 }  // namespace
 
 // steady_clock is CLOCK_MONOTONIC here, which the timer counts in too.
 static_assert(std::chrono::steady_clock::is_steady);
 
 io_role::io_role(std::chrono::microseconds budget, std::function<void()> vacate)
-    : budget_(std::chrono::nanoseconds(std::max(budget, std::chrono::microseconds(50))).count()),
+    : budget_(budget_ns(budget)),
       vacate_(std::move(vacate)),
       timer_fd_(make_timer()) {}
 

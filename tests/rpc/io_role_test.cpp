@@ -140,3 +140,17 @@ TEST_CASE("io_role: the role ends for waiters once its holder ends it, or at onc
   idle.wait_ended();
   CHECK(idle.take() == 0);
 }
+
+TEST_CASE("io_role: a budget too long to count in nanoseconds means never, without overflowing", "[io_role]") {
+  vacancies v;
+  io_role role(std::chrono::microseconds::max(), [&] { v.note(); });
+  const io_role::ticket t = role.take();
+  REQUIRE(t != 0);
+  for (int i = 0; i < 3; ++i) {  // the first sets the timer a century ahead; the others find it set
+    role.enter(t);
+    CHECK(role.leave(t));
+  }
+  std::this_thread::sleep_for(50ms);
+  CHECK(role.handoffs() == 0);
+  role.stop_monitor();
+}
