@@ -30,7 +30,8 @@ wait_server
 [ "$SERVER_RC" -eq 0 ] || fail "an aborted rpc-serve exited $SERVER_RC"
 wait "$caller"
 rc=$?
-[ "$rc" -eq 5 ] || fail "the aborted call exited $rc, not 5 (cancelled): $(cat "$T/second.err"); log: $(cat "$T/serve.log")"
+[ "$rc" -eq 5 ] ||
+  fail "the aborted call exited $rc, not 5 (cancelled): $(cat "$T/second.err"); log: $(cat "$T/serve.log")"
 grep -q "second signal, aborting" "$T/serve.log" || fail "no abort in the log: $(cat "$T/serve.log")"
 
 # --shutdown abort: the first signal cancels the running call.
@@ -43,5 +44,6 @@ stop_server TERM
 [ "$SERVER_RC" -eq 0 ] || fail "an aborting rpc-serve exited $SERVER_RC"
 wait "$caller"
 rc=$?
-[ "$rc" -eq 5 ] || fail "the call aborted by --shutdown abort exited $rc, not 5: $(cat "$T/aborted.err"); log: $(cat "$T/serve.log")"
+[ "$rc" -eq 5 ] ||
+  fail "the call aborted by --shutdown abort exited $rc, not 5: $(cat "$T/aborted.err"); log: $(cat "$T/serve.log")"
 finish

@@ -102,9 +102,9 @@ struct server_options {
   /// A call arrives on the thread that holds the server's I/O role (receiving, heartbeats, timers), or on a duct's
   /// reader, which runs its handler itself when the handler would start at once anyway: no thread wakes for a fast
   /// call. A handler still running this long after it started (a timer looks then: never sooner, and later only by
-  /// the time a thread takes to wake) gives receiving to a free thread, and finishes where it is. 0: every handler runs on another thread than the
-  /// one that received it (a thread wake-up per call, and nothing received ever waits for a handler). Streams and
-  /// chunked calls always run on another thread.
+  /// the time a thread takes to wake) gives receiving to a free thread, and finishes where it is. 0: every handler
+  /// runs on another thread than the one that received it (a thread wake-up per call, and nothing received ever waits
+  /// for a handler). Streams and chunked calls always run on another thread.
   std::chrono::microseconds handoff_after = std::chrono::milliseconds(1);
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);  ///< zerorpc's default period
   /// As a broker's worker (connect()): the broker may send it `threads` times this many calls at once; those beyond
