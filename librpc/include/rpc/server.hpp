@@ -62,8 +62,8 @@ enum class run_on {
   /// server_options::handoff_after. A slow or blocking handler delays nobody else by more than about that budget.
   pool,
   /// The thread that received the call, in the same pass as the other calls it received: their replies leave
-  /// together, and receiving is never handed on, so it saves the little a `pool` call run where it arrived still
-  /// costs (counting it against `threads`, lending the role: about 0.35 us of CPU per call with many in flight).
+  /// together, and receiving is never handed on. It saves what a `pool` call run where it arrived still costs
+  /// (counting it against `threads`, lending the role), which no longer measures (bench/README.md).
   /// Only for handlers that return within microseconds and never block or call out: while one runs, nothing else
   /// on that thread moves, not heartbeats and not other clients' calls. Such a call is never deferred.
   receiver,
