@@ -140,6 +140,8 @@ for how in INT TERM HUP timeout; do
   fi
   pid=$(cat "$T/pid$n")
   await "SIG$how: the command $pid was not killed" sh -c "! kill -0 $pid 2>/dev/null"
-  await "SIG$how: the server did not log the call cancelled" test "$(grep -c 'hold .* -> ' "$T/serve.log")" -ge "$n"
+  # The count is taken anew at every poll (a $(...) here would be taken once, before the first).
+  await "SIG$how: the server did not log the call cancelled" \
+    sh -c 'test "$(grep -c "hold .* -> " "$0")" -ge "$1"' "$T/serve.log" "$n"
 done
 finish
